@@ -1,0 +1,59 @@
+"""Shared fixtures: real HAM10000 subsets read from ../shared (never copied into the repo)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HAM10000_DIR = Path(os.environ.get("DERMTOOL_HAM10000", REPO_ROOT.parent / "shared" / "data" / "ham10000"))
+
+
+def read_ham10000_metadata(root: Path = HAM10000_DIR) -> list[dict[str, str]]:
+    with open(root / "HAM10000_metadata.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def pick_per_class(rows: list[dict[str, str]], per_class: int) -> list[dict[str, str]]:
+    """The first ``per_class`` images of each class, in image_id order (deterministic)."""
+    by_class: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: r["image_id"]):
+        if len(by_class[row["dx"]]) < per_class:
+            by_class[row["dx"]].append(row)
+    return [row for label in sorted(by_class) for row in by_class[label]]
+
+
+def make_subset(destination: Path, rows: list[dict[str, str]], root: Path = HAM10000_DIR) -> Path:
+    """A layout-1 folder (labels.csv + images/ of symlinks into the shared data)."""
+    images = destination / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    with open(destination / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "dx", "lesion_id"])
+        for row in rows:
+            writer.writerow([row["image_id"], row["dx"], row["lesion_id"]])
+            link = images / f"{row['image_id']}.jpg"
+            if not link.exists():
+                link.symlink_to(root / "images" / f"{row['image_id']}.jpg")
+    return destination
+
+
+@pytest.fixture(scope="session")
+def ham10000_dir() -> Path:
+    if not (HAM10000_DIR / "HAM10000_metadata.csv").exists():
+        pytest.fail(f"HAM10000 data not found at {HAM10000_DIR} (set DERMTOOL_HAM10000)")
+    return HAM10000_DIR
+
+
+@pytest.fixture(scope="session")
+def small_ham(ham10000_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """84 real HAM10000 images, 12 per class, in layout 1 (labels.csv with lesion_id)."""
+    rows = pick_per_class(read_ham10000_metadata(ham10000_dir), 12)
+    return make_subset(tmp_path_factory.mktemp("small_ham"), rows, ham10000_dir)

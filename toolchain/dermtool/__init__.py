@@ -1,0 +1,27 @@
+"""dermtool: an offline toolchain that turns skin-lesion photos into a small, calibrated on-device classifier.
+
+dermtool is a decision-support research tool, not a medical device.
+
+Importing this package sets ``TF_USE_LEGACY_KERAS=1`` so that TensorFlow, whenever it is imported later,
+uses Keras 2 (``tf_keras``): quantization-aware training and pruning (tensorflow-model-optimization) need it.
+The package itself imports no TensorFlow at import time, so ``dermtool --help`` stays fast.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"
+
+DISCLAIMER = (
+    "dermtool is a decision-support research tool, not a medical device. "
+    "Its output is not a diagnosis: a clinician must decide."
+)
+
+
+class DermtoolError(ValueError):
+    """A user-facing error: the command line prints its message as one line and exits non-zero."""
+
+
+__all__ = ["__version__", "DISCLAIMER", "DermtoolError"]

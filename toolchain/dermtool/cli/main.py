@@ -1,0 +1,84 @@
+"""Entry point of the ``dermtool`` command.
+
+Commands are loaded lazily from ``dermtool.cli.<module>`` so that ``dermtool --help`` imports neither
+TensorFlow nor any command's dependencies. A :class:`dermtool.DermtoolError` raised anywhere below a
+command becomes one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+from dermtool import DermtoolError, __version__
+
+# command name -> (module under dermtool.cli, attribute, one-line help shown by `dermtool --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "data": ("data", "data", "Check a labelled image folder and make lesion-grouped splits."),
+    "weights": ("weights", "weights", "Import ImageNet weights for the EfficientNet-Lite backbones."),
+    "train": ("train", "train", "Fine-tune a pretrained mobile CNN on labelled skin images."),
+    "evaluate": ("evaluate", "evaluate", "Metrics of a trained float model on a labelled folder."),
+    "export": ("export", "export", "Write a TFLite model (float, fp16, dynamic, int8; QAT; pruning)."),
+    "bench": ("bench", "bench", "Accuracy, drift against the float model, and latency of a .tflite."),
+    "predict": ("predict", "predict", "Calibrated probabilities and a referral outcome per image."),
+    "explain": ("explain", "explain", "Grad-CAM heat map of the regions behind a prediction."),
+    "serve": ("serve", "serve", "A local web app for clinicians (offline, localhost by default)."),
+}
+
+
+def _available(name: str) -> bool:
+    module = COMMANDS[name][0]
+    return importlib.util.find_spec(f"dermtool.cli.{module}") is not None
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if _available(name)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS or not _available(name):
+            return None
+        module_name, attribute, _ = COMMANDS[name]
+        module = importlib.import_module(f"dermtool.cli.{module_name}")
+        return getattr(module, attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DermtoolError as error:
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dermtool")
+def cli() -> None:
+    """dermtool: train, export and check an on-device skin-lesion classifier, offline.
+
+    \b
+    The pipeline, on the HAM10000 images in ../shared/data/ham10000:
+      dermtool data check DATA                  validate every image
+      dermtool data split DATA --out split.csv  lesion-grouped train/val/test split
+      dermtool train --config configs/ham10000_cpu.toml --out runs/lite0
+      dermtool export runs/lite0 --out lite0_int8.tflite --int8
+      dermtool bench lite0_int8.tflite --data DATA --split test --reference runs/lite0
+
+    dermtool is a decision-support research tool, not a medical device.
+    """
+
+
+def main() -> None:
+    cli(prog_name="dermtool")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

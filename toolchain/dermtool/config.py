@@ -1,0 +1,243 @@
+"""Typed configuration: TOML files in ``configs/`` loaded into dataclasses, with command-line overrides.
+
+A config file has up to five sections, ``[data]``, ``[augment]``, ``[model]``, ``[train]`` and ``[export]``;
+every key is optional and falls back to the defaults below. An unknown section or key, or a value of the
+wrong type, is a :class:`dermtool.DermtoolError` that names the key and the file.
+
+Example::
+
+    config = load_config("configs/ham10000_cpu.toml", overrides=["train.batch_size=16"])
+    config.train.batch_size  # 16
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+from dermtool import DermtoolError
+
+ResizePolicy = Literal["squash", "center_crop", "pad"]
+
+
+@dataclass
+class DataConfig:
+    """Where the images are and how they become model inputs."""
+
+    data_dir: str = "../shared/data/ham10000"
+    labels_csv: str = ""  # empty: detect the layout and CSV automatically
+    split_csv: str = ""  # empty: make a lesion-grouped split with the fractions below
+    split_seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    image_size: int = 224
+    resize_policy: ResizePolicy = "squash"
+    max_images_per_class: int = 0  # 0 = all; small values make quick experiments and tests
+    cache: bool = True  # keep decoded, resized images in memory across epochs
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation; each transform can be switched off (0 or false)."""
+
+    rotation_degrees: float = 180.0  # random rotation in [-d, d]; lesions have no "up"
+    horizontal_flip: bool = True
+    vertical_flip: bool = True
+    zoom: float = 0.15  # random crop-and-resize of up to this fraction
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+    hue: float = 0.02
+
+
+@dataclass
+class ModelConfig:
+    """Which backbone, its weights and the classification head."""
+
+    name: str = "efficientnet-lite0"
+    weights: str = "imagenet"  # "imagenet" | "none" | a path to a Keras .weights.h5 / .h5 file
+    dropout: float = 0.2
+
+
+@dataclass
+class TrainConfig:
+    """Two-phase transfer learning: the head on a frozen backbone, then fine-tuning."""
+
+    seed: int = 0
+    batch_size: int = 32
+    head_epochs: int = 1
+    head_learning_rate: float = 1e-3
+    finetune_epochs: int = 6
+    finetune_learning_rate: float = 3e-4
+    finetune_from_block: int = 0  # 0 = fine-tune the whole backbone; N = blocks N.. and the head conv
+    warmup_fraction: float = 0.05  # share of fine-tuning steps spent warming the learning rate up
+    weight_decay: float = 1e-5
+    label_smoothing: float = 0.05
+    class_balance: Literal["weights", "sampling", "none"] = "weights"
+    loss: Literal["crossentropy", "focal"] = "crossentropy"
+    focal_gamma: float = 2.0
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
+    mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto: on when a GPU is present
+
+
+@dataclass
+class ExportConfig:
+    """How ``dermtool export`` converts, quantizes and gates a trained model."""
+
+    mode: Literal["float", "fp16", "dynamic", "int8"] = "int8"
+    io: Literal["uint8", "int8", "float32"] = "uint8"
+    representative_images: int = 300
+    qat_epochs: int = 2
+    qat_learning_rate: float = 1e-5
+    prune_sparsity: float = 0.0
+    prune_epochs: int = 2
+    gate_max_balanced_accuracy_drop: float = 1.5  # points of balanced accuracy
+    gate_min_agreement: float = 0.97
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """The resolved configuration as TOML (written into every run folder)."""
+        lines: list[str] = []
+        for section, values in self.to_dict().items():
+            lines.append(f"[{section}]")
+            for key, value in values.items():
+                lines.append(f"{key} = {_toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "augment": AugmentConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "export": ExportConfig,
+}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _check_value(value: Any, expected: Any, where: str) -> Any:
+    """Return ``value`` converted to ``expected`` or raise an error that names ``where``."""
+    if typing.get_origin(expected) is Literal:
+        choices = typing.get_args(expected)
+        if value not in choices:
+            raise DermtoolError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise DermtoolError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DermtoolError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DermtoolError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if expected is str:
+        if not isinstance(value, str):
+            raise DermtoolError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {expected!r} at {where}")  # a bug in this module
+
+
+def _parse_override_value(text: str) -> Any:
+    """Parse the right-hand side of ``section.key=value`` as a TOML value, or as a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def config_from_mapping(raw: Mapping[str, Any], source: str = "<config>") -> Config:
+    """Build a :class:`Config` from a parsed TOML mapping, validating every section, key and type."""
+    config = Config()
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise DermtoolError(
+                f"{source}: unknown section [{section}]; known sections: {', '.join(SECTIONS)}"
+            )
+        if not isinstance(values, Mapping):
+            raise DermtoolError(f"{source}: [{section}] must be a table of keys")
+        section_object = getattr(config, section)
+        hints = typing.get_type_hints(type(section_object))
+        for key, value in values.items():
+            if key not in hints:
+                raise DermtoolError(
+                    f"{source}: unknown key '{section}.{key}'; known keys in [{section}]: "
+                    f"{', '.join(hints)}"
+                )
+            setattr(section_object, key, _check_value(value, hints[key], f"{source}: {section}.{key}"))
+    validate(config, source)
+    return config
+
+
+def validate(config: Config, source: str = "<config>") -> None:
+    """Checks across values that a type alone cannot express."""
+    data, train, export = config.data, config.train, config.export
+    if not 0 <= data.val_fraction < 1 or not 0 <= data.test_fraction < 1:
+        raise DermtoolError(f"{source}: data.val_fraction and data.test_fraction must be in [0, 1)")
+    if data.val_fraction + data.test_fraction >= 0.9:
+        raise DermtoolError(f"{source}: data.val_fraction + data.test_fraction leaves too little to train on")
+    if data.image_size < 32:
+        raise DermtoolError(f"{source}: data.image_size must be at least 32 (got {data.image_size})")
+    if train.batch_size < 1:
+        raise DermtoolError(f"{source}: train.batch_size must be at least 1")
+    if train.head_epochs < 0 or train.finetune_epochs < 0 or train.head_epochs + train.finetune_epochs < 1:
+        raise DermtoolError(f"{source}: train.head_epochs + train.finetune_epochs must be at least 1")
+    if not 0 <= export.prune_sparsity < 1:
+        raise DermtoolError(f"{source}: export.prune_sparsity must be in [0, 1)")
+
+
+def apply_overrides(config: Config, overrides: Sequence[str], source: str = "command line") -> Config:
+    """Apply ``section.key=value`` strings (values parsed as TOML, bare words as strings)."""
+    raw = config.to_dict()
+    for override in overrides:
+        name, sep, text = override.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not sep or not dot:
+            raise DermtoolError(f"{source}: override {override!r} must look like section.key=value")
+        raw.setdefault(section, {})[key] = _parse_override_value(text.strip())
+    return config_from_mapping(raw, source)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load a TOML config file (or the defaults when ``path`` is None) and apply overrides."""
+    if path is None:
+        config = Config()
+    else:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DermtoolError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise DermtoolError(f"{path}: not valid TOML: {error}") from None
+        config = config_from_mapping(raw, str(path))
+    if overrides:
+        config = apply_overrides(config, overrides)
+    return config
