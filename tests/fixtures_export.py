@@ -1,0 +1,1 @@
+"""Session fixtures for exported TFLite models (owned by the export module's tests)."""

@@ -1,0 +1,1 @@
+"""Session fixtures for trained runs (owned by the training module's tests)."""
