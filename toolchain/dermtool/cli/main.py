@@ -40,7 +40,7 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS or not _available(name):
-            return None
+            return super().get_command(ctx, name)  # commands added with @cli.command, if any
         module_name, attribute, _ = COMMANDS[name]
         module = importlib.import_module(f"dermtool.cli.{module_name}")
         return getattr(module, attribute)
