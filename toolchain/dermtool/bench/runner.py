@@ -1,0 +1,512 @@
+"""``dermtool bench``: accuracy, drift against a reference, latency and size of one ``.tflite`` model.
+
+:func:`run_bench` returns ONE flat dict in the ``bench --json`` schema of ``shared/notes/contract.md``:
+
+- the metric keys (``n, accuracy, balanced_accuracy, macro_f1, auc_macro, ece, nll, per_class,
+  confusion_matrix``) of the model on the evaluated images (:func:`dermtool.metrics.classification_metrics`);
+- ``reference`` (``{path, ...the metric keys...}``) and ``drift`` (:func:`dermtool.metrics.drift`) when a
+  reference is given: a run folder (its float Keras model, calibrated) or another ``.tflite``;
+- ``latency_ms``: one entry per thread count, ``{init, first, mean, std, p50, p90, p99, runs}`` in
+  milliseconds (plus ``min``, ``max``, ``warmup``);
+- ``peak_rss_mb``, ``model`` (``{path, bytes, gzip_bytes, input, output}``) and ``device`` (``{cpu, threads}``).
+
+Extra keys (outside the contract, used by the report and plots): ``latency_samples_ms`` (every timed run,
+per thread count), ``reliability`` (per-bin data of the reliability diagram), ``data`` (what was evaluated:
+folder, split, manifest, skipped images), ``notes`` (human-readable remarks, e.g. skipped images) and
+``bench_seconds`` (wall time of each stage).
+
+How latency is measured (the same way TFLite's ``benchmark_model`` does, plus percentiles): for each thread
+count a fresh interpreter is created (``init``: reading the file, building the interpreter with XNNPACK,
+allocating tensors), the first invoke is timed on its own (``first``: XNNPACK packs weights lazily), then
+``warmup`` untimed and ``runs`` timed invokes follow. Each timed invoke is ``set_tensor`` + ``invoke`` +
+``get_tensor`` on a real, preprocessed evaluation image; the inputs cycle through the evaluated images and
+are prepared (quantised / normalised) outside the timed region. :func:`bare_interpreter_loop` times a raw
+LiteRT loop without any of this, to measure the harness's own overhead.
+
+Peak memory (``peak_rss_mb``) is the process's peak resident set size (``getrusage``) after the TFLite
+model's accuracy and latency runs and before a reference model is loaded; it includes the decoded
+evaluation images and the Python interpreter, so it is an upper bound of what the model itself needs.
+
+This module imports no TensorFlow; only a run-folder reference loads it (to run the Keras model).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from dermtool import DermtoolError
+from dermtool.data.preprocess import InputSpec
+from dermtool.runtime import TFLiteModel, check_tflite_file
+
+#: Melanoma, the class whose recall matters most; listed first in every report.
+MELANOMA = "mel"
+
+
+# --------------------------------------------------------------------------------------------- the images
+@dataclass
+class EvaluationSet:
+    """The labelled images a bench evaluates, decoded once (``uint8 (N, S, S, 3)``) and reused for all."""
+
+    image_ids: list[str]
+    paths: list[Path]
+    labels: list[str]
+    images: np.ndarray
+    data: dict[str, Any] = field(default_factory=dict)  # the "data" entry of the results
+    notes: list[str] = field(default_factory=list)
+
+
+def select_records(
+    data_dir: str | Path,
+    labels_csv: str | Path | None = None,
+    split: str | None = None,
+    manifest: str | Path | None = None,
+    reference: str | Path | None = None,
+) -> tuple[list, dict[str, Any]]:
+    """The labelled records to evaluate: every labelled image of DATA, or the rows of one split.
+
+    With ``split``, the split file is ``manifest`` or else the ``split.csv`` of a run-folder ``reference``.
+    Every image the split names must be in DATA (otherwise DATA is probably not the folder the run used).
+    """
+    from dermtool.data.layouts import read_dataset
+
+    dataset = read_dataset(data_dir, labels_csv)
+    description: dict[str, Any] = {
+        "path": str(data_dir),
+        "layout": dataset.layout,
+        "split": split,
+        "manifest": None,
+    }
+    if split is None:
+        if manifest is not None:
+            raise DermtoolError("--manifest names a split file, so it needs --split NAME (e.g. --split test)")
+        records = list(dataset.records)
+        if not records:
+            raise DermtoolError(f"{data_dir}: no labelled images to evaluate")
+        return records, description
+
+    if manifest is None:
+        if reference is not None and Path(reference).is_dir():
+            manifest = Path(reference) / "split.csv"
+            if not manifest.is_file():
+                raise DermtoolError(f"--split {split}: the reference run {reference} has no split.csv; pass --manifest SPLIT.csv")
+        else:
+            raise DermtoolError(
+                f"--split {split} needs a split file: pass --manifest SPLIT.csv or --reference RUN (its split.csv)"
+            )
+    from dermtool.data.split import read_split_csv
+
+    rows = read_split_csv(manifest)
+    description["manifest"] = str(manifest)
+    wanted = [row for row in rows if row.split == split]
+    if not wanted:
+        present = sorted({row.split for row in rows})
+        raise DermtoolError(f"{manifest}: no rows in split {split!r} (splits present: {', '.join(present)})")
+    by_id = {record.image_id: record for record in dataset.records}
+    absent = [row.image_id for row in wanted if row.image_id not in by_id]
+    if absent:
+        shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
+        raise DermtoolError(
+            f"{len(absent)} of the {len(wanted)} {split!r} images of {manifest} are not labelled images of "
+            f"{data_dir} ({shown}); is DATA the folder this split was made from?"
+        )
+    return [by_id[row.image_id] for row in wanted], description
+
+
+def check_labels(
+    records: Sequence, model_labels: Sequence[str], ignore_unknown: bool
+) -> tuple[list, dict[str, Any], list[str]]:
+    """Drop (``ignore_unknown``) or refuse images whose label the model does not know.
+
+    Returns ``(records, {"images": count, "labels": [...]}, notes)``.
+    """
+    known = set(model_labels)
+    unknown_counts: dict[str, int] = {}
+    for record in records:
+        if record.label not in known:
+            unknown_counts[record.label] = unknown_counts.get(record.label, 0) + 1
+    ignored = {"images": sum(unknown_counts.values()), "labels": sorted(unknown_counts)}
+    if not unknown_counts:
+        return list(records), ignored, []
+    listing = ", ".join(f"{label!r} ({count} images)" for label, count in sorted(unknown_counts.items()))
+    if not ignore_unknown:
+        raise DermtoolError(
+            f"labels in DATA that the model does not know: {listing}; the model knows "
+            f"{', '.join(model_labels)} (pass --ignore-unknown to skip those images)"
+        )
+    kept = [record for record in records if record.label in known]
+    if not kept:
+        raise DermtoolError(f"no image of DATA has a label the model knows (unknown: {listing})")
+    note = f"ignored {ignored['images']} image(s) with labels the model does not know: {listing}"
+    return kept, ignored, [note]
+
+
+def load_evaluation_set(records: Sequence, spec: InputSpec, progress: bool = True) -> EvaluationSet:
+    """Decode and resize the records' images once with the model's input spec (unreadable ones skipped)."""
+    from dermtool.data.pipeline import load_images
+
+    paths = [record.path for record in records]
+    images, failed = load_images(paths, spec, progress=progress)
+    failed_paths = {str(path) for path, _ in failed}
+    kept = [record for record in records if str(record.path) not in failed_paths]
+    notes = []
+    if failed:
+        shown = ", ".join(f"{Path(path).name} ({reason})" for path, reason in failed[:5])
+        notes.append(f"skipped {len(failed)} unreadable image(s): {shown}{', ...' if len(failed) > 5 else ''}")
+    if not kept:
+        raise DermtoolError(f"none of the {len(records)} images could be read ({failed[0][1]} for {failed[0][0]})")
+    return EvaluationSet(
+        image_ids=[record.image_id for record in kept],
+        paths=[record.path for record in kept],
+        labels=[record.label for record in kept],
+        images=images,
+        data={"unreadable": [{"path": str(path), "reason": reason} for path, reason in failed]},
+        notes=notes,
+    )
+
+
+# -------------------------------------------------------------------------------------------- predictions
+def predict_all(model: TFLiteModel, images: np.ndarray, progress: bool = True, description: str = "Predicting") -> np.ndarray:
+    """Probabilities ``float32 (N, C)`` for every image, with a tqdm bar over images."""
+    from tqdm import tqdm
+
+    probabilities = np.empty((len(images), model.num_classes), dtype=np.float32)
+    for position in tqdm(range(len(images)), desc=description, unit="img", disable=None if progress else True):
+        probabilities[position] = model.predict_prepared(model.prepare(images[position]))
+    return probabilities
+
+
+def _align_reference_columns(
+    reference_labels: Sequence[str], model_labels: Sequence[str], reference: str | Path
+) -> list[int]:
+    """Column indices that put the reference's outputs in the model's label order."""
+    if sorted(reference_labels) != sorted(model_labels) or len(set(reference_labels)) != len(reference_labels):
+        raise DermtoolError(
+            f"the reference {reference} has labels {', '.join(reference_labels)} but the model has "
+            f"{', '.join(model_labels)}: they must be the same classes"
+        )
+    return [list(reference_labels).index(label) for label in model_labels]
+
+
+def reference_probabilities(
+    reference: str | Path,
+    evaluation: EvaluationSet,
+    model_spec: InputSpec,
+    model_labels: Sequence[str],
+    threads: int = 1,
+    progress: bool = True,
+) -> np.ndarray:
+    """Probabilities of the reference (a run folder's calibrated float model, or a .tflite) in model label order."""
+    reference = Path(reference)
+    if reference.is_dir():
+        from dermtool.run import RunFolder
+
+        run = RunFolder(reference)
+        images = evaluation.images
+        if run.input_spec != model_spec:
+            images = _reload(evaluation, run.input_spec, progress)
+        probabilities = np.asarray(run.predict_probabilities(images), dtype=np.float64)
+        labels = run.labels
+    else:
+        model = TFLiteModel(reference, threads=threads)
+        labels = model.require_labels()
+        spec = model.require_input_spec()
+        images = evaluation.images if spec == model_spec else _reload(evaluation, spec, progress)
+        probabilities = predict_all(model, images, progress, description="Reference").astype(np.float64)
+    columns = _align_reference_columns(labels, model_labels, reference)
+    return probabilities[:, columns]
+
+
+def _reload(evaluation: EvaluationSet, spec: InputSpec, progress: bool) -> np.ndarray:
+    from dermtool.data.pipeline import load_images
+
+    images, failed = load_images(evaluation.paths, spec, progress=progress)
+    if failed:
+        raise DermtoolError(f"{len(failed)} image(s) could not be read again for the reference ({failed[0][0]})")
+    return images
+
+
+# ------------------------------------------------------------------------------------------------ latency
+def latency_statistics(samples_ms: Sequence[float]) -> dict[str, float]:
+    """``{mean, std, p50, p90, p99, min, max, runs}`` of per-run latencies in milliseconds."""
+    values = np.asarray(samples_ms, dtype=np.float64)
+    if values.size == 0:
+        raise DermtoolError("no timed runs (--runs must be at least 1)")
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "runs": int(values.size),
+    }
+
+
+def measure_latency(
+    model_path: str | Path, images: np.ndarray, threads: int, runs: int, warmup: int
+) -> tuple[dict[str, float], list[float]]:
+    """Latency of one thread count on real images: ``(entry, per-run samples in ms)`` (see module docstring)."""
+    clock = time.perf_counter
+    start = clock()
+    model = TFLiteModel(model_path, threads=threads)
+    init_ms = (clock() - start) * 1e3
+    count = len(images)
+    prepared = model.prepare(images[0])
+    start = clock()
+    model.invoke_once(prepared)
+    first_ms = (clock() - start) * 1e3
+    for position in range(warmup):
+        model.invoke_once(model.prepare(images[(position + 1) % count]))
+    samples: list[float] = []
+    invoke = model.invoke_once
+    for position in range(runs):
+        prepared = model.prepare(images[(warmup + 1 + position) % count])
+        start = clock()
+        invoke(prepared)
+        samples.append((clock() - start) * 1e3)
+    entry = {"init": init_ms, "first": first_ms, **latency_statistics(samples), "warmup": int(warmup)}
+    return entry, samples
+
+
+def bare_interpreter_loop(model_path: str | Path, image: np.ndarray, runs: int, threads: int = 1, warmup: int = 10) -> dict[str, float]:
+    """Time a raw LiteRT loop (no harness): one prepared input, ``runs`` x (set_tensor, invoke, get_tensor).
+
+    ``image`` is a ``uint8 (S, S, 3)`` image (prepared once, outside the timing, with the model's input
+    contract) or an array already in the model's input type and shape ``(1, S, S, 3)``.
+    Returns ``{"mean": ms per invoke, "total_s": loop seconds, "runs", "threads"}``.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    image = np.asarray(image)
+    if image.ndim == 3:
+        image = TFLiteModel(model_path, threads=threads).prepare(image)
+    interpreter = Interpreter(model_content=check_tflite_file(model_path), num_threads=threads)
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    for _ in range(warmup):
+        interpreter.set_tensor(input_index, image)
+        interpreter.invoke()
+        interpreter.get_tensor(output_index)
+    start = time.perf_counter()
+    for _ in range(runs):
+        interpreter.set_tensor(input_index, image)
+        interpreter.invoke()
+        interpreter.get_tensor(output_index)
+    total = time.perf_counter() - start
+    return {"mean": total / runs * 1e3, "total_s": total, "runs": int(runs), "threads": int(threads)}
+
+
+def harness_overhead(
+    model_path: str | Path, images: np.ndarray, runs: int = 200, threads: int = 1, repeats: int = 3
+) -> dict[str, float]:
+    """Compare the bench harness's mean latency with a bare LiteRT loop, alternating them ``repeats`` times.
+
+    Returns ``{"harness_ms", "bare_ms", "overhead"}`` with the best (lowest) mean of each and
+    ``overhead = harness_ms / bare_ms - 1`` (target: below 0.05).
+    """
+    harness_means, bare_means = [], []
+    for _ in range(repeats):
+        bare_means.append(bare_interpreter_loop(model_path, images[0], runs, threads)["mean"])
+        entry, _samples = measure_latency(model_path, images, threads, runs, warmup=10)
+        harness_means.append(entry["mean"])
+    harness_ms, bare_ms = min(harness_means), min(bare_means)
+    return {"harness_ms": harness_ms, "bare_ms": bare_ms, "overhead": harness_ms / bare_ms - 1.0,
+            "runs": int(runs), "threads": int(threads), "repeats": int(repeats)}
+
+
+# ------------------------------------------------------------------------------------ model and device
+def cpu_name() -> str:
+    """The CPU model name from /proc/cpuinfo (falls back to platform.processor())."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def available_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def device_info() -> dict[str, Any]:
+    """``{cpu, threads}`` (hardware threads available to this process) plus machine and runtime versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        runtime = f"ai-edge-litert {version('ai-edge-litert')} (XNNPACK)"
+    except PackageNotFoundError:  # pragma: no cover
+        runtime = "ai-edge-litert (XNNPACK)"
+    return {"cpu": cpu_name(), "threads": available_threads(), "machine": platform.machine(), "runtime": runtime}
+
+
+def model_info(model: TFLiteModel) -> dict[str, Any]:
+    """``{path, bytes, gzip_bytes, input, output}`` plus the export mode and labels from the metadata."""
+    content = model.path.read_bytes()
+    return {
+        "path": str(model.path),
+        "bytes": len(content),
+        "gzip_bytes": len(gzip.compress(content, compresslevel=9, mtime=0)),
+        "input": model.input.to_dict(),
+        "output": model.output.to_dict(),
+        "mode": model.metadata.get("mode"),
+        "labels": model.labels,
+        "input_spec": model.input_spec.to_dict() if model.input_spec is not None else None,
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _check_runs(threads: Sequence[int], runs: int, warmup: int) -> list[int]:
+    thread_counts = [int(value) for value in threads] if threads else [1]
+    if any(value < 1 for value in thread_counts):
+        raise DermtoolError(f"--threads must be positive integers, got {', '.join(map(str, thread_counts))}")
+    if runs < 1:
+        raise DermtoolError(f"--runs must be at least 1, got {runs}")
+    if warmup < 0:
+        raise DermtoolError(f"--warmup must be 0 or more, got {warmup}")
+    return list(dict.fromkeys(thread_counts))  # unique, in the given order
+
+
+# ------------------------------------------------------------------------------------------------- bench
+def run_bench(
+    model_path: str | Path,
+    data_dir: str | Path,
+    split: str | None = None,
+    manifest: str | Path | None = None,
+    reference: str | Path | None = None,
+    threads: Sequence[int] = (1,),
+    runs: int = 200,
+    warmup: int = 20,
+    labels_csv: str | Path | None = None,
+    ignore_unknown: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Bench ``model_path`` on the labelled images of ``data_dir``: one flat results dict (bench --json).
+
+    ``split``: evaluate only that split of ``manifest`` (a split.csv) or of the run folder ``reference``.
+    ``reference``: a run folder (float Keras model) or a .tflite to compare against (``reference`` + ``drift``).
+    ``threads``: one latency entry per value. Raises :class:`DermtoolError` for every user mistake.
+    """
+    from dermtool import metrics
+
+    stage_seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    thread_counts = _check_runs(threads, runs, warmup)
+    if reference is not None and not Path(reference).exists():
+        raise DermtoolError(f"reference not found: {reference} (a run folder or a .tflite model)")
+
+    model = TFLiteModel(model_path, threads=thread_counts[0])
+    labels = model.require_labels()
+    spec = model.require_input_spec()
+
+    records, data_description = select_records(data_dir, labels_csv, split, manifest, reference)
+    records, ignored, notes = check_labels(records, labels, ignore_unknown)
+    clock = time.perf_counter()
+    evaluation = load_evaluation_set(records, spec, progress)
+    stage_seconds["decode"] = time.perf_counter() - clock
+    notes += evaluation.notes
+    label_index = {label: position for position, label in enumerate(labels)}
+    y_true = np.array([label_index[label] for label in evaluation.labels], dtype=np.int64)
+
+    clock = time.perf_counter()
+    probabilities = predict_all(model, evaluation.images, progress)
+    stage_seconds["predict"] = time.perf_counter() - clock
+    del model
+
+    results: dict[str, Any] = dict(metrics.classification_metrics(y_true, probabilities, labels))
+
+    clock = time.perf_counter()
+    latency: dict[str, dict[str, float]] = {}
+    samples: dict[str, list[float]] = {}
+    for count in thread_counts:
+        latency[str(count)], samples[str(count)] = measure_latency(model_path, evaluation.images, count, runs, warmup)
+    stage_seconds["latency"] = time.perf_counter() - clock
+
+    first_model = TFLiteModel(model_path, threads=thread_counts[0])
+    results["model"] = model_info(first_model)
+    del first_model
+    results["latency_ms"] = latency
+    results["peak_rss_mb"] = peak_rss_mb()
+    results["device"] = device_info()
+
+    if reference is not None:
+        clock = time.perf_counter()
+        reference_probs = reference_probabilities(
+            reference, evaluation, spec, labels, threads=max(thread_counts), progress=progress
+        )
+        stage_seconds["reference"] = time.perf_counter() - clock
+        results["reference"] = {"path": str(reference), **metrics.classification_metrics(y_true, reference_probs, labels)}
+        results["drift"] = dict(metrics.drift(probabilities, reference_probs, y_true, labels))
+
+    results["latency_samples_ms"] = samples
+    results["reliability"] = _json_ready(metrics.reliability_curve(y_true, probabilities))
+    data_description.update(
+        {"images": int(len(y_true)), "ignored_unknown": ignored, "unreadable": evaluation.data["unreadable"]}
+    )
+    results["data"] = data_description
+    results["notes"] = notes
+    stage_seconds["total"] = time.perf_counter() - started
+    results["bench_seconds"] = stage_seconds
+    return _json_ready(results)
+
+
+def _json_ready(value: Any) -> Any:
+    """Numpy scalars/arrays and tuples -> plain JSON types (recursively)."""
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _json_ready(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if hasattr(value, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return _json_ready(asdict(value))
+    return value
+
+
+__all__ = [
+    "MELANOMA",
+    "EvaluationSet",
+    "run_bench",
+    "select_records",
+    "check_labels",
+    "load_evaluation_set",
+    "predict_all",
+    "reference_probabilities",
+    "measure_latency",
+    "latency_statistics",
+    "bare_interpreter_loop",
+    "harness_overhead",
+    "cpu_name",
+    "device_info",
+    "model_info",
+    "peak_rss_mb",
+]
