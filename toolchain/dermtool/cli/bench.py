@@ -1,0 +1,110 @@
+"""``dermtool bench``: accuracy, drift against the float model, latency and size of a .tflite model.
+
+Heavy imports (numpy work, LiteRT, matplotlib, TensorFlow for a run-folder reference) happen inside the
+command function, so ``dermtool bench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+EPILOG = """\b
+Examples:
+  # every labelled image of a folder, 1 thread
+  dermtool bench lite0_int8.tflite --data ../shared/data/ham10000
+\b
+  # the run's test split, drift against its float model, 1 and 2 threads, all outputs
+  dermtool bench lite0_int8.tflite --data ../shared/data/ham10000 --split test \\
+      --reference runs/lite0 --threads 1 --threads 2 --json int8.json --md int8.md --plots plots/
+\b
+  # int8 against the float .tflite on the rows of a split file
+  dermtool bench lite0_int8.tflite --data DATA --split test --manifest split.csv \\
+      --reference lite0_float.tflite
+\b
+Latency: for each --threads value, a fresh LiteRT interpreter (XNNPACK on) is created (init), invoked
+once (first), then --warmup untimed and --runs timed invokes on real preprocessed images; percentiles
+p50/p90/p99 are over the timed runs. The images are decoded once with the model's own input contract
+(read from its metadata) and reused for everything.
+"""
+
+
+@click.command("bench", epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model", metavar="MODEL.tflite", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--data", "data_dir", required=True, metavar="DATA",
+              help="Folder of labelled images (any of the three layouts; see `dermtool data check`).")
+@click.option("--labels", "labels_csv", metavar="CSV", default=None, help="The label CSV of DATA, if not found automatically.")
+@click.option("--split", default=None, metavar="NAME",
+              help="Evaluate only this split (train|val|test) of --manifest or of the --reference run's split.csv.")
+@click.option("--manifest", default=None, metavar="SPLIT.csv", help="Split file (image_id,label,group,split) for --split.")
+@click.option("--reference", default=None, metavar="RUN_or_MODEL",
+              help="Compare against a run folder (its float Keras model) or another .tflite: adds 'reference' and 'drift'.")
+@click.option("--threads", "threads", type=int, multiple=True, metavar="N",
+              help="Interpreter threads; repeat for several latency entries (--threads 1 --threads 2). Default 1.")
+@click.option("--runs", type=int, default=200, show_default=True, help="Timed invokes per thread count.")
+@click.option("--warmup", type=int, default=20, show_default=True, help="Untimed invokes before timing.")
+@click.option("--json", "json_path", default=None, metavar="OUT", help="Write the results (bench --json schema) here; '-' for stdout.")
+@click.option("--md", "markdown_path", default=None, metavar="OUT", help="Write a Markdown report here.")
+@click.option("--plots", "plots_dir", default=None, metavar="DIR",
+              help="Write confusion_matrix.png, reliability.png and latency_histogram.png into DIR.")
+@click.option("--ignore-unknown", is_flag=True, help="Skip images whose label the model does not know (default: error).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars and no table (errors still go to stderr).")
+def bench(
+    model: str,
+    data_dir: str,
+    labels_csv: str | None,
+    split: str | None,
+    manifest: str | None,
+    reference: str | None,
+    threads: tuple[int, ...],
+    runs: int,
+    warmup: int,
+    json_path: str | None,
+    markdown_path: str | None,
+    plots_dir: str | None,
+    ignore_unknown: bool,
+    quiet: bool,
+) -> None:
+    """Bench MODEL.tflite: accuracy, calibration, drift against a reference, latency, size and memory.
+
+    Prints a table (melanoma first in every per-class listing); --json, --md and --plots write the
+    same results to files.
+    """
+    import json
+
+    from dermtool.bench.report import format_table, to_markdown
+    from dermtool.bench.runner import run_bench
+    from dermtool.io_utils import atomic_write_json, atomic_write_text
+
+    results = run_bench(
+        model,
+        data_dir,
+        split=split,
+        manifest=manifest,
+        reference=reference,
+        threads=threads or (1,),
+        runs=runs,
+        warmup=warmup,
+        labels_csv=labels_csv,
+        ignore_unknown=ignore_unknown,
+        progress=not quiet,
+    )
+    for note in results.get("notes", []):
+        click.echo(f"Note: {note}", err=True)
+    if json_path == "-":
+        click.echo(json.dumps(results, indent=2))
+    elif not quiet:
+        click.echo(format_table(results))
+    if json_path and json_path != "-":
+        atomic_write_json(json_path, results)
+        click.echo(f"Wrote {json_path}", err=True)
+    if markdown_path:
+        atomic_write_text(markdown_path, to_markdown(results))
+        click.echo(f"Wrote {markdown_path}", err=True)
+    if plots_dir:
+        from dermtool.bench.report import write_plots
+
+        for path in write_plots(results, plots_dir):
+            click.echo(f"Wrote {path}", err=True)
+    sys.stdout.flush()
