@@ -1,0 +1,350 @@
+"""The local web app: a FastAPI application around one loaded model.
+
+Endpoints (documented in the OpenAPI schema at ``/openapi.json`` and the interactive page at ``/docs``):
+
+=====================  =======================================================================================
+``GET  /``             the page (static HTML/CSS/JS from ``dermtool/serve/static``, no external requests)
+``POST /api/predict``  one image (multipart field ``image``, or a raw ``image/*`` body) -> the predict --json
+                       object: ``{image, outcome, label, probability, probabilities, top_k, ood_score}``
+``POST /api/explain``  one image -> Grad-CAM overlay ``{label, name, overlay_png_base64, media_type}``
+                       (float run only; 409 for a .tflite)
+``GET  /api/health``   ``{status: "ok", ...}``
+``GET  /api/model``    labels, human-readable names, kind, input size, outcome guidance, disclaimer
+=====================  =======================================================================================
+
+Errors are JSON ``{"detail": "..."}`` with 400 (malformed request), 409 (Grad-CAM on a .tflite),
+413 (upload over the limit, or an image with too many pixels), 415 (not an image type), 422 (no image,
+empty file, or bytes that do not decode as an image), 503 (server busy).
+
+Privacy: the upload is read into memory (never spooled to disk: :mod:`dermtool.serve.uploads`), decoded with
+:func:`dermtool.data.images.load_rgb` (EXIF and every other metadata dropped), classified and forgotten.
+Nothing about the image is logged. Inference runs in a bounded thread pool, so the event loop never blocks
+and a slow or malformed request cannot take the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from dermtool import DISCLAIMER, DermtoolError, __version__
+from dermtool.serve.service import ModelService
+from dermtool.serve.uploads import IMAGE_FIELD, UploadError, read_upload
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+DEFAULT_MAX_UPLOAD_MB = 10.0
+#: requests allowed to wait for a worker at once; more get 503 rather than an ever-growing queue
+DEFAULT_MAX_PENDING = 32
+
+# Content-Security-Policy: the page may load nothing from anywhere but this server (no fonts, scripts or
+# beacons from the network), and images only from itself, data: URLs and blob: URLs of local files.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+IMAGE_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": [IMAGE_FIELD],
+                "properties": {
+                    IMAGE_FIELD: {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "The photo (JPEG, PNG, BMP, TIFF, WebP, GIF). EXIF is dropped; "
+                        "nothing is stored.",
+                    }
+                },
+            }
+        },
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}},
+    }
+    for status, description in {
+        400: "Malformed request (bad multipart body or headers).",
+        413: "The upload is larger than --max-upload-mb, or the image has too many pixels.",
+        415: "The upload is not an image type.",
+        422: "No image in the request, an empty file, or bytes that do not decode as an image.",
+        503: "The server is busy; try again.",
+    }.items()
+}
+
+PREDICTION_SCHEMA = {
+    "type": "object",
+    "description": "The `dermtool predict --json` object of the uploaded image.",
+    "properties": {
+        "image": {"type": "string", "example": "<upload>"},
+        "outcome": {"type": "string", "enum": ["benign", "refer", "uncertain", "not_a_lesion"]},
+        "label": {"type": "string", "nullable": True},
+        "probability": {"type": "number", "nullable": True},
+        "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+        "top_k": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "label": {"type": "string"},
+                    "name": {"type": "string"},
+                    "probability": {"type": "number"},
+                },
+            },
+        },
+        "ood_score": {"type": "number", "nullable": True},
+    },
+}
+
+
+class ServerBusy(Exception):
+    """More requests are waiting than the server is willing to queue."""
+
+
+class InferencePool:
+    """A bounded thread pool for decoding and model calls, with a cap on waiting requests."""
+
+    def __init__(self, workers: int, max_pending: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermtool-infer")
+        self._slots = threading.BoundedSemaphore(max_pending)
+
+    async def run(self, function: Callable[..., Any], *arguments: Any) -> Any:
+        if not self._slots.acquire(blocking=False):
+            raise ServerBusy()
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, function, *arguments)
+        finally:
+            self._slots.release()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+#: What to tell the user for each ImageError reason of dermtool.data.images.
+DECODE_MESSAGES = {
+    "empty": "The uploaded file is empty (0 bytes). Choose or take the photo again.",
+    "not_an_image": "The uploaded file is not an image in a format this tool reads. Send a JPEG or PNG photo "
+    "(on an iPhone, HEIC photos are converted when shared as 'Most Compatible').",
+    "truncated": "The image file is incomplete (its data stops early). Copy or take the photo again.",
+    "unreadable": "The image data is corrupt and cannot be decoded. Send another copy of the photo.",
+}
+
+
+def _decode(data: bytes):
+    """Pixels of the uploaded bytes (EXIF orientation applied, metadata dropped), or UploadError."""
+    from dermtool.data.images import MAX_IMAGE_PIXELS, ImageError, load_rgb
+
+    try:
+        return load_rgb(data)
+    except ImageError as error:
+        if error.reason == "too_large":
+            raise UploadError(
+                413,
+                f"The image has more than {MAX_IMAGE_PIXELS / 1e6:.0f} million pixels. Send a smaller photo.",
+            ) from None
+        message = DECODE_MESSAGES.get(error.reason, "The upload could not be read as an image. Send a JPEG or PNG photo.")
+        raise UploadError(422, f"{message} [{error.reason}]") from None
+
+
+def _json_error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def create_app(
+    model: str | Path | ModelService | Any,
+    *,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    threads: int = 1,
+    workers: int = 2,
+    max_pending: int = DEFAULT_MAX_PENDING,
+    warm_up: bool = True,
+) -> FastAPI:
+    """The FastAPI app serving ``model``.
+
+    ``model``: a run folder or ``.tflite`` path, a loaded :class:`ModelService`, or a loaded ``Predictor``.
+    ``max_upload_mb``: the request size limit (413 above it). ``threads``: interpreter threads of the model.
+    ``workers``: threads that decode images and call the model (the model call itself is serialised by the
+    Predictor's lock; decoding runs in parallel). ``max_pending``: requests allowed in flight before 503.
+    ``warm_up``: run one inference now (and load or fit the out-of-distribution guard, build Grad-CAM's
+    gradient model) so that the first real request is not slow.
+    """
+    if max_upload_mb <= 0:
+        raise DermtoolError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    if workers < 1 or max_pending < 1:
+        raise DermtoolError("workers and max_pending must be at least 1")
+    service = model if isinstance(model, ModelService) else ModelService(model, threads=threads)
+    if warm_up:
+        service.warm_up()
+    limit_bytes = int(max_upload_mb * 1_000_000)
+    pool = InferencePool(workers=workers, max_pending=max_pending)
+
+    app = FastAPI(
+        title="dermtool",
+        version=__version__,
+        summary="Calibrated skin-lesion classification on this computer, offline.",
+        description=(
+            f"**{DISCLAIMER}**\n\nImages are processed in memory and never stored or logged; EXIF is "
+            "dropped. Upload one image per request as multipart/form-data (field `image`) or as a raw "
+            "`image/*` body."
+        ),
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.service = service
+    app.state.pool = pool
+    app.state.max_upload_bytes = limit_bytes
+    app.router.add_event_handler("shutdown", pool.shutdown)
+
+    # The OpenAPI schema references this for every error response.
+    def openapi_with_error_schema() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})["ErrorDetail"] = {
+            "type": "object",
+            "required": ["detail"],
+            "properties": {"detail": {"type": "string", "description": "What went wrong and what to do."}},
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi_with_error_schema  # type: ignore[method-assign]
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        try:
+            response = await call_next(request)
+        except Exception:  # never echo internals; the server stays up
+            logger.exception("unexpected error in %s %s", request.method, request.url.path)
+            response = _json_error(500, "Internal error while handling the request; the server is still running.")
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.url.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def _image_of(request: Request):
+        upload = await read_upload(request, limit_bytes)
+        return await pool.run(_decode, upload.data)
+
+    async def _answer(request: Request, work: Callable[[Any], dict[str, Any]]) -> JSONResponse:
+        try:
+            pixels = await _image_of(request)
+            result = await pool.run(work, pixels)
+        except UploadError as error:
+            return _json_error(error.status, error.detail)
+        except ServerBusy:
+            return _json_error(503, "The server is busy with other images; try again in a moment.")
+        except DermtoolError as error:
+            return _json_error(422, str(error))
+        return JSONResponse(result, headers={"Cache-Control": "no-store"})
+
+    @app.post(
+        "/api/predict",
+        summary="Classify one image",
+        description="Calibrated probabilities of every class, the top classes with readable names, an "
+        "out-of-distribution score, and the outcome: `refer`, `uncertain`, `not_a_lesion` or `benign`. "
+        + DISCLAIMER,
+        openapi_extra={
+            "requestBody": IMAGE_REQUEST_BODY,
+            "responses": {"200": {"content": {"application/json": {"schema": PREDICTION_SCHEMA}}}},
+        },
+        responses=ERROR_RESPONSES,
+        tags=["model"],
+    )
+    async def predict(request: Request) -> JSONResponse:
+        return await _answer(request, service.predict)
+
+    @app.post(
+        "/api/explain",
+        summary="Grad-CAM heat map of one image",
+        description="The regions that drove the top class, as a PNG overlay (base64). Needs a float run "
+        "(409 when a .tflite is served).",
+        openapi_extra={
+            "requestBody": IMAGE_REQUEST_BODY,
+            "responses": {
+                "200": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "label": {"type": "string"},
+                                    "name": {"type": "string"},
+                                    "overlay_png_base64": {"type": "string", "format": "byte"},
+                                    "media_type": {"type": "string", "example": "image/png"},
+                                },
+                            }
+                        }
+                    }
+                }
+            },
+        },
+        responses={
+            **ERROR_RESPONSES,
+            409: {"description": "Grad-CAM needs a float run; a .tflite is served."},
+        },
+        tags=["model"],
+    )
+    async def explain(request: Request) -> JSONResponse:
+        if not service.explain_available:
+            await read_body_discarded(request)
+            return _json_error(
+                409,
+                "Grad-CAM needs the float model of a training run; this server runs a .tflite model. "
+                "Serve the run folder (dermtool serve --model RUN) to see heat maps.",
+            )
+        return await _answer(request, service.explain)
+
+    async def read_body_discarded(request: Request) -> None:
+        """Drain (up to the limit) and drop the body, so the client gets the answer, not a reset."""
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit_bytes:
+                break
+
+    @app.get("/api/health", summary="Liveness", tags=["server"])
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model_kind": service.kind, "dermtool_version": __version__}
+
+    @app.get("/api/model", summary="The served model", tags=["server"])
+    async def model_description() -> dict[str, Any]:
+        description = service.describe().to_dict()
+        description["max_upload_mb"] = max_upload_mb
+        return description
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,180 @@
+"""The model behind the web app: one :class:`dermtool.explain.predict.Predictor`, plus Grad-CAM for a run.
+
+The web layer (:mod:`dermtool.serve.app`) knows nothing of TensorFlow or LiteRT; it hands decoded pixels to a
+:class:`ModelService` from worker threads. The Predictor serialises model calls with its own lock, and
+Grad-CAM's :class:`~dermtool.explain.gradcam.Explainer` (float run only) has a lock of its own, so any number
+of request threads may call :meth:`ModelService.predict` and :meth:`ModelService.explain` at once.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermtool import DISCLAIMER, DermtoolError, __version__
+
+#: What each outcome means, in plain words, and what to do. Shown by the page; served by GET /api/model.
+OUTCOME_GUIDANCE: dict[str, dict[str, str]] = {
+    "refer": {
+        "title": "Refer to a dermatologist",
+        "message": (
+            "The model sees features of a lesion that needs a specialist's assessment (melanoma, basal cell "
+            "carcinoma or actinic keratosis / intraepithelial carcinoma). Refer the patient to a dermatologist."
+        ),
+        "colour": "red",
+    },
+    "uncertain": {
+        "title": "Uncertain: get a specialist opinion",
+        "message": (
+            "The model is not confident about this image. Do not rely on it: if you have any doubt about the "
+            "lesion, refer the patient to a dermatologist. A sharper, closer, well-lit photo may help."
+        ),
+        "colour": "amber",
+    },
+    "not_a_lesion": {
+        "title": "This does not look like a skin-lesion photo",
+        "message": (
+            "No class is reported. Take a close-up, in-focus, evenly lit photo of the lesion (a dermatoscope "
+            "image if you have one) and try again."
+        ),
+        "colour": "grey",
+    },
+    "benign": {
+        "title": "No referral signal",
+        "message": (
+            "The most likely classes are benign. This does not rule out skin cancer: use your clinical "
+            "judgement, and refer if the lesion changes (size, shape, colour, bleeding) or worries the patient."
+        ),
+        "colour": "green",
+    },
+}
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What GET /api/model answers: enough for a client to label its output."""
+
+    path: str
+    kind: str
+    labels: list[str]
+    names: dict[str, str]
+    image_size: int | None
+    input_spec: dict[str, Any] | None
+    explain_available: bool
+    referral_labels: list[str]
+    referral_threshold: float | None
+    uncertainty_threshold: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "labels": self.labels,
+            "names": self.names,
+            "input_size": self.image_size,
+            "input_spec": self.input_spec,
+            "explain_available": self.explain_available,
+            "referral_labels": self.referral_labels,
+            "referral_threshold": self.referral_threshold,
+            "uncertainty_threshold": self.uncertainty_threshold,
+            "outcomes": OUTCOME_GUIDANCE,
+            "disclaimer": DISCLAIMER,
+            "dermtool_version": __version__,
+        }
+
+
+def _input_spec_of(predictor: Any) -> Any:
+    """The predictor's InputSpec, wherever this version of the Predictor keeps it (None if unknown)."""
+    for owner in (predictor, getattr(predictor, "model", None), getattr(predictor, "run", None)):
+        spec = getattr(owner, "input_spec", None) if owner is not None else None
+        if spec is not None and hasattr(spec, "image_size"):
+            return spec
+    return None
+
+
+class ModelService:
+    """A loaded model, shared by every request of the app.
+
+    ``model`` is a run folder (float Keras, calibrated; Grad-CAM available) or a ``.tflite`` file (LiteRT).
+    A :class:`Predictor` may be passed instead, e.g. one already loaded by a test.
+    """
+
+    def __init__(self, model: str | Path | Any, threads: int = 1) -> None:
+        from dermtool.explain.predict import CLASS_NAMES, Predictor
+
+        if isinstance(model, (str, Path)):
+            path = Path(model)
+            if not path.exists():
+                raise DermtoolError(f"model not found: {path} (give a run folder or a .tflite file)")
+            self.predictor = Predictor(path, threads=threads)
+            self.path = str(path)
+        else:
+            self.predictor = model
+            self.path = str(getattr(model, "path", getattr(model, "model_path", "<predictor>")))
+        self.labels: list[str] = list(self.predictor.labels)
+        self.kind: str = self.predictor.kind
+        self.names = {label: CLASS_NAMES.get(label, label) for label in self.labels}
+
+    @property
+    def explain_available(self) -> bool:
+        """Grad-CAM needs the float Keras model's gradients: only a run folder has them."""
+        return self.kind == "run"
+
+    def describe(self) -> ModelDescription:
+        spec = _input_spec_of(self.predictor)
+        thresholds = getattr(self.predictor, "thresholds", None)
+        return ModelDescription(
+            path=self.path,
+            kind=self.kind,
+            labels=self.labels,
+            names=self.names,
+            image_size=None if spec is None else int(spec.image_size),
+            input_spec=None if spec is None else spec.to_dict(),
+            explain_available=self.explain_available,
+            referral_labels=[label for label in getattr(thresholds, "malignant_classes", ()) if label in self.labels],
+            referral_threshold=getattr(thresholds, "referral", None),
+            uncertainty_threshold=getattr(thresholds, "uncertainty", None),
+        )
+
+    def predict(self, pixels: np.ndarray) -> dict[str, Any]:
+        """The predict --json object of one decoded image (uint8 HxWx3), with every class in ``top_k``."""
+        result = self.predictor.predict([pixels], top_k=len(self.labels))[0]
+        result = dict(result)
+        result["image"] = "<upload>"
+        return result
+
+    def explain(self, pixels: np.ndarray) -> dict[str, Any]:
+        """Grad-CAM of the top class (or of nothing, for a float run only) as a base64 PNG overlay."""
+        if not self.explain_available:
+            raise DermtoolError(
+                "Grad-CAM needs the float model of a training run; this server runs a .tflite model. "
+                "Serve the run folder (dermtool serve --model RUN) to see heat maps."
+            )
+        from dermtool.explain.gradcam import explain, overlay_png
+
+        result = explain(pixels, self.predictor)  # the Explainer is cached and reuses the loaded Keras model
+        png = overlay_png(result)
+        return {
+            "label": result.label,
+            "name": self.names.get(result.label, result.label),
+            "overlay_png_base64": base64.b64encode(png).decode("ascii"),
+            "media_type": "image/png",
+        }
+
+    def warm_up(self) -> None:
+        """Load everything the first request would otherwise wait for.
+
+        Runs one inference on a grey image (builds TensorFlow's graph or the interpreter's buffers) and
+        loads, or for a run without ``ood.json`` fits once, the out-of-distribution guard.
+        """
+        spec = _input_spec_of(self.predictor)
+        size = 64 if spec is None else int(spec.image_size)
+        self.predictor.predict([np.full((size, size, 3), 128, dtype=np.uint8)], top_k=1)
+        if self.explain_available:
+            from dermtool.explain.gradcam import get_explainer
+
+            get_explainer(self.predictor)

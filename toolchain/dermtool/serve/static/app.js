@@ -1,0 +1,268 @@
+// dermtool serve: the page's logic. Talks only to this server (/api/...); no third-party code.
+"use strict";
+
+const REFERRAL_LABELS_FALLBACK = ["mel", "bcc", "akiec"];
+
+const state = { model: null, requestId: 0, previewUrl: null };
+const $ = (id) => document.getElementById(id);
+
+function setStatus(text, busy = false) {
+  const status = $("status");
+  status.textContent = text;
+  status.classList.toggle("busy", busy);
+  status.hidden = !text;
+}
+
+function showError(text) {
+  const box = $("error");
+  box.textContent = text;
+  box.hidden = !text;
+}
+
+function percent(probability) {
+  const value = probability * 100;
+  if (value > 0 && value < 0.1) return "<0.1%";
+  return `${value.toFixed(1)}%`;
+}
+
+async function loadModel() {
+  try {
+    const response = await fetch("/api/model", { cache: "no-store" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    state.model = await response.json();
+    const kind = state.model.kind === "run" ? "float model of a training run" : "TFLite model";
+    const size = state.model.input_size ? `, ${state.model.input_size}\u00d7${state.model.input_size} input` : "";
+    $("model-line").textContent = `Model: ${kind}${size}; classes: ${state.model.labels.join(", ")}. dermtool ${state.model.dermtool_version}.`;
+    if (state.model.disclaimer) $("disclaimer-text").textContent = state.model.disclaimer;
+  } catch (error) {
+    showError(`Cannot reach the dermtool server (${error.message}). Is "dermtool serve" still running?`);
+  }
+}
+
+function referralLabels() {
+  return (state.model && state.model.referral_labels) || REFERRAL_LABELS_FALLBACK;
+}
+
+function nameOf(label) {
+  return (state.model && state.model.names && state.model.names[label]) || label;
+}
+
+// The numbers behind the outcome, in one sentence (the rule itself is dermtool.explain.predict's).
+function outcomeNumbers(prediction) {
+  const model = state.model || {};
+  const labels = referralLabels().filter((label) => label in prediction.probabilities);
+  const referralSum = labels.reduce((sum, label) => sum + prediction.probabilities[label], 0);
+  const names = labels.map(nameOf).join(", ");
+  if (prediction.outcome === "not_a_lesion") {
+    return "The probabilities below are shown for completeness only: they are not meaningful for this photo.";
+  }
+  const parts = [];
+  if (labels.length && typeof model.referral_threshold === "number") {
+    parts.push(`Probability of ${names}: ${percent(referralSum)} (referral threshold ${percent(model.referral_threshold)}).`);
+  }
+  if (prediction.outcome === "uncertain" && typeof model.uncertainty_threshold === "number") {
+    parts.push(`Most likely class ${nameOf(prediction.label)} at ${percent(prediction.probability)}, below the confidence threshold of ${percent(model.uncertainty_threshold)}.`);
+  }
+  return parts.join(" ");
+}
+
+function renderPrediction(prediction) {
+  const guidance = (state.model && state.model.outcomes && state.model.outcomes[prediction.outcome]) || {
+    title: prediction.outcome, message: "",
+  };
+  const outcome = $("outcome");
+  outcome.dataset.outcome = prediction.outcome;
+  $("outcome-title").textContent = guidance.title;
+  $("outcome-message").textContent = guidance.message;
+  $("outcome-numbers").textContent = outcomeNumbers(prediction);
+
+  const bars = $("bars");
+  bars.replaceChildren();
+  const entries = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
+  const referral = new Set(referralLabels());
+  entries.forEach(([label, probability], index) => {
+    const row = document.createElement("li");
+    row.className = "bar-row";
+    if (referral.has(label)) row.classList.add("referral");
+    if (index === 0 && prediction.outcome !== "not_a_lesion") row.classList.add("top");
+    row.dataset.label = label;
+    row.dataset.probability = String(probability);
+
+    const name = document.createElement("span");
+    name.className = "bar-name";
+    name.textContent = nameOf(label);
+    const code = document.createElement("span");
+    code.className = "bar-code";
+    code.textContent = `(${label})`;
+    name.append(code);
+    if (referral.has(label)) {
+      const tag = document.createElement("span");
+      tag.className = "bar-tag";
+      tag.textContent = "refer";
+      tag.title = "A class that calls for a dermatologist's assessment";
+      name.append(tag);
+    }
+    const value = document.createElement("span");
+    value.className = "bar-value";
+    value.textContent = percent(probability);
+
+    const track = document.createElement("div");
+    track.className = "bar-track";
+    track.setAttribute("role", "meter");
+    track.setAttribute("aria-label", nameOf(label));
+    track.setAttribute("aria-valuemin", "0");
+    track.setAttribute("aria-valuemax", "100");
+    track.setAttribute("aria-valuenow", (probability * 100).toFixed(1));
+    const fill = document.createElement("div");
+    fill.className = "bar-fill";
+    fill.style.width = `${Math.max(0, Math.min(1, probability)) * 100}%`;
+    track.append(fill);
+
+    row.append(name, value, track);
+    bars.append(row);
+  });
+
+  $("ood-line").textContent = typeof prediction.ood_score === "number"
+    ? `Out-of-distribution score ${prediction.ood_score.toFixed(2)} (higher means less like the lesion photos the model was trained on).`
+    : "";
+  $("result").hidden = false;
+  document.body.classList.add("has-result");
+}
+
+async function postImage(path, file) {
+  const form = new FormData();
+  form.append("image", file, file.name || "photo");
+  const response = await fetch(path, { method: "POST", body: form, cache: "no-store" });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (_) {
+    body = null;
+  }
+  if (!response.ok) {
+    const detail = body && body.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : `HTTP ${response.status}`;
+    const error = new Error(detail);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+function clearPreview() {
+  $("preview").hidden = true;
+  $("preview").removeAttribute("src");
+  $("drop-prompt").hidden = false;
+  $("dropzone").classList.remove("has-image");
+}
+
+function showPreview(file) {
+  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+  state.previewUrl = URL.createObjectURL(file);
+  const preview = $("preview");
+  // A file the browser cannot display (HEIC on some systems, a broken file) shows no broken-image icon.
+  preview.onerror = clearPreview;
+  preview.src = state.previewUrl;
+  preview.hidden = false;
+  $("drop-prompt").hidden = true;
+  $("dropzone").classList.add("has-image");
+}
+
+async function explain(file, requestId) {
+  const figure = $("explain-figure");
+  const status = $("explain-status");
+  figure.hidden = true;
+  if (!state.model || !state.model.explain_available) {
+    status.hidden = true;
+    return;
+  }
+  status.textContent = "Computing the heat map (Grad-CAM)\u2026";
+  status.hidden = false;
+  try {
+    const result = await postImage("/api/explain", file);
+    if (requestId !== state.requestId) return;
+    $("explain-image").src = `data:${result.media_type};base64,${result.overlay_png_base64}`;
+    $("explain-caption").textContent = `Regions that most influenced \u201c${result.name}\u201d (Grad-CAM). A heat map shows where the model looked; it is not a diagnosis.`;
+    figure.hidden = false;
+    status.hidden = true;
+  } catch (error) {
+    if (requestId !== state.requestId) return;
+    status.textContent = `Heat map unavailable: ${error.message}`;
+  }
+}
+
+async function analyse(file) {
+  if (!file) return;
+  const requestId = ++state.requestId;
+  showError("");
+  $("result").hidden = true;
+  $("explain-figure").hidden = true;
+  $("explain-status").hidden = true;
+  document.body.classList.remove("has-result");
+  if (file.type && !file.type.startsWith("image/")) {
+    showError(`"${file.name}" is not an image (${file.type}). Choose a photo (JPEG or PNG).`);
+    setStatus("");
+    return;
+  }
+  const limit = state.model && state.model.max_upload_mb;
+  if (limit && file.size > limit * 1e6) {
+    showError(`This photo is ${(file.size / 1e6).toFixed(1)} MB; the limit is ${limit} MB. Choose a smaller photo.`);
+    setStatus("");
+    return;
+  }
+  showPreview(file);
+  setStatus("Analysing the photo\u2026", true);
+  try {
+    const prediction = await postImage("/api/predict", file);
+    if (requestId !== state.requestId) return;
+    setStatus("");
+    renderPrediction(prediction);
+    document.body.dataset.state = "done";
+    explain(file, requestId);
+  } catch (error) {
+    if (requestId !== state.requestId) return;
+    setStatus("");
+    if (error.status === 413 || error.status === 415 || error.status === 422) clearPreview();
+    showError(error.message);
+    document.body.dataset.state = "error";
+  }
+}
+
+function wireInputs() {
+  for (const id of ["file-input", "camera-input"]) {
+    const input = $(id);
+    input.addEventListener("change", () => {
+      const file = input.files && input.files[0];
+      analyse(file);
+      input.value = "";
+    });
+  }
+  const zone = $("dropzone");
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    const file = event.dataTransfer && event.dataTransfer.files && event.dataTransfer.files[0];
+    analyse(file);
+  });
+  zone.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      $("file-input").click();
+    }
+  });
+  zone.addEventListener("click", () => $("file-input").click());
+  // Paste a screenshot or copied image.
+  document.addEventListener("paste", (event) => {
+    const item = [...(event.clipboardData ? event.clipboardData.items : [])].find((entry) => entry.kind === "file");
+    if (item) analyse(item.getAsFile());
+  });
+}
+
+wireInputs();
+loadModel().then(() => {
+  document.body.dataset.ready = "true";
+});

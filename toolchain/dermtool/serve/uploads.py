@@ -1,0 +1,183 @@
+"""Reading an uploaded image from a request, in memory only.
+
+Starlette's own form parser spools any upload larger than 1 MB to a temporary file on disk. A photo of a
+patient's skin must never touch the disk, so this module reads the request body itself, with a byte limit,
+and parses ``multipart/form-data`` with python-multipart's streaming parser into ``bytes`` held in memory.
+
+Two request shapes are accepted:
+
+* ``multipart/form-data`` with one file field (named ``image``, or any name when there is a single file);
+* a raw body whose ``Content-Type`` is ``image/*`` (handy with ``curl --data-binary``).
+
+Every problem becomes an :class:`UploadError` carrying the HTTP status to answer with (400, 413, 415, 422)
+and a message a person can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+IMAGE_FIELD = "image"
+ACCEPTED_TYPES_TEXT = "JPEG, PNG, BMP, TIFF, WebP or GIF"
+# Some phones and browsers send no type (or a generic one) for a picked file: decoding decides then.
+GENERIC_TYPES = {"", "application/octet-stream"}
+
+
+class UploadError(Exception):
+    """A request that carries no usable image: ``status`` is the HTTP status, ``detail`` the message."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file, in memory."""
+
+    data: bytes
+    content_type: str
+    filename: str
+
+
+def _too_large(limit_bytes: int) -> UploadError:
+    return UploadError(
+        413, f"The upload is larger than the limit of {limit_bytes / 1_000_000:g} MB. Send a smaller photo "
+        "(a phone photo resized to about 2000 pixels on its long side is plenty)."
+    )
+
+
+async def read_body(request: Request, limit_bytes: int) -> bytes:
+    """The whole request body, refusing (413) as soon as it exceeds ``limit_bytes``.
+
+    The declared Content-Length is checked first, so an oversized upload is refused before it is read.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit_bytes:
+                raise _too_large(limit_bytes)
+        except ValueError:
+            raise UploadError(400, "The Content-Length header is not a number.") from None
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit_bytes:
+            raise _too_large(limit_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_image_type(content_type: str, filename: str) -> None:
+    if content_type in GENERIC_TYPES or content_type.startswith("image/"):
+        return
+    name = f" ({filename})" if filename else ""
+    raise UploadError(
+        415, f"The file{name} has type '{content_type}', not an image. Send a photo: {ACCEPTED_TYPES_TEXT}."
+    )
+
+
+def parse_multipart(body: bytes, content_type_header: str, limit_bytes: int) -> Upload:
+    """The image file of a ``multipart/form-data`` body, parsed in memory."""
+    _, options = parse_options_header(content_type_header)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise UploadError(400, "The multipart request has no boundary: send it as multipart/form-data.")
+
+    parts: list[dict] = []
+    current: dict = {}
+    header_field = bytearray()
+    header_value = bytearray()
+
+    def on_part_begin() -> None:
+        current.clear()
+        current.update(headers={}, data=bytearray())
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        current["data"] += data[start:end]
+
+    def on_part_end() -> None:
+        parts.append(dict(current))
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header_field.extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header_value.extend(data[start:end])
+
+    def on_header_end() -> None:
+        current["headers"][bytes(header_field).lower()] = bytes(header_value)
+        header_field.clear()
+        header_value.clear()
+
+    parser = MultipartParser(
+        boundary,
+        callbacks={
+            "on_part_begin": on_part_begin,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+        },
+        max_size=limit_bytes,
+    )
+    try:
+        parser.write(body)
+        parser.finalize()
+    except Exception as error:  # python-multipart raises several error types for malformed bodies
+        raise UploadError(400, f"The multipart body could not be parsed ({type(error).__name__}).") from None
+
+    files = []
+    for part in parts:
+        _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
+        if b"filename" not in disposition:
+            continue  # a plain form field
+        files.append(
+            (
+                disposition.get(b"name", b"").decode("utf-8", "replace"),
+                Upload(
+                    data=bytes(part["data"]),
+                    content_type=part["headers"].get(b"content-type", b"").decode("latin-1").strip().lower(),
+                    filename=disposition.get(b"filename", b"").decode("utf-8", "replace"),
+                ),
+            )
+        )
+    named = [upload for name, upload in files if name == IMAGE_FIELD]
+    if named:
+        return named[0]
+    if len(files) == 1:
+        return files[0][1]
+    if not files:
+        raise UploadError(422, f"No image in the request: send a file in a form field named '{IMAGE_FIELD}'.")
+    raise UploadError(422, f"Several files and none named '{IMAGE_FIELD}': send one image per request.")
+
+
+async def read_upload(request: Request, limit_bytes: int) -> Upload:
+    """The one image of a request (multipart or raw ``image/*`` body), checked for size, type and emptiness."""
+    content_type_header = request.headers.get("content-type", "")
+    media_type = content_type_header.split(";")[0].strip().lower()
+    if media_type != "multipart/form-data" and not media_type.startswith("image/"):
+        if not media_type:
+            raise UploadError(
+                422, f"No image in the request: send multipart/form-data with a file field named '{IMAGE_FIELD}'."
+            )
+        raise UploadError(
+            415,
+            f"Unsupported request type '{media_type}': send multipart/form-data with a file field named "
+            f"'{IMAGE_FIELD}', or the image itself with an image/* Content-Type.",
+        )
+    body = await read_body(request, limit_bytes)
+    if media_type == "multipart/form-data":
+        upload = parse_multipart(body, content_type_header, limit_bytes)
+    else:
+        upload = Upload(data=body, content_type=media_type, filename="")
+    _check_image_type(upload.content_type, upload.filename)
+    if not upload.data:
+        raise UploadError(422, "The uploaded file is empty (0 bytes). Choose or take the photo again.")
+    return upload
