@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Build the offline PWA of mobile_demo/ around one exported dermtool .tflite.
+
+    python mobile_demo/build.py --model lite0_int8.tflite [--out mobile_demo/dist]
+
+Needs ``npm ci`` run in mobile_demo/ first (it provides @mediapipe/tasks-vision). Writes ``dist/``:
+
+    index.html app.js style.css sw.js manifest.webmanifest icon-192.png icon-512.png
+    config.json        referral classes + threshold, uncertainty threshold, readable class names, input spec
+                       (from the model's dermtool.json metadata, read at build time)
+    model.tflite       the model, unchanged (its labels are read on the device from its metadata)
+    vendor/vision_bundle.mjs                  MediaPipe Tasks Vision (ES module)
+    wasm/vision_wasm_internal.{js,wasm}       its WebAssembly (SIMD) ...
+    wasm/vision_wasm_nosimd_internal.{js,wasm} ... and the fallback for browsers without WebAssembly SIMD
+
+Nothing is fetched from a CDN: the page, the model and the WebAssembly all come from dist/. The service
+worker's cache name is a hash of dist/'s content, so a rebuilt app replaces the old cache.
+
+dermtool is a decision-support research tool, not a medical device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE / "src"
+PACKAGE = HERE / "node_modules" / "@mediapipe" / "tasks-vision"
+SHELL_FILES = ("index.html", "app.js", "style.css", "manifest.webmanifest")
+WASM_FILES = (
+    "vision_wasm_internal.js",
+    "vision_wasm_internal.wasm",
+    "vision_wasm_nosimd_internal.js",
+    "vision_wasm_nosimd_internal.wasm",
+)
+MODEL_NAME = "model.tflite"
+
+
+class BuildError(Exception):
+    """A problem the person building can fix; printed as one line."""
+
+
+def read_model_metadata(model: Path) -> dict[str, Any]:
+    """The model's dermtool.json metadata (labels, input spec, referral rule ...)."""
+    from dermtool.export.metadata import read_metadata
+
+    metadata = read_metadata(model)
+    if not metadata or not metadata.get("labels"):
+        raise BuildError(
+            f"{model} has no dermtool metadata with labels: export it with `dermtool export RUN --out MODEL.tflite`"
+        )
+    return dict(metadata)
+
+
+def app_config(model: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+    """config.json: what the page needs beyond the model's own metadata."""
+    from dermtool import DISCLAIMER, __version__
+    from dermtool.explain.predict import (
+        CLASS_NAMES,
+        DEFAULT_MALIGNANT_CLASSES,
+        DEFAULT_REFERRAL_THRESHOLD,
+        DEFAULT_UNCERTAINTY_THRESHOLD,
+    )
+    from dermtool.serve.service import OUTCOME_GUIDANCE
+
+    labels = [str(label) for label in metadata["labels"]]
+    referral = dict(metadata.get("referral") or {})
+    threshold = referral.get("threshold")
+    source = "dermtool.json metadata"
+    if threshold is None:
+        threshold, source = DEFAULT_REFERRAL_THRESHOLD, "default (the model's metadata has none)"
+        print(f"warning: {model} has no referral threshold in its metadata; using {threshold}", file=sys.stderr)
+    classes = [label for label in (referral.get("classes") or DEFAULT_MALIGNANT_CLASSES) if label in labels]
+    return {
+        "model": MODEL_NAME,
+        "model_name": model.name,
+        "model_bytes": model.stat().st_size,
+        "mode": metadata.get("mode"),
+        "labels": labels,
+        "names": {label: CLASS_NAMES.get(label, label) for label in labels},
+        "input_spec": metadata.get("input_spec"),
+        "referral": {"classes": classes, "threshold": float(threshold), "source": source},
+        "uncertainty_threshold": DEFAULT_UNCERTAINTY_THRESHOLD,
+        "outcomes": {key: OUTCOME_GUIDANCE[key] for key in ("refer", "uncertain", "benign")},
+        "disclaimer": DISCLAIMER,
+        "model_dermtool_version": metadata.get("dermtool_version"),
+        "built_with_dermtool": __version__,
+    }
+
+
+def draw_icon(size: int, path: Path) -> None:
+    """A plain app icon (a lesion-like disc on the brand colour), drawn here rather than stored as binary."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (size, size), (23, 92, 211))
+    draw = ImageDraw.Draw(image)
+    for fraction, colour in ((0.30, (241, 214, 194)), (0.22, (201, 154, 122)), (0.13, (140, 90, 60))):
+        radius = size * fraction
+        centre = size / 2
+        draw.ellipse((centre - radius, centre - radius, centre + radius, centre + radius), fill=colour)
+    image.save(path, format="PNG", optimize=True)
+
+
+def build(model: Path, out: Path) -> dict[str, Any]:
+    if not model.is_file():
+        raise BuildError(f"model not found: {model} (give an exported .tflite, e.g. MODEL=lite0_int8.tflite)")
+    if model.suffix.lower() != ".tflite":
+        raise BuildError(f"{model} is not a .tflite file")
+    if not (PACKAGE / "vision_bundle.mjs").exists():
+        raise BuildError(
+            f"{PACKAGE} is missing: run `npm ci` in {HERE} first (make mobile-demo does it)"
+        )
+    metadata = read_model_metadata(model)
+    config = app_config(model, metadata)
+
+    staging = out.with_name(out.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    (staging / "vendor").mkdir(parents=True)
+    (staging / "wasm").mkdir()
+    for name in SHELL_FILES:
+        shutil.copyfile(SOURCE / name, staging / name)
+    shutil.copyfile(PACKAGE / "vision_bundle.mjs", staging / "vendor" / "vision_bundle.mjs")
+    for name in WASM_FILES:
+        shutil.copyfile(PACKAGE / "wasm" / name, staging / "wasm" / name)
+    shutil.copyfile(model, staging / MODEL_NAME)
+    (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    draw_icon(192, staging / "icon-192.png")
+    draw_icon(512, staging / "icon-512.png")
+
+    # The service worker: its cache version is the hash of every other file; it precaches the app shell, the
+    # model and its config; the WebAssembly variant the browser picks is cached as it is first fetched.
+    digest = hashlib.sha256()
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(staging).as_posix().encode())
+        digest.update(path.read_bytes())
+    precache = ["./", *SHELL_FILES, "icon-192.png", "icon-512.png", "config.json", MODEL_NAME, "vendor/vision_bundle.mjs"]
+    worker = (SOURCE / "sw.js").read_text(encoding="utf-8")
+    worker = worker.replace("__CACHE_VERSION__", digest.hexdigest()[:16]).replace(
+        "__PRECACHE_LIST__", json.dumps(precache)
+    )
+    (staging / "sw.js").write_text(worker, encoding="utf-8")
+
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path, help="an exported .tflite (dermtool export)")
+    parser.add_argument("--out", type=Path, default=HERE / "dist", help="output folder (default mobile_demo/dist)")
+    arguments = parser.parse_args(argv)
+    try:
+        config = build(arguments.model, arguments.out)
+    except BuildError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    total = sum(path.stat().st_size for path in arguments.out.rglob("*") if path.is_file())
+    print(
+        f"built {arguments.out} ({total / 1e6:.1f} MB in all): {config['model_name']} "
+        f"({', '.join(config['labels'])}); referral {'+'.join(config['referral']['classes'])} >= "
+        f"{config['referral']['threshold']:.3f} ({config['referral']['source']})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
