@@ -7,13 +7,14 @@ DATA ?= ../shared/data/ham10000
 # Pytest workers: the suite is CPU-bound (TensorFlow); keep one process per core at most.
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench-input clean help
+.PHONY: install test demo bench-input mobile-demo clean help
 
 help:
 	@echo "make install   create $(VENV) and install pinned dependencies + dermtool (editable)"
 	@echo "make demo      train -> export -> bench on $(DATA) with configs/demo_cpu.toml"
 	@echo "make test      run the test suite (CPU only, real HAM10000 subsets)"
 	@echo "make bench-input  measure the input pipeline's images/s"
+	@echo "make mobile-demo MODEL=model.tflite  build the offline PWA (mobile_demo/dist) and serve it on 127.0.0.1:$(MOBILE_PORT)"
 
 install: $(STAMP)
 
@@ -33,6 +34,17 @@ demo: install
 
 bench-input: install
 	$(BIN)/python benchmarks/bench_input.py --data $(DATA)
+
+# The offline PWA: the .tflite runs in the phone's browser (MediaPipe Tasks Vision, WebAssembly served by the app).
+MODEL ?=
+MOBILE_PORT ?= 8080
+mobile-demo: install
+	@test -n "$(MODEL)" || { echo "usage: make mobile-demo MODEL=path/to/model.tflite (from dermtool export)"; exit 2; }
+	cd mobile_demo && npm ci --no-audit --no-fund
+	$(BIN)/python mobile_demo/build.py --model "$(MODEL)" --out mobile_demo/dist
+	@echo "Serving mobile_demo/dist on http://127.0.0.1:$(MOBILE_PORT)/ (Ctrl+C to stop). A phone needs HTTPS or"
+	@echo "localhost for offline use: e.g. 'adb reverse tcp:$(MOBILE_PORT) tcp:$(MOBILE_PORT)' then open that address on it."
+	$(BIN)/python -m http.server $(MOBILE_PORT) --bind 127.0.0.1 --directory mobile_demo/dist
 
 clean:
 	rm -rf $(VENV) build *.egg-info toolchain/*.egg-info .pytest_cache
