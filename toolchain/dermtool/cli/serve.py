@@ -28,7 +28,7 @@ def _is_loopback(host: str) -> bool:
         "  dermtool serve --model lite0_int8.tflite --port 8080\n"
         "  curl -F image=@lesion.jpg http://127.0.0.1:8000/api/predict\n"
         "\b\nAPI: POST /api/predict, POST /api/explain (run only), GET /api/health, GET /api/model;\n"
-        "OpenAPI at /openapi.json, interactive docs at /docs.\n\n" + DISCLAIMER
+        "OpenAPI schema at /openapi.json.\n\n" + DISCLAIMER
     ),
 )
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True),

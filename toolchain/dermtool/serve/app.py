@@ -1,6 +1,7 @@
 """The local web app: a FastAPI application around one loaded model.
 
-Endpoints (documented in the OpenAPI schema at ``/openapi.json`` and the interactive page at ``/docs``):
+Endpoints (documented in the OpenAPI schema at ``/openapi.json``; FastAPI's /docs page is off because it
+loads Swagger UI from a CDN, and this app makes no request to the network):
 
 =====================  =======================================================================================
 ``GET  /``             the page (static HTML/CSS/JS from ``dermtool/serve/static``, no external requests)
@@ -205,7 +206,7 @@ def create_app(
             "dropped. Upload one image per request as multipart/form-data (field `image`) or as a raw "
             "`image/*` body."
         ),
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI would load its scripts from a CDN: not offline, and blocked by the CSP
         redoc_url=None,
     )
     app.state.service = service
