@@ -1,1 +1,38 @@
-"""Session fixtures for trained runs (owned by the training module's tests)."""
+"""Session fixtures for trained runs (owned by the training module's tests).
+
+``tiny_run``: a real run folder, trained once per test session with ``configs/smoke.toml`` on the
+``small_ham`` images (84 real HAM10000 images; 64 px EfficientNet-Lite0 from its ImageNet weights, one
+head epoch and one fine-tuning epoch of the last blocks). It holds everything ``dermtool train`` writes
+(model.keras, labels.txt, split.csv, config.toml, history.csv, metrics.json, input_spec.json, plots,
+checkpoints/, logs/). Its scores are meaningless; its files are real.
+
+Treat it as read-only: a test that changes a run folder must copy it first (``shutil.copytree``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SMOKE_CONFIG = REPO_ROOT / "configs" / "smoke.toml"
+
+
+def smoke_config(data_dir: Path, overrides: list[str] | tuple[str, ...] = ()):
+    """configs/smoke.toml pointed at ``data_dir``, with optional ``section.key=value`` overrides."""
+    from dermtool.config import load_config
+
+    config = load_config(SMOKE_CONFIG, list(overrides))
+    config.data.data_dir = str(data_dir)
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_ham: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a finished run folder trained on ``small_ham`` with configs/smoke.toml (read-only)."""
+    from dermtool.train.trainer import train
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    train(smoke_config(small_ham), out, progress=False)
+    return out

@@ -1,0 +1,152 @@
+"""The images a training run uses: the split, the per-class limit, and one decode into memory.
+
+:func:`prepare_training_data` reads the labelled folder (any of the three layouts), takes the split
+(a given ``SPLIT.csv``, the run's own ``split.csv`` when resuming, or a fresh lesion-grouped split),
+limits the training images per class when asked (``data.max_images_per_class``, for quick runs), and
+decodes every image it needs exactly once with :func:`dermtool.data.pipeline.load_images` into uint8
+arrays held in memory for all epochs. Files that cannot be decoded are skipped and reported.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from dermtool import DermtoolError
+from dermtool.config import Config
+from dermtool.data.split import SplitRow
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class SplitImages:
+    """The decoded images of one split and their integer labels (indices into ``labels``)."""
+
+    images: np.ndarray  # uint8 (N, S, S, 3)
+    labels: np.ndarray  # int32 (N,)
+    image_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class TrainingData:
+    """Everything the training loop needs to know about the data."""
+
+    labels: list[str]  # class names, sorted: the model's output order
+    rows: list[SplitRow]  # the full split, as written to RUN/split.csv
+    splits: dict[str, SplitImages]
+    skipped: list[dict[str, str]] = field(default_factory=list)  # [{image_id, path, reason}]
+    train_limited_from: int | None = None  # training images before max_images_per_class, if it applied
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+
+def choose_split(records: Sequence, config: Config, split_csv: str | Path | None) -> list[SplitRow]:
+    """The split rows: read from ``split_csv`` when given, else a lesion-grouped split from the config."""
+    from dermtool.data.split import make_split, read_split_csv
+
+    if split_csv:
+        return read_split_csv(split_csv)
+    return make_split(records, seed=config.data.split_seed, val_fraction=config.data.val_fraction,
+                      test_fraction=config.data.test_fraction)
+
+
+def limit_per_class(rows: Sequence[SplitRow], max_per_class: int, seed: int) -> list[SplitRow]:
+    """Keep at most ``max_per_class`` training rows per class (val and test untouched), deterministically.
+
+    Within each class the rows are ordered by image id and shuffled with a generator seeded by
+    ``(seed, class)``, so the choice does not depend on the order of the input.
+    """
+    if max_per_class <= 0:
+        return list(rows)
+    by_class: dict[str, list[SplitRow]] = defaultdict(list)
+    for row in rows:
+        if row.split == "train":
+            by_class[row.label].append(row)
+    kept: set[str] = set()
+    for label, class_rows in by_class.items():
+        ordered = sorted(class_rows, key=lambda row: row.image_id)
+        random.Random(f"dermtool-limit:{seed}:{label}").shuffle(ordered)
+        kept.update(row.image_id for row in ordered[:max_per_class])
+    return [row for row in rows if row.split != "train" or row.image_id in kept]
+
+
+def prepare_training_data(config: Config, spec, split_rows: Sequence[SplitRow] | None = None,
+                          split_csv: str | Path | None = None, progress: bool = True,
+                          log=print) -> TrainingData:
+    """Read the labelled folder, settle the split and decode the images of every split once.
+
+    ``split_rows`` (the run's own split when resuming) wins over ``split_csv``, which wins over
+    ``config.data.split_csv``; without any, a fresh split is made with the config's seed and fractions.
+    """
+    from dermtool.data.layouts import read_dataset
+    from dermtool.data.pipeline import load_images
+
+    dataset = read_dataset(config.data.data_dir, config.data.labels_csv or None)
+    if not dataset.records:
+        raise DermtoolError(f"{config.data.data_dir}: no labelled images found")
+    rows = list(split_rows) if split_rows is not None else choose_split(
+        dataset.records, config, split_csv or config.data.split_csv or None)
+    records = {record.image_id: record for record in dataset.records}
+
+    unknown = [row.image_id for row in rows if row.image_id not in records]
+    if unknown:
+        raise DermtoolError(
+            f"the split lists {len(unknown)} image(s) that are not in {config.data.data_dir} "
+            f"(first: {', '.join(unknown[:5])}); use the split made for this data folder"
+        )
+    relabelled = [row.image_id for row in rows if records[row.image_id].label != row.label.lower()]
+    if relabelled:
+        raise DermtoolError(
+            f"the split and {config.data.data_dir} disagree on the label of {len(relabelled)} image(s) "
+            f"(first: {', '.join(relabelled[:5])})"
+        )
+    not_in_split = len(records) - len({row.image_id for row in rows})
+    if not_in_split:
+        log(f"{not_in_split} labelled image(s) of the data folder are not in the split and are not used")
+
+    used_rows = limit_per_class(rows, config.data.max_images_per_class, config.data.split_seed)
+    train_before = sum(row.split == "train" for row in rows)
+    train_after = sum(row.split == "train" for row in used_rows)
+    labels = sorted({records[row.image_id].label for row in rows})
+    if len(labels) < 2:
+        raise DermtoolError(f"need at least two classes to train a classifier, found {labels}")
+    index_of = {label: index for index, label in enumerate(labels)}
+
+    splits: dict[str, SplitImages] = {}
+    skipped: list[dict[str, str]] = []
+    for name in SPLITS:
+        split_rows_here = [row for row in used_rows if row.split == name]
+        paths = [records[row.image_id].path for row in split_rows_here]
+        images, failed = load_images(paths, spec, progress=progress)
+        failed_reasons = {str(path): reason for path, reason in failed}
+        kept_rows = []
+        for row in split_rows_here:
+            path = str(records[row.image_id].path)
+            if path in failed_reasons:
+                skipped.append({"image_id": row.image_id, "path": path, "reason": failed_reasons[path]})
+                log(f"skipped {path}: {failed_reasons[path]}")
+            else:
+                kept_rows.append(row)
+        splits[name] = SplitImages(
+            images=images,
+            labels=np.asarray([index_of[records[row.image_id].label] for row in kept_rows], dtype=np.int32),
+            image_ids=[row.image_id for row in kept_rows],
+        )
+    if len(splits["train"]) == 0:
+        raise DermtoolError("the training split has no readable images")
+    if len(splits["val"]) == 0:
+        raise DermtoolError("the validation split has no readable images: training needs one to pick the "
+                            "best epoch and to calibrate (set data.val_fraction above 0)")
+    return TrainingData(labels=labels, rows=list(rows), splits=splits, skipped=skipped,
+                        train_limited_from=train_before if train_after < train_before else None)
