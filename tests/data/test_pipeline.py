@@ -298,3 +298,20 @@ def test_warp_matches_tensorflows_projective_transform_kernel(ham: tuple[np.ndar
         interpolation="BILINEAR", fill_mode="REFLECT",
     ).numpy()
     np.testing.assert_allclose(warp_affine(batch, transforms).numpy(), reference, atol=0.05)
+
+
+def test_the_images_are_converted_to_a_tensor_once_per_array() -> None:
+    """The trainer builds a dataset per epoch: the (large) array must not be copied into TensorFlow each time."""
+    import gc
+
+    from dermtool.data import pipeline
+
+    spec = InputSpec(image_size=8, resize_policy="squash", mean=0.0, std=1.0)
+    images = np.random.default_rng(0).integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
+    first = pipeline._images_tensor(images)
+    make_dataset(images, np.arange(10) % 2, 2, 4, training=False, augment=None, spec=spec)
+    assert pipeline._images_tensor(images) is first
+    key = id(images)
+    del images, first
+    gc.collect()
+    assert key not in pipeline._TENSOR_CACHE, "the cached copy goes with its array"

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
@@ -340,6 +341,33 @@ def augment_batch(images: Any, augment: AugmentConfig | None, seed: Any) -> Any:
     return _augment(images, augment, seed, spec=None)
 
 
+# id(numpy array) -> (weak reference to it, its tf.Tensor copy); an entry goes when its array is collected.
+_TENSOR_CACHE: dict[int, tuple[Any, Any]] = {}
+
+
+def _images_tensor(images: np.ndarray) -> Any:
+    """The images as a tf.Tensor, converted once per array object.
+
+    TensorFlow copies a numpy array when converting it (about a second per GB), and callers such as the
+    trainer build a new dataset every epoch from the same decoded array: the copy is made once and reused
+    while that array is alive. The array is treated as read-only once handed to :func:`make_dataset`.
+    """
+    import tensorflow as tf
+
+    key = id(images)
+    cached = _TENSOR_CACHE.get(key)
+    if cached is not None and cached[0]() is images:
+        return cached[1]
+    tensor = tf.convert_to_tensor(images)
+    try:
+        reference = weakref.ref(images)
+    except TypeError:  # not weak-referenceable: do not cache
+        return tensor
+    _TENSOR_CACHE[key] = (reference, tensor)
+    weakref.finalize(images, _TENSOR_CACHE.pop, key, None)
+    return tensor
+
+
 def _check_dataset_inputs(
     images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int, spec: InputSpec
 ) -> None:
@@ -400,7 +428,7 @@ def make_dataset(
     if augment is not None:
         _check_augment_config(augment)
     count = len(images)
-    image_tensor = tf.convert_to_tensor(images)
+    image_tensor = _images_tensor(images)
     label_tensor = tf.convert_to_tensor(labels.astype(np.int32))
     autotune = tf.data.AUTOTUNE
 
