@@ -68,6 +68,7 @@ class ModelDescription:
     referral_labels: list[str]
     referral_threshold: float | None
     uncertainty_threshold: float | None
+    ood_threshold: float | None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +82,7 @@ class ModelDescription:
             "referral_labels": self.referral_labels,
             "referral_threshold": self.referral_threshold,
             "uncertainty_threshold": self.uncertainty_threshold,
+            "ood_threshold": self.ood_threshold,
             "outcomes": OUTCOME_GUIDANCE,
             "disclaimer": DISCLAIMER,
             "dermtool_version": __version__,
@@ -138,6 +140,7 @@ class ModelService:
             referral_labels=[label for label in getattr(thresholds, "malignant_classes", ()) if label in self.labels],
             referral_threshold=getattr(thresholds, "referral", None),
             uncertainty_threshold=getattr(thresholds, "uncertainty", None),
+            ood_threshold=getattr(self.predictor, "ood_threshold", None),
         )
 
     def predict(self, pixels: np.ndarray) -> dict[str, Any]:

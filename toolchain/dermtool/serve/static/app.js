@@ -66,6 +66,21 @@ function outcomeNumbers(prediction) {
   return parts.join(" ");
 }
 
+// The not-a-lesion guard, in words: did the photo look like the lesion images the model was trained on?
+function photoCheck(prediction) {
+  const threshold = state.model && state.model.ood_threshold;
+  if (typeof prediction.ood_score !== "number") {
+    return "Photo check unavailable for this model: it cannot tell a lesion photo from any other photo.";
+  }
+  const numbers = typeof threshold === "number"
+    ? ` (score ${prediction.ood_score.toFixed(2)}; photos scoring ${threshold.toFixed(2)} or more are rejected)`
+    : ` (score ${prediction.ood_score.toFixed(2)})`;
+  if (prediction.outcome === "not_a_lesion") {
+    return `Photo check failed: this photo does not resemble the dermatoscopic lesion images the model was trained on${numbers}.`;
+  }
+  return `Photo check passed: the photo resembles the dermatoscopic lesion images the model was trained on${numbers}.`;
+}
+
 function renderPrediction(prediction) {
   const guidance = (state.model && state.model.outcomes && state.model.outcomes[prediction.outcome]) || {
     title: prediction.outcome, message: "",
@@ -122,9 +137,12 @@ function renderPrediction(prediction) {
     bars.append(row);
   });
 
-  $("ood-line").textContent = typeof prediction.ood_score === "number"
-    ? `Out-of-distribution score ${prediction.ood_score.toFixed(2)} (higher means less like the lesion photos the model was trained on).`
-    : "";
+  $("ood-line").textContent = photoCheck(prediction);
+  const rejected = prediction.outcome === "not_a_lesion";
+  $("result").classList.toggle("rejected", rejected);
+  $("bars-title").textContent = rejected
+    ? "What the model would have said (not meaningful for this photo)"
+    : "Calibrated probability per class";
   $("result").hidden = false;
   document.body.classList.add("has-result");
 }
@@ -217,7 +235,7 @@ async function analyse(file) {
     setStatus("");
     renderPrediction(prediction);
     document.body.dataset.state = "done";
-    explain(file, requestId);
+    if (prediction.outcome !== "not_a_lesion") explain(file, requestId);
   } catch (error) {
     if (requestId !== state.requestId) return;
     setStatus("");
