@@ -140,7 +140,7 @@ def build(model: Path, out: Path) -> dict[str, Any]:
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
         digest.update(path.relative_to(staging).as_posix().encode())
         digest.update(path.read_bytes())
-    precache = ["./", *SHELL_FILES, "icon-192.png", "icon-512.png", "config.json", MODEL_NAME, "vendor/vision_bundle.mjs"]
+    precache = [*SHELL_FILES, "icon-192.png", "icon-512.png", "config.json", MODEL_NAME, "vendor/vision_bundle.mjs"]
     worker = (SOURCE / "sw.js").read_text(encoding="utf-8")
     worker = worker.replace("__CACHE_VERSION__", digest.hexdigest()[:16]).replace(
         "__PRECACHE_LIST__", json.dumps(precache)
