@@ -1,0 +1,146 @@
+"""Fixtures of the app tests: live servers (uvicorn in a thread, a free port) and headless Chromium.
+
+The browser is Debian's ``/usr/bin/chromium`` driven by Playwright; nothing downloads a browser. When it
+(or mobile_demo's npm packages) is missing, the tests FAIL with a message saying what to install: CI
+(`.ci/run`) installs both.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PHONE_VIEWPORT = {"width": 390, "height": 844}
+DESKTOP_VIEWPORT = {"width": 1280, "height": 900}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LiveServer:
+    """A FastAPI app served by uvicorn on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        )
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@dataclass
+class StaticServer:
+    """A plain static file server (what `python -m http.server` does), counting the bytes it sends."""
+
+    directory: Path
+    bytes_sent: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        counter = self.bytes_sent
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # keep the test output quiet
+                pass
+
+            def copyfile(self, source, outputfile) -> None:  # type: ignore[override]
+                data = source.read()
+                outputfile.write(data)
+                path = self.path.split("?")[0]
+                counter[path] = counter.get(path, 0) + len(data)
+
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(self.directory))
+        )
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="static-test", daemon=True)
+
+    def __enter__(self) -> "StaticServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def require_chromium() -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium "
+            "(`apt-get install -y chromium`; .ci/run installs it). No browser is downloaded."
+        )
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium (one per test session)."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """test-artifacts/ (gitignored): screenshots to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def ham_images(small_ham: Path) -> list[Path]:
+    """The real HAM10000 images of the small subset, in a fixed order."""
+    return sorted((small_ham / "images").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def run_server(tiny_run: Path) -> Iterator[LiveServer]:
+    """`dermtool serve` of the float run of the training fixture (Grad-CAM available), once per session."""
+    from dermtool.serve.app import create_app
+
+    with LiveServer(create_app(tiny_run)) as server:
+        yield server

@@ -1,0 +1,134 @@
+"""The page of `dermtool serve` in real headless Chromium: upload a real HAM10000 photo, read the result.
+
+The probabilities shown on the page must match :class:`Predictor` on the same model; the page must make no
+request outside the local server; screenshots (desktop and phone) go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dermtool.explain.predict import CLASS_NAMES, Predictor
+from dermtool.serve.service import OUTCOME_GUIDANCE
+from tests.serve.conftest import DESKTOP_VIEWPORT, PHONE_VIEWPORT, LiveServer
+
+pytestmark = pytest.mark.slow
+
+
+def percent_of(text: str) -> float:
+    match = re.fullmatch(r"\s*(<)?([0-9.]+)%\s*", text)
+    assert match, f"not a percentage: {text!r}"
+    return float(match.group(2)) / 100
+
+
+def open_page(browser, server: LiveServer, viewport: dict, scale: int = 1):
+    context = browser.new_context(viewport=viewport, device_scale_factor=scale)
+    page = context.new_page()
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server.url + "/")
+    page.wait_for_selector("body[data-ready]", state="attached", timeout=30_000)
+    return context, page, requests, errors
+
+
+@pytest.fixture(scope="module")
+def run_reference(tiny_run: Path) -> Predictor:
+    return Predictor(tiny_run)
+
+
+def test_upload_through_the_page_shows_the_predictor_probabilities(
+    browser, run_server: LiveServer, run_reference: Predictor, ham_images, artifacts: Path
+) -> None:
+    image = ham_images[20]
+    expected = run_reference.predict([image], top_k=len(run_reference.labels))[0]
+    context, page, requests, errors = open_page(browser, run_server, DESKTOP_VIEWPORT)
+    try:
+        page.screenshot(path=str(artifacts / "serve_desktop_empty.png"), full_page=True)
+        page.set_input_files("#file-input", str(image))
+        page.wait_for_selector("body[data-state='done']", state="attached", timeout=60_000)
+
+        rows = page.locator(".bar-row")
+        assert rows.count() == len(run_reference.labels)
+        shown: dict[str, float] = {}
+        for index in range(rows.count()):
+            row = rows.nth(index)
+            label = row.get_attribute("data-label")
+            shown[label] = percent_of(row.locator(".bar-value").inner_text())
+            name_text = row.locator(".bar-name").inner_text()
+            assert CLASS_NAMES.get(label, label) in name_text
+        assert set(shown) == set(expected["probabilities"])
+        for label, probability in expected["probabilities"].items():
+            assert shown[label] == pytest.approx(probability, abs=0.01), label
+        # Bars are ordered by probability, the most likely first.
+        assert rows.first.get_attribute("data-label") == expected["label"]
+
+        outcome = page.locator("#outcome")
+        assert outcome.get_attribute("data-outcome") == expected["outcome"]
+        assert page.inner_text("#outcome-title") == OUTCOME_GUIDANCE[expected["outcome"]]["title"]
+        assert page.locator("footer").inner_text().count("not a medical device") >= 1
+
+        page.wait_for_selector("#explain-figure:not([hidden])", timeout=60_000)
+        assert page.eval_on_selector("#explain-image", "image => image.naturalWidth") > 100
+        assert CLASS_NAMES.get(expected["label"], expected["label"]) in page.inner_text("#explain-caption")
+        page.screenshot(path=str(artifacts / "serve_desktop.png"), full_page=True)
+
+        # A file that is not an image gets a clear message, and the page (and server) carry on.
+        page.set_input_files(
+            "#file-input", files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not a photo"}]
+        )
+        page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+        assert "not an image" in page.inner_text("#error")
+        assert page.locator("#explain-figure").is_hidden()
+        page.screenshot(path=str(artifacts / "serve_desktop_error.png"), full_page=True)
+        assert errors == []
+        outside = [url for url in requests if not url.startswith((run_server.url, "data:", "blob:"))]
+        assert outside == [], f"the page requested something outside the local server: {outside}"
+    finally:
+        context.close()
+
+
+def text_image(path: Path) -> None:
+    """A photo-sized picture of a printed page: black text lines on white (not a skin lesion)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (400, 300), "white")
+    draw = ImageDraw.Draw(image)
+    for line in range(12):
+        draw.text((20, 15 + 23 * line), "Patient notes: lorem ipsum dolor sit amet " * 2, fill="black")
+    image.save(path)
+
+
+def test_phone_sized_screen(browser, run_server: LiveServer, run_reference: Predictor, ham_images,
+                            artifacts: Path, tmp_path: Path) -> None:
+    image = ham_images[40]
+    expected = run_reference.predict([image])[0]
+    context, page, _, errors = open_page(browser, run_server, PHONE_VIEWPORT, scale=2)
+    try:
+        camera = page.locator("#camera-input")
+        assert camera.get_attribute("capture") == "environment"
+        assert camera.get_attribute("accept") == "image/*"
+        page.set_input_files("#camera-input", str(image))
+        page.wait_for_selector("body[data-state='done']", state="attached", timeout=60_000)
+        assert page.locator(".bar-row").first.get_attribute("data-label") == expected["label"]
+        page.wait_for_selector("#explain-figure:not([hidden])", timeout=60_000)
+        # Nothing wider than the screen: no sideways scrolling on a phone.
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE_VIEWPORT["width"]
+        page.screenshot(path=str(artifacts / "serve_phone.png"), full_page=True)
+
+        # A photo of a printed page: the outcome shown is the Predictor's (not_a_lesion when the guard works).
+        document = tmp_path / "document.png"
+        text_image(document)
+        expected_document = run_reference.predict([document])[0]
+        page.set_input_files("#file-input", str(document))
+        page.wait_for_selector(f"#outcome[data-outcome='{expected_document['outcome']}']", state="attached",
+                               timeout=60_000)
+        assert page.inner_text("#outcome-title") == OUTCOME_GUIDANCE[expected_document["outcome"]]["title"]
+        page.screenshot(path=str(artifacts / f"serve_phone_{expected_document['outcome']}.png"), full_page=True)
+        assert errors == []
+    finally:
+        context.close()
