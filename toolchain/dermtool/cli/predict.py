@@ -1,0 +1,200 @@
+"""``dermtool predict``: calibrated probabilities and a referral outcome per image.
+
+Heavy imports (numpy work, TensorFlow or LiteRT) happen inside the command function, so
+``dermtool predict --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+EPILOG = """\b
+Examples:
+  dermtool predict lesion.jpg --model runs/lite0
+  dermtool predict photos/ --model lite0_int8.tflite --json > results.json
+  dermtool predict 'photos/*.jpg' --model runs/lite0 --top-k 5 --uncertainty-threshold 0.6
+\b
+Outcomes (the first that applies wins):
+  not_a_lesion  the image does not look like a dermatoscopic lesion image (out-of-distribution guard)
+  refer         the summed probability of the malignant classes (mel, bcc, akiec) is at or above the
+                referral threshold chosen on validation data for a sensitivity of at least 90 %
+  uncertain     the top probability is below --uncertainty-threshold (default 50 %)
+  benign        none of the above (not a diagnosis)
+\b
+IMAGE may be files, folders (every image inside, recursively) or quoted glob patterns. An unreadable
+image is reported in place ({image, error} with --json) and the command exits 1 after all others.
+Images are read, never stored; EXIF data is ignored.
+"""
+
+
+def _has_glob(text: str) -> bool:
+    return any(character in text for character in "*?[")
+
+
+def collect_images(arguments: tuple[str, ...]) -> list[str]:
+    """Files, folders (recursively, image suffixes only) and glob patterns -> a list of paths, in order.
+
+    A name that matches nothing is kept as given, so that it is reported as unreadable in its place.
+    """
+    import glob
+
+    from dermtool.data.images import IMAGE_SUFFIXES
+
+    paths: list[str] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            paths.extend(str(p) for p in found)
+        elif path.exists() or not _has_glob(argument):
+            paths.append(argument)
+        else:
+            matches = sorted(m for m in glob.glob(argument, recursive=True) if Path(m).is_file())
+            paths.extend(matches if matches else [argument])
+    return paths
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f} %"
+
+
+def referral_summary(predictor: Any) -> list[str]:
+    """Header lines: the decision rule and the operating point measured on validation/test data."""
+    from dermtool.explain.predict import class_name
+
+    thresholds = predictor.thresholds
+    source = {
+        "metrics.json": "chosen on the validation split",
+        "metadata": "chosen on the validation split (model metadata)",
+        "argument": "set on the command line",
+        "default": "DEFAULT, not chosen for this model",
+    }[thresholds.referral_source]
+    names = " + ".join(label for label in thresholds.malignant_classes if label in predictor.labels)
+    lines = [f"Referral: {names} probability >= {_percent(thresholds.referral)} ({source})"]
+    referral = predictor.referral or {}
+    if referral.get("target_sensitivity") is not None and thresholds.referral_source != "argument":
+        measured = []
+        for split in ("val", "test"):
+            values = referral.get(split) or {}
+            if values.get("sensitivity") is not None:
+                measured.append(
+                    f"{split}: sensitivity {_percent(values['sensitivity'])}, "
+                    f"specificity {_percent(values.get('specificity'))}"
+                )
+        target = f"target sensitivity {_percent(referral['target_sensitivity'])}"
+        lines.append(f"  malignant vs benign at this threshold ({target}): " + "; ".join(measured or ["not measured"]))
+    melanoma = getattr(predictor, "melanoma", None) or {}
+    if melanoma.get("threshold") is not None:
+        test = melanoma.get("test") or {}
+        val = melanoma.get("val") or {}
+        chosen = test or val
+        split = "test" if test else "val"
+        lines.append(
+            f"  {class_name('mel')} alone (its probability >= {_percent(melanoma['threshold'])}): "
+            f"{split} sensitivity {_percent(chosen.get('sensitivity'))}, "
+            f"specificity {_percent(chosen.get('specificity'))}"
+        )
+    lines.append(f"Uncertain below {_percent(thresholds.uncertainty)} top probability")
+    if predictor.ood_detector is not None:
+        lines.append(f"Out-of-distribution guard: rejects at ood_score >= {predictor.ood_threshold:.2f}")
+    else:
+        lines.append("Out-of-distribution guard: OFF (images that are not lesions are not rejected)")
+    return lines
+
+
+def format_result(result: dict[str, Any], predictor: Any) -> list[str]:
+    """The text block of one image."""
+    if "error" in result:
+        return [result["image"], f"  Error: {result['error']}"]
+    lines = [result["image"], "  " + predictor.describe(result)]
+    if result["outcome"] == "not_a_lesion":  # class probabilities of a non-lesion are meaningless: not shown
+        lines.append(f"  ood_score {result['ood_score']:.2f} (threshold {predictor.ood_threshold:.2f})")
+        return lines
+    for rank, entry in enumerate(result["top_k"], start=1):
+        lines.append(f"  {rank}. {entry['name']} ({entry['label']})".ljust(58) + f"{entry['probability'] * 100:6.1f} %")
+    if result.get("ood_score") is not None:
+        lines.append(f"  ood_score {result['ood_score']:.2f}")
+    return lines
+
+
+@click.command("predict", epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("--model", "model_path", required=True, metavar="RUN_or_MODEL",
+              help="A run folder (from `dermtool train`) or a .tflite (from `dermtool export`).")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes listed per image.")
+@click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON list instead of text.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Interpreter threads (.tflite).")
+@click.option("--uncertainty-threshold", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              metavar="P", help="Outcome 'uncertain' when the top probability is below P.")
+@click.option("--referral-threshold", type=click.FloatRange(0.0, 1.0), default=None, metavar="P",
+              help="Override the model's referral threshold on the malignant probability.")
+@click.option("--data", "data_dir", default=None, metavar="DATA",
+              help="The run's image folder, if it moved: needed once to fit the out-of-distribution guard.")
+@click.option("--no-ood", is_flag=True, help="Switch the out-of-distribution guard off.")
+def predict(
+    images: tuple[str, ...],
+    model_path: str,
+    top_k: int,
+    as_json: bool,
+    threads: int,
+    uncertainty_threshold: float,
+    referral_threshold: float | None,
+    data_dir: str | None,
+    no_ood: bool,
+) -> None:
+    """Predict calibrated class probabilities and an outcome (refer, uncertain, not a lesion, benign)
+    for each IMAGE with a trained run folder or an exported .tflite.
+    """
+    import json
+    import warnings
+
+    from tqdm import tqdm
+
+    from dermtool import DISCLAIMER
+    from dermtool.explain.predict import Predictor
+
+    paths = collect_images(images)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor = Predictor(
+            model_path,
+            threads=threads,
+            uncertainty_threshold=uncertainty_threshold,
+            referral_threshold=referral_threshold,
+            ood=not no_ood,
+            data_dir=data_dir,
+            progress=True,
+        )
+        predictor.ood_detector  # load (or fit, once) now, so its notes come before the results
+    for warning in caught:
+        click.echo(f"Warning: {warning.message}", err=True)
+
+    results: list[dict[str, Any]] = []
+    chunk = 32
+    with tqdm(total=len(paths), unit="image", file=sys.stderr, disable=True if len(paths) < 10 else None) as bar:
+        for start in range(0, len(paths), chunk):
+            part = paths[start : start + chunk]
+            results.extend(predictor.predict(part, top_k=top_k))
+            bar.update(len(part))
+
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        kind = "run folder, float Keras" if predictor.kind == "run" else "TFLite"
+        click.echo(f"Model: {model_path} ({kind}; classes {', '.join(predictor.labels)})")
+        for line in referral_summary(predictor):
+            click.echo(line)
+        for result in results:
+            click.echo("")
+            for line in format_result(result, predictor):
+                click.echo(line)
+        click.echo("")
+        click.echo(DISCLAIMER)
+    failures = sum(1 for result in results if "error" in result)
+    if failures:
+        click.echo(f"{failures} of {len(results)} image(s) could not be read.", err=True)
+        sys.exit(1)

@@ -1,0 +1,462 @@
+"""Calibrated probabilities and a referral outcome per image, from a run folder or a .tflite model.
+
+``Predictor(model)`` loads either a **run folder** (float Keras model, calibrated with the run's temperature,
+through :class:`dermtool.run.RunFolder`) or a **.tflite** (LiteRT through :class:`dermtool.runtime.TFLiteModel`;
+its softmax is already calibrated, the temperature is folded into its logits). ``predict(images)`` returns
+one dict per image, exactly the ``predict --json`` object of the contract::
+
+    {image, outcome, label, probability, probabilities: {LABEL: p}, top_k: [{label, name, probability}], ood_score}
+
+Outcomes, checked in this order (the first that applies wins):
+
+1. ``not_a_lesion``: the out-of-distribution guard (:mod:`dermtool.explain.ood`) rejects the image
+   (``ood_score >= `` its threshold). Checked first: the class probabilities of a non-lesion image are
+   meaningless, so neither a referral nor a benign answer may be given for it.
+2. ``refer``: the summed probability of the malignant classes (``mel``, ``bcc``, ``akiec`` by default) is at
+   or above the referral threshold. The threshold comes from the run's ``metrics.json`` (``referral.threshold``,
+   chosen on the validation split for a sensitivity of at least 0.90) or, for a .tflite, from its
+   ``dermtool.json`` metadata; without either, :data:`DEFAULT_REFERRAL_THRESHOLD` (0.3) with a warning.
+   Checked before ``uncertain``: an unsure model with a high malignant probability must still refer.
+3. ``uncertain``: the top probability is below the uncertainty threshold (0.5 by default).
+4. ``benign``: none of the above.
+
+``label``/``probability``/``probabilities``/``top_k`` are always filled (also for ``not_a_lesion``), so a
+caller can show what the model would have said. Images are decoded and resized with
+:func:`dermtool.data.preprocess.load_image` (EXIF orientation applied, metadata dropped) and never stored.
+An image that cannot be read gives ``{image, error}`` in its place; the others are still predicted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence, Union
+
+import numpy as np
+
+from dermtool import DermtoolError
+
+CLASS_NAMES: dict[str, str] = {
+    "mel": "melanoma",
+    "nv": "melanocytic nevus",
+    "bcc": "basal cell carcinoma",
+    "akiec": "actinic keratosis / intraepithelial carcinoma",
+    "bkl": "benign keratosis-like lesion",
+    "df": "dermatofibroma",
+    "vasc": "vascular lesion",
+}
+
+DEFAULT_MALIGNANT_CLASSES: tuple[str, ...] = ("mel", "bcc", "akiec")
+#: referral threshold used when neither metrics.json nor the .tflite metadata provides one
+DEFAULT_REFERRAL_THRESHOLD = 0.3
+DEFAULT_UNCERTAINTY_THRESHOLD = 0.5
+OUTCOMES: tuple[str, ...] = ("benign", "refer", "uncertain", "not_a_lesion")
+UPLOAD_NAME = "<upload>"
+BATCH_SIZE = 32
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
+
+OUTCOME_HEADLINES: dict[str, str] = {
+    "refer": "REFER: have a dermatologist examine this lesion",
+    "uncertain": "UNCERTAIN: the model is not confident; do not rely on this result",
+    "not_a_lesion": "NOT A LESION IMAGE: this does not look like a dermatoscopic image of a skin lesion",
+    "benign": "No referral signal from the model (this is not a diagnosis)",
+}
+
+
+def class_name(label: str) -> str:
+    """Human-readable name of a class code (the code itself for classes outside HAM10000)."""
+    return CLASS_NAMES.get(label, label)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The decision rule's numbers (all on calibrated probabilities)."""
+
+    referral: float
+    uncertainty: float
+    malignant_classes: tuple[str, ...]
+    referral_source: str  # "metrics.json" | "metadata" | "argument" | "default"
+
+
+def decide_outcome(
+    probabilities: np.ndarray, labels: Sequence[str], thresholds: Thresholds, not_a_lesion: bool
+) -> str:
+    """The outcome for one row of calibrated probabilities (see the module docstring for the order)."""
+    if not_a_lesion:
+        return "not_a_lesion"
+    if malignant_probability(probabilities, labels, thresholds.malignant_classes) >= thresholds.referral:
+        return "refer"
+    if float(np.max(probabilities)) < thresholds.uncertainty:
+        return "uncertain"
+    return "benign"
+
+
+def malignant_probability(probabilities: np.ndarray, labels: Sequence[str], malignant: Iterable[str]) -> float:
+    """Summed probability of the malignant classes present in ``labels``."""
+    wanted = set(malignant)
+    return float(sum(float(p) for label, p in zip(labels, probabilities) if label in wanted))
+
+
+def describe_outcome(result: Mapping[str, Any], thresholds: Thresholds, labels: Sequence[str]) -> str:
+    """One or two sentences in plain words explaining ``result["outcome"]`` (for the CLI and the web app)."""
+    outcome = result["outcome"]
+    probabilities = result["probabilities"]
+    malignant = malignant_probability(
+        np.array([probabilities[label] for label in labels]), labels, thresholds.malignant_classes
+    )
+    names = ", ".join(class_name(label) for label in thresholds.malignant_classes if label in labels)
+    top = f"{class_name(result['label'])} ({result['probability'] * 100:.1f} %)"
+    if outcome == "not_a_lesion":
+        return (
+            f"{OUTCOME_HEADLINES[outcome]}. No result is given; check that the photo shows a skin lesion "
+            "through a dermatoscope, in focus and properly exposed."
+        )
+    if outcome == "refer":
+        return (
+            f"{OUTCOME_HEADLINES[outcome]}. The probability of a malignant lesion ({names}) is "
+            f"{malignant * 100:.1f} %, at or above the referral threshold of {thresholds.referral * 100:.1f} %."
+        )
+    if outcome == "uncertain":
+        return (
+            f"{OUTCOME_HEADLINES[outcome]}. Its most likely class, {top}, is below the confidence threshold of "
+            f"{thresholds.uncertainty * 100:.0f} %; a clinician must assess the lesion."
+        )
+    return (
+        f"{OUTCOME_HEADLINES[outcome]}. Most likely: {top}; malignant probability {malignant * 100:.1f} % is "
+        f"below the referral threshold of {thresholds.referral * 100:.1f} %. Any change or concern still "
+        "warrants a clinician's examination."
+    )
+
+
+# ---- model backends ----------------------------------------------------------------------------------
+
+
+class _RunBackend:
+    kind = "run"
+
+    def __init__(self, path: Path) -> None:
+        from dermtool.run import RunFolder
+
+        self.path = path
+        self.run = RunFolder(path)
+        self.labels = list(self.run.labels)
+        self.input_spec = self.run.input_spec
+        self.temperature = self.run.temperature
+        self.model = self.run.load_model()  # loaded once, now: a broken model fails here with the run's message
+        self._logits_model = self.run.logits_model(self.model)
+
+    @property
+    def referral(self) -> dict[str, Any]:
+        return dict(self.run.metrics.get("referral") or {})
+
+    @property
+    def melanoma(self) -> dict[str, Any]:
+        return dict(self.run.metrics.get("melanoma") or {})
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities, computed exactly as ``RunFolder.predict_probabilities`` does."""
+        from dermtool import metrics
+        from dermtool.data.preprocess import normalize
+
+        rows = [
+            np.asarray(self._logits_model(normalize(images[start : start + 64], self.input_spec), training=False))
+            for start in range(0, len(images), 64)
+        ]
+        logits = np.concatenate(rows).astype(np.float64) if rows else np.zeros((0, len(self.labels)))
+        return np.asarray(metrics.softmax(logits, self.temperature), dtype=np.float64)
+
+    def ood_detector(self, data_dir: str | Path | None, progress: bool, predict_probabilities):
+        from dermtool.explain import ood
+
+        return ood.load_for_run(
+            self.run, data_dir=data_dir, fit_if_missing=True, progress=progress,
+            predict_probabilities=predict_probabilities,
+        )
+
+
+class _TFLiteBackend:
+    kind = "tflite"
+
+    def __init__(self, path: Path, threads: int) -> None:
+        from dermtool.runtime import TFLiteModel
+
+        self.path = path
+        try:
+            self.model = TFLiteModel(path, threads=threads)
+        except DermtoolError:
+            raise
+        except Exception as error:  # anything else from the interpreter: still one clear line
+            raise DermtoolError(f"{path}: not a usable TFLite model ({type(error).__name__}: {error})") from None
+        self.metadata: dict[str, Any] = dict(self.model.metadata or {})
+        self.labels = list(self.model.require_labels())
+        self.input_spec = self.model.require_input_spec()
+
+    @property
+    def referral(self) -> dict[str, Any]:
+        return dict(self.metadata.get("referral") or {})
+
+    @property
+    def melanoma(self) -> dict[str, Any]:
+        return dict(self.metadata.get("melanoma") or {})
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict(images), dtype=np.float64)
+
+    def ood_detector(self, data_dir: str | Path | None, progress: bool, predict_probabilities):
+        from dermtool.explain import ood
+
+        return ood.from_metadata(self.metadata, f"{self.path} (dermtool.json)")
+
+
+def _open_backend(model: str | os.PathLike, threads: int):
+    path = Path(model)
+    if not path.exists():
+        raise DermtoolError(f"model not found: {path} (give a run folder written by `dermtool train` or a .tflite)")
+    if path.is_dir():
+        return _RunBackend(path)  # RunFolder names whatever a finished run folder is missing
+    if path.suffix.lower() == ".tflite":
+        return _TFLiteBackend(path, threads)
+    raise DermtoolError(
+        f"{path}: unsupported model file; give a run folder (from `dermtool train`) or a .tflite (from `dermtool export`)"
+    )
+
+
+# ---- the predictor -----------------------------------------------------------------------------------
+
+
+class Predictor:
+    """Predict outcomes for images with one model (run folder or .tflite). Thread-safe.
+
+    Arguments beyond the model override the decision rule:
+
+    - ``uncertainty_threshold``: top probability below which the outcome is ``uncertain`` (default 0.5).
+    - ``referral_threshold``: malignant probability at or above which the outcome is ``refer`` (default: the
+      model's own, see the module docstring).
+    - ``malignant_classes``: the classes summed for referral (default: those the threshold was chosen for,
+      else mel, bcc, akiec).
+    - ``ood``: False switches the out-of-distribution guard off (``ood_score`` is then None);
+      ``ood_threshold`` replaces the guard's calibrated threshold.
+    - ``data_dir``: the run's image folder, needed only to fit a missing ``RUN/ood.json``.
+    """
+
+    def __init__(
+        self,
+        model_path_or_run: str | os.PathLike,
+        threads: int = 1,
+        *,
+        uncertainty_threshold: float = DEFAULT_UNCERTAINTY_THRESHOLD,
+        referral_threshold: float | None = None,
+        malignant_classes: Sequence[str] | None = None,
+        ood: bool = True,
+        ood_threshold: float | None = None,
+        data_dir: str | os.PathLike | None = None,
+        progress: bool = False,
+    ) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise DermtoolError(f"threads must be a positive integer, got {threads!r}")
+        for name, value in (("uncertainty_threshold", uncertainty_threshold), ("referral_threshold", referral_threshold)):
+            if value is not None and not 0.0 <= float(value) <= 1.0:
+                raise DermtoolError(f"{name} must be a probability in [0, 1], got {value}")
+        self.model_path = Path(model_path_or_run)
+        self._backend = _open_backend(self.model_path, threads)
+        self._lock = threading.Lock()
+        self.notes: list[str] = []
+        self.labels: list[str] = list(self._backend.labels)
+        self.kind: str = self._backend.kind
+        self.input_spec = self._backend.input_spec
+        #: the run's referral operating point (metrics.json "referral" / metadata): classes, threshold,
+        #: target_sensitivity, and sensitivity/specificity per split
+        self.referral: dict[str, Any] = self._backend.referral
+        #: the same for the melanoma probability alone (its own threshold), if recorded
+        self.melanoma: dict[str, Any] = self._backend.melanoma
+        self.thresholds = self._thresholds(uncertainty_threshold, referral_threshold, malignant_classes)
+        self._ood_enabled = bool(ood)
+        self._ood_threshold = ood_threshold
+        self._data_dir = data_dir
+        self._progress = progress
+        self._ood_detector = None
+        self._ood_loaded = False
+        self._ood_lock = threading.Lock()
+
+    def _note(self, message: str) -> None:
+        self.notes.append(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+    def _thresholds(
+        self, uncertainty: float, referral: float | None, malignant: Sequence[str] | None
+    ) -> Thresholds:
+        if referral is not None:
+            referral_value, source = float(referral), "argument"
+        elif self.referral.get("threshold") is not None:
+            referral_value = float(self.referral["threshold"])
+            source = "metrics.json" if self.kind == "run" else "metadata"
+        else:
+            referral_value, source = DEFAULT_REFERRAL_THRESHOLD, "default"
+            where = "metrics.json" if self.kind == "run" else "its dermtool.json metadata"
+            self._note(
+                f"{self.model_path}: no referral threshold in {where}; using the default "
+                f"{DEFAULT_REFERRAL_THRESHOLD} (not chosen on validation data for this model)"
+            )
+        if malignant is not None:
+            classes = tuple(str(label).lower() for label in malignant)
+        elif self.referral.get("classes"):
+            classes = tuple(self.referral["classes"])
+        else:
+            classes = DEFAULT_MALIGNANT_CLASSES
+        unknown = [label for label in classes if label not in self.labels]
+        if malignant is not None and unknown:
+            raise DermtoolError(
+                f"malignant class(es) {', '.join(unknown)} not among the model's labels {', '.join(self.labels)}"
+            )
+        if not any(label in self.labels for label in classes):
+            self._note(f"{self.model_path}: none of the malignant classes {classes} is a model label; no image will be referred")
+        return Thresholds(referral_value, float(uncertainty), classes, source)
+
+    # ---- OOD ------------------------------------------------------------------------------------------
+    @property
+    def ood_detector(self):
+        """The fitted :class:`~dermtool.explain.ood.OODDetector` (loaded or fitted on first use), or None."""
+        if not self._ood_enabled:
+            return None
+        with self._ood_lock:
+            if not self._ood_loaded:
+                try:
+                    detector = self._backend.ood_detector(self._data_dir, self._progress, self.predict_arrays)
+                except DermtoolError as error:
+                    self._note(f"out-of-distribution guard unavailable: {error}")
+                    detector = None
+                if detector is None and self.kind == "tflite":
+                    self._note(
+                        f"{self.model_path}: no OOD parameters in its metadata (export it again from a run with "
+                        "ood.json); images that are not lesions will not be rejected"
+                    )
+                if detector is not None and self._ood_threshold is not None:
+                    detector.threshold = float(self._ood_threshold)
+                self._ood_detector = detector
+                self._ood_loaded = True
+        return self._ood_detector
+
+    @property
+    def ood_threshold(self) -> float | None:
+        detector = self.ood_detector
+        return None if detector is None else float(detector.threshold)
+
+    # ---- prediction -----------------------------------------------------------------------------------
+    def _load(self, image: ImageInput) -> tuple[str, np.ndarray]:
+        from dermtool.data.preprocess import load_image, resize
+
+        if isinstance(image, np.ndarray):
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise DermtoolError(f"an image array must be uint8 (height, width, 3), got {image.dtype} {image.shape}")
+            return UPLOAD_NAME, resize(image, self.input_spec.image_size, self.input_spec.resize_policy)
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            return UPLOAD_NAME, load_image(bytes(image), self.input_spec)
+        if isinstance(image, (str, os.PathLike)):
+            return str(image), load_image(image, self.input_spec)
+        raise DermtoolError(f"cannot read an image from a {type(image).__name__}; give a path, bytes or a uint8 array")
+
+    def predict_arrays(self, images: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities ``(N, C)`` for model-input uint8 images ``(N, S, S, 3)`` (thread-safe)."""
+        with self._lock:
+            return self._backend.predict(np.ascontiguousarray(images, dtype=np.uint8))
+
+    def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3) -> list[dict[str, Any]]:
+        """One contract dict per image, in input order (``{image, error}`` for an unreadable one)."""
+        if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray)):
+            images = [images]
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise DermtoolError(f"top_k must be a positive integer, got {top_k!r}")
+        top_k = min(top_k, len(self.labels))
+        results: list[dict[str, Any] | None] = [None] * len(images)
+        loaded: list[tuple[int, str, np.ndarray]] = []
+        for index, image in enumerate(images):
+            try:
+                name, pixels = self._load(image)
+            except DermtoolError as error:
+                name = str(image) if isinstance(image, (str, os.PathLike)) else UPLOAD_NAME
+                results[index] = {"image": name, "error": str(error)}
+                continue
+            loaded.append((index, name, pixels))
+        for start in range(0, len(loaded), BATCH_SIZE):
+            chunk = loaded[start : start + BATCH_SIZE]
+            batch = np.stack([pixels for _, _, pixels in chunk])
+            probabilities = self.predict_arrays(batch)
+            detector = self.ood_detector
+            scores = detector.score(batch, probabilities) if detector is not None else [None] * len(chunk)
+            for (index, name, _), row, score in zip(chunk, probabilities, scores):
+                results[index] = self._result(name, row, None if score is None else float(score), top_k)
+        return [result for result in results if result is not None]
+
+    def predict_one(self, image: ImageInput, top_k: int = 3) -> dict[str, Any]:
+        """The contract dict of one image (``{image, error}`` if it cannot be read)."""
+        return self.predict([image], top_k=top_k)[0]
+
+    def _result(self, name: str, row: np.ndarray, ood_score: float | None, top_k: int) -> dict[str, Any]:
+        detector = self.ood_detector
+        rejected = ood_score is not None and detector is not None and ood_score >= detector.threshold
+        order = np.argsort(-row, kind="stable")
+        best = int(order[0])
+        return {
+            "image": name,
+            "outcome": decide_outcome(row, self.labels, self.thresholds, rejected),
+            "label": self.labels[best],
+            "probability": round(float(row[best]), 6),
+            "probabilities": {label: round(float(p), 6) for label, p in zip(self.labels, row)},
+            "top_k": [
+                {"label": self.labels[i], "name": class_name(self.labels[i]), "probability": round(float(row[i]), 6)}
+                for i in order[:top_k]
+            ],
+            "ood_score": None if ood_score is None else round(ood_score, 4),
+        }
+
+    def describe(self, result: Mapping[str, Any]) -> str:
+        """Plain-word explanation of a result's outcome (see :func:`describe_outcome`)."""
+        return describe_outcome(result, self.thresholds, self.labels)
+
+    def __repr__(self) -> str:
+        return f"Predictor({str(self.model_path)!r}, kind={self.kind!r}, labels={self.labels})"
+
+
+# ---- module-level convenience (dermtool.predict) -------------------------------------------------------
+
+_PREDICTORS: dict[tuple[str, int], Predictor] = {}
+_PREDICTORS_LOCK = threading.Lock()
+
+
+def get_predictor(model: str | os.PathLike | Predictor, threads: int = 1) -> Predictor:
+    """A cached :class:`Predictor` per (resolved model path, threads): loading a model once per process."""
+    if isinstance(model, Predictor):
+        return model
+    key = (str(Path(model).resolve()), threads)
+    with _PREDICTORS_LOCK:
+        if key not in _PREDICTORS:
+            _PREDICTORS[key] = Predictor(model, threads=threads)
+        return _PREDICTORS[key]
+
+
+def predict(
+    images: Sequence[ImageInput] | ImageInput, model: str | os.PathLike | Predictor, top_k: int = 3
+) -> list[dict[str, Any]]:
+    """``dermtool.predict``: contract dicts for ``images`` with ``model`` (a run folder, a .tflite or a Predictor)."""
+    return get_predictor(model).predict(images, top_k=top_k)
+
+
+__all__ = [
+    "CLASS_NAMES",
+    "DEFAULT_MALIGNANT_CLASSES",
+    "DEFAULT_REFERRAL_THRESHOLD",
+    "DEFAULT_UNCERTAINTY_THRESHOLD",
+    "OUTCOMES",
+    "Predictor",
+    "Thresholds",
+    "class_name",
+    "decide_outcome",
+    "describe_outcome",
+    "get_predictor",
+    "malignant_probability",
+    "predict",
+]
