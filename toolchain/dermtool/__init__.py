@@ -24,4 +24,18 @@ class DermtoolError(ValueError):
     """A user-facing error: the command line prints its message as one line and exits non-zero."""
 
 
-__all__ = ["__version__", "DISCLAIMER", "DermtoolError"]
+def __getattr__(name: str):
+    """Lazy public API: ``dermtool.predict(images, model, top_k=3)`` and ``dermtool.explain(image, model,
+    class_name=None)`` import their modules (and TensorFlow or LiteRT) only when first used."""
+    if name == "predict":
+        from dermtool.explain.predict import predict
+
+        return predict
+    if name == "explain":
+        import dermtool.explain as explain_package  # a callable package: dermtool.explain(image, model)
+
+        return explain_package
+    raise AttributeError(f"module 'dermtool' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "DISCLAIMER", "DermtoolError", "predict", "explain"]
