@@ -38,7 +38,7 @@ from fastapi.staticfiles import StaticFiles
 
 from dermtool import DISCLAIMER, DermtoolError, __version__
 from dermtool.serve.service import ModelService
-from dermtool.serve.uploads import IMAGE_FIELD, UploadError, read_upload
+from dermtool.serve.uploads import IMAGE_FIELD, UploadError, check_request_type, extract_upload, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -252,9 +252,15 @@ def create_app(
             response.headers["Cache-Control"] = "no-store"
         return response
 
+    def _parse_and_decode(body: bytes, content_type_header: str):
+        return _decode(extract_upload(body, content_type_header, limit_bytes).data)
+
     async def _image_of(request: Request):
-        upload = await read_upload(request, limit_bytes)
-        return await pool.run(_decode, upload.data)
+        content_type_header = request.headers.get("content-type", "")
+        check_request_type(content_type_header)  # refuse before reading a body that cannot be an image
+        body = await read_body(request, limit_bytes)
+        # Parsing a multipart body of megabytes and decoding a JPEG are CPU work: off the event loop.
+        return await pool.run(_parse_and_decode, body, content_type_header)
 
     async def _answer(request: Request, work: Callable[[Any], dict[str, Any]]) -> JSONResponse:
         try:

@@ -158,21 +158,25 @@ def parse_multipart(body: bytes, content_type_header: str, limit_bytes: int) -> 
     raise UploadError(422, f"Several files and none named '{IMAGE_FIELD}': send one image per request.")
 
 
-async def read_upload(request: Request, limit_bytes: int) -> Upload:
-    """The one image of a request (multipart or raw ``image/*`` body), checked for size, type and emptiness."""
-    content_type_header = request.headers.get("content-type", "")
+def check_request_type(content_type_header: str) -> str:
+    """The request's media type, if it can carry an image (else UploadError 415/422)."""
     media_type = content_type_header.split(";")[0].strip().lower()
-    if media_type != "multipart/form-data" and not media_type.startswith("image/"):
-        if not media_type:
-            raise UploadError(
-                422, f"No image in the request: send multipart/form-data with a file field named '{IMAGE_FIELD}'."
-            )
+    if media_type == "multipart/form-data" or media_type.startswith("image/"):
+        return media_type
+    if not media_type:
         raise UploadError(
-            415,
-            f"Unsupported request type '{media_type}': send multipart/form-data with a file field named "
-            f"'{IMAGE_FIELD}', or the image itself with an image/* Content-Type.",
+            422, f"No image in the request: send multipart/form-data with a file field named '{IMAGE_FIELD}'."
         )
-    body = await read_body(request, limit_bytes)
+    raise UploadError(
+        415,
+        f"Unsupported request type '{media_type}': send multipart/form-data with a file field named "
+        f"'{IMAGE_FIELD}', or the image itself with an image/* Content-Type.",
+    )
+
+
+def extract_upload(body: bytes, content_type_header: str, limit_bytes: int) -> Upload:
+    """The one image of a request body (CPU work: run it off the event loop), checked for type and emptiness."""
+    media_type = check_request_type(content_type_header)
     if media_type == "multipart/form-data":
         upload = parse_multipart(body, content_type_header, limit_bytes)
     else:
@@ -181,3 +185,11 @@ async def read_upload(request: Request, limit_bytes: int) -> Upload:
     if not upload.data:
         raise UploadError(422, "The uploaded file is empty (0 bytes). Choose or take the photo again.")
     return upload
+
+
+async def read_upload(request: Request, limit_bytes: int) -> Upload:
+    """The one image of a request (multipart or raw ``image/*`` body): size, type and emptiness checked."""
+    content_type_header = request.headers.get("content-type", "")
+    check_request_type(content_type_header)  # refuse before reading a body that cannot be an image
+    body = await read_body(request, limit_bytes)
+    return extract_upload(body, content_type_header, limit_bytes)
