@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import warnings
 
 import click
 
@@ -64,7 +65,11 @@ def serve(model_path: str, host: str, port: int, max_upload_mb: float, threads: 
             err=True,
         )
     click.echo(f"Loading {model_path} ...", err=True)
-    app = create_app(model_path, max_upload_mb=max_upload_mb, threads=threads, workers=workers)
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", UserWarning)
+        app = create_app(model_path, max_upload_mb=max_upload_mb, threads=threads, workers=workers)
+    for note in notes:
+        click.echo(f"Note: {note.message}", err=True)
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"dermtool serve: http://{shown_host}:{port}/  (Ctrl+C to stop)", err=True)
     click.echo(DISCLAIMER, err=True)
