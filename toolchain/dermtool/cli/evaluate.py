@@ -1,0 +1,56 @@
+"""``dermtool evaluate``: the contract metrics of a trained run on a labelled folder.
+
+Thin: :func:`dermtool.evaluate.evaluate` does the work (imported inside the command).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Labelled image folder (any of the three layouts).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]),
+              help="Only the images of this split in RUN/split.csv [default: every labelled image in DATA].")
+@click.option("--labels", "labels_csv", type=click.Path(dir_okay=False, path_type=Path),
+              help="The label CSV, when DATA holds several or it lies elsewhere.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the metrics as JSON to this file.")
+@click.option("--ignore-unknown", is_flag=True, help="Leave out images whose label the model does not know.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def evaluate(run_dir: Path, data_dir: Path, split: str | None, labels_csv: Path | None, json_out: Path | None,
+             ignore_unknown: bool, quiet: bool) -> None:
+    """Metrics of a trained float model on a labelled folder.
+
+    Images are prepared with the run's input spec, probabilities calibrated with the run's temperature.
+    Prints accuracy, balanced accuracy (the ISIC 2018 metric), macro F1, macro one-vs-rest AUC, ECE
+    (15 bins), NLL, and precision / recall / F1 / support per class.
+
+    \b
+    Examples:
+      dermtool evaluate runs/lite0 --data ../shared/data/ham10000 --split test
+      dermtool evaluate runs/lite0 --data isic_test/ --labels isic_test/GroundTruth.csv --json test.json
+      dermtool evaluate runs/lite0 --data other_clinic/ --ignore-unknown
+    """
+    from dermtool.evaluate import evaluate as run_evaluation
+    from dermtool.evaluate import format_metrics_table
+    from dermtool.io_utils import atomic_write_json
+
+    result = run_evaluation(run_dir, data_dir, split=split, labels_csv=labels_csv, ignore_unknown=ignore_unknown,
+                            progress=not quiet)
+    where = f"split {split!r} of {run_dir / 'split.csv'}" if split else "every labelled image"
+    click.echo(f"Run: {run_dir}  Data: {data_dir} ({where}); temperature {result['temperature']:.3f}")
+    if result["skipped_images"]:
+        click.echo(f"Skipped {len(result['skipped_images'])} unreadable image(s), e.g. "
+                   f"{result['skipped_images'][0]['path']} ({result['skipped_images'][0]['reason']})", err=True)
+    if result.get("ignored_unknown"):
+        ignored = ", ".join(f"{label} {count}" for label, count in result["ignored_unknown"].items())
+        click.echo(f"Left out images with labels the model does not know: {ignored}", err=True)
+    click.echo(format_metrics_table(result))
+    if json_out is not None:
+        atomic_write_json(json_out, result)
+        click.echo(f"Metrics written to {json_out}")

@@ -1,0 +1,100 @@
+"""``dermtool train``: fine-tune a pretrained mobile CNN into a run folder.
+
+Thin: options become a :class:`dermtool.config.Config`, :func:`dermtool.train.trainer.train` does the
+work (imported inside the command so that ``dermtool --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dermtool import DermtoolError
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML configuration (see configs/: smoke, demo_cpu, ham10000_cpu, ham10000_gpu).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Labelled image folder (any of the three layouts); overrides data.data_dir.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder to write [default: runs/<config file name without .toml>].")
+@click.option("--split", "split_csv", type=click.Path(dir_okay=False, path_type=Path),
+              help="SPLIT.csv (image_id,label,group,split) to use instead of making a split.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace the run files already in --out (other files are kept).")
+@click.option("--epochs", type=click.IntRange(min=0), help="Fine-tuning epochs (train.finetune_epochs).")
+@click.option("--image-size", type=click.IntRange(min=32), help="Input size in pixels (data.image_size).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (train.batch_size).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override any config value; repeatable (e.g. --set train.loss=focal).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines (the run log is still written).")
+def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_csv: Path | None, resume: bool,
+          overwrite: bool, epochs: int | None, image_size: int | None, batch_size: int | None,
+          overrides: tuple[str, ...], quiet: bool) -> None:
+    """Fine-tune a pretrained mobile CNN on labelled skin images.
+
+    Two phases: the classifier head on a frozen backbone, then fine-tuning with a warm-up and a cosine
+    learning-rate decay. The best epoch (validation balanced accuracy) is kept, its probabilities are
+    calibrated (temperature scaling), and the run folder receives model.keras, labels.txt, split.csv,
+    config.toml, history.csv, metrics.json, input_spec.json and plots. A checkpoint is written after
+    every epoch: an interrupted run continues with --resume.
+
+    \b
+    Examples:
+      dermtool train --config configs/ham10000_cpu.toml --out runs/lite0
+      dermtool train --config configs/demo_cpu.toml --data ../shared/data/ham10000 --epochs 2
+      dermtool train --config configs/ham10000_cpu.toml --out runs/lite0 --resume
+      dermtool train --config configs/smoke.toml --set train.loss=focal --set data.image_size=96
+      dermtool train --config configs/ham10000_cpu.toml --split split.csv --overwrite
+    """
+    from dermtool.config import apply_overrides, load_config
+
+    config = load_config(config_path)
+    options = list(overrides)
+    if epochs is not None:
+        options.append(f"train.finetune_epochs={epochs}")
+    if image_size is not None:
+        options.append(f"data.image_size={image_size}")
+    if batch_size is not None:
+        options.append(f"train.batch_size={batch_size}")
+    if options:
+        config = apply_overrides(config, options)
+    if data_dir is not None:
+        config.data.data_dir = str(data_dir)
+    out_dir = out_dir or Path("runs") / config_path.stem
+
+    from dermtool.evaluate import format_metrics_table
+    from dermtool.train.trainer import train as run_training
+
+    try:
+        run = run_training(config, out_dir, resume=resume, overwrite=overwrite, split_csv=split_csv,
+                           progress=not quiet)
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted. The completed epochs are saved in {out_dir}; continue with:\n"
+                   f"  dermtool train --config {config_path} --out {out_dir} --resume", err=True)
+        raise SystemExit(130) from None
+
+    result = run.metrics
+    click.echo(f"Run folder: {run.path}")
+    click.echo(f"Best epoch: {result.get('best_epoch')} of {result.get('epochs')}; "
+               f"temperature {run.temperature:.3f}")
+    for name in ("test", "val"):
+        if result.get(name):
+            click.echo(f"\n{name.capitalize()} metrics (calibrated):")
+            click.echo(format_metrics_table(result[name]))
+            break
+    referral = result.get("referral")
+    if referral and referral.get("test"):
+        test = referral["test"]
+        click.echo(f"\nReferral ({'+'.join(referral['classes'])} >= {referral['threshold']:.3f}, set on val for "
+                   f"sensitivity >= {referral['target_sensitivity']:.2f}): test sensitivity "
+                   f"{_fraction(test['sensitivity'])}, specificity {_fraction(test['specificity'])}")
+
+
+def _fraction(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+__all__ = ["train", "DermtoolError"]

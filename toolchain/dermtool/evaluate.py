@@ -1,0 +1,120 @@
+"""Metrics of a trained (float) model on a labelled folder: ``dermtool evaluate RUN --data DATA``.
+
+    result = evaluate("runs/ham10000_cpu", "../shared/data/ham10000", split="test")
+    result["balanced_accuracy"], result["per_class"]["mel"]["recall"]
+
+The images go through the run's own input spec (resize policy, size, normalisation); probabilities are
+calibrated with the run's temperature. ``split`` restricts DATA to the rows of that split in the run's
+``split.csv`` (the split the model was trained with); without it every labelled image in DATA counts.
+A label in DATA that the model does not know is an error naming it, unless ``ignore_unknown`` (then those
+images are left out and counted in ``ignored_unknown``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dermtool import DermtoolError, metrics
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dermtool.run import RunFolder
+
+
+def select_records(records: list, run, split: str | None) -> list:
+    """The records of DATA to evaluate: all, or those listed under ``split`` in the run's split.csv."""
+    if split is None:
+        return list(records)
+    from dermtool.data.split import SPLITS
+
+    if split not in SPLITS:
+        raise DermtoolError(f"--split {split!r} is not one of {', '.join(SPLITS)}")
+    wanted = {row.image_id for row in run.split_rows if row.split == split}
+    if not wanted:
+        raise DermtoolError(f"{run.path}: split.csv has no {split!r} rows")
+    chosen = [record for record in records if record.image_id in wanted]
+    if not chosen:
+        raise DermtoolError(
+            f"none of the {len(wanted)} {split!r} images of {run.path / 'split.csv'} are in this data folder "
+            f"(the split refers to image ids such as {sorted(wanted)[0]})"
+        )
+    return chosen
+
+
+def evaluate(
+    run_dir: "str | Path | RunFolder",
+    data_dir: str | Path,
+    split: str | None = None,
+    labels_csv: str | Path | None = None,
+    ignore_unknown: bool = False,
+    progress: bool = True,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """The contract metrics (calibrated) of the run's model on ``data_dir``.
+
+    ``run_dir`` is a run folder's path or an open :class:`~dermtool.run.RunFolder` (whose loaded model is
+    then reused across calls).
+
+    Returns the metric keys (n, accuracy, balanced_accuracy, macro_f1, auc_macro, ece, nll, per_class,
+    confusion_matrix) plus ``temperature``, ``skipped_images`` (files that could not be decoded),
+    ``ignored_unknown`` ({label: count}, only with ``ignore_unknown``), and ``split`` and ``data``.
+    """
+    from dermtool.data.layouts import read_dataset
+    from dermtool.data.pipeline import load_images
+    from dermtool.run import RunFolder
+
+    run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+    dataset = read_dataset(data_dir, labels_csv or None)
+    records = select_records(dataset.records, run, split)
+    known = set(run.labels)
+    unknown = Counter(record.label for record in records if record.label not in known)
+    if unknown and not ignore_unknown:
+        listed = ", ".join(f"{label} ({count} images)" for label, count in sorted(unknown.items()))
+        raise DermtoolError(
+            f"{data_dir} has labels the model does not know: {listed}; the model knows "
+            f"{', '.join(run.labels)}. Use --ignore-unknown to leave those images out"
+        )
+    records = [record for record in records if record.label in known]
+    if not records:
+        raise DermtoolError(f"{data_dir}: no images with a label the model knows ({', '.join(run.labels)})")
+
+    images, failed = load_images([record.path for record in records], run.input_spec, progress=progress)
+    failed_paths = {str(path): reason for path, reason in failed}
+    kept = [record for record in records if str(record.path) not in failed_paths]
+    if not kept:
+        raise DermtoolError(f"{data_dir}: none of the {len(records)} images could be read")
+    index_of = {label: index for index, label in enumerate(run.labels)}
+    y_true = np.asarray([index_of[record.label] for record in kept], dtype=np.int64)
+    probabilities = run.predict_probabilities(images, batch_size=batch_size)
+
+    result = metrics.classification_metrics(y_true, probabilities, run.labels)
+    result["temperature"] = run.temperature
+    result["split"] = split
+    result["data"] = str(data_dir)
+    result["run"] = str(run.path)
+    result["skipped_images"] = [{"path": str(path), "reason": reason} for path, reason in failed]
+    if ignore_unknown:
+        result["ignored_unknown"] = dict(sorted(unknown.items()))
+    return result
+
+
+def format_metrics_table(result: dict[str, Any]) -> str:
+    """A plain-text table: the summary metrics, then precision / recall / F1 / support per class."""
+
+    def number(value: Any) -> str:
+        return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.4f}"
+
+    lines = [f"{'images':<20}{result['n']}"]
+    for key, title in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
+                       ("macro_f1", "macro F1"), ("auc_macro", "AUC (macro, OvR)"),
+                       ("ece", "ECE (15 bins)"), ("nll", "NLL")):
+        lines.append(f"{title:<20}{number(result.get(key))}")
+    lines.append("")
+    lines.append(f"{'class':<10}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}")
+    for label, values in result["per_class"].items():
+        lines.append(f"{label:<10}{number(values.get('precision')):>10}{number(values.get('recall')):>10}"
+                     f"{number(values.get('f1')):>10}{values.get('support', 0):>10}")
+    return "\n".join(lines)
