@@ -12,7 +12,8 @@
 
 Extra keys (outside the contract, used by the report and plots): ``latency_samples_ms`` (every timed run,
 per thread count), ``reliability`` (per-bin data of the reliability diagram), ``data`` (what was evaluated:
-folder, split, manifest, skipped images), ``notes`` (human-readable remarks, e.g. skipped images) and
+folder, split, manifest, unreadable images), ``ignored_unknown`` (``{label: images}`` left out, only with
+``ignore_unknown``, as in ``evaluate``), ``notes`` (human-readable remarks, e.g. skipped images) and
 ``bench_seconds`` (wall time of each stage).
 
 How latency is measured (the same way TFLite's ``benchmark_model`` does, plus percentiles): for each thread
@@ -126,14 +127,14 @@ def check_labels(
 ) -> tuple[list, dict[str, Any], list[str]]:
     """Drop (``ignore_unknown``) or refuse images whose label the model does not know.
 
-    Returns ``(records, {"images": count, "labels": [...]}, notes)``.
+    Returns ``(records, {label: images left out}, notes)`` (the ``ignored_unknown`` entry, as in evaluate).
     """
     known = set(model_labels)
     unknown_counts: dict[str, int] = {}
     for record in records:
         if record.label not in known:
             unknown_counts[record.label] = unknown_counts.get(record.label, 0) + 1
-    ignored = {"images": sum(unknown_counts.values()), "labels": sorted(unknown_counts)}
+    ignored = dict(sorted(unknown_counts.items()))
     if not unknown_counts:
         return list(records), ignored, []
     listing = ", ".join(f"{label!r} ({count} images)" for label, count in sorted(unknown_counts.items()))
@@ -145,7 +146,7 @@ def check_labels(
     kept = [record for record in records if record.label in known]
     if not kept:
         raise DermtoolError(f"no image of DATA has a label the model knows (unknown: {listing})")
-    note = f"ignored {ignored['images']} image(s) with labels the model does not know: {listing}"
+    note = f"ignored {sum(ignored.values())} image(s) with labels the model does not know: {listing}"
     return kept, ignored, [note]
 
 
@@ -194,6 +195,22 @@ def _align_reference_columns(
             f"{', '.join(model_labels)}: they must be the same classes"
         )
     return [list(reference_labels).index(label) for label in model_labels]
+
+
+def check_reference(reference: str | Path, model_labels: Sequence[str]) -> None:
+    """Fail early (before any image is decoded) if the reference cannot be used: missing, or other classes."""
+    reference = Path(reference)
+    if not reference.exists():
+        raise DermtoolError(f"reference not found: {reference} (a run folder or a .tflite model)")
+    if reference.is_dir():
+        from dermtool.run import RunFolder
+
+        labels = RunFolder(reference).labels
+    else:
+        reference_model = TFLiteModel(reference)
+        labels = reference_model.require_labels()
+        reference_model.require_input_spec()
+    _align_reference_columns(labels, model_labels, reference)
 
 
 def reference_probabilities(
@@ -459,12 +476,12 @@ def run_bench(
     stage_seconds: dict[str, float] = {}
     started = time.perf_counter()
     thread_counts = _check_runs(threads, runs, warmup)
-    if reference is not None and not Path(reference).exists():
-        raise DermtoolError(f"reference not found: {reference} (a run folder or a .tflite model)")
 
     model = TFLiteModel(model_path, threads=thread_counts[0])
     labels = model.require_labels()
     spec = model.require_input_spec()
+    if reference is not None:
+        check_reference(reference, labels)
 
     records, data_description = select_records(data_dir, labels_csv, split, manifest, reference)
     records, ignored, notes = check_labels(records, labels, ignore_unknown)
@@ -478,6 +495,7 @@ def run_bench(
     clock = time.perf_counter()
     probabilities = predict_all(model, evaluation.images, progress)
     stage_seconds["predict"] = time.perf_counter() - clock
+    description = model_info(model)
     del model
 
     results: dict[str, Any] = dict(metrics.classification_metrics(y_true, probabilities, labels))
@@ -489,9 +507,7 @@ def run_bench(
         latency[str(count)], samples[str(count)] = measure_latency(model_path, evaluation.images, count, runs, warmup)
     stage_seconds["latency"] = time.perf_counter() - clock
 
-    first_model = TFLiteModel(model_path, threads=thread_counts[0])
-    results["model"] = model_info(first_model)
-    del first_model
+    results["model"] = description
     results["latency_ms"] = latency
     results["peak_rss_mb"] = peak_rss_mb()
     results["device"] = device_info()
@@ -507,10 +523,10 @@ def run_bench(
 
     results["latency_samples_ms"] = samples
     results["reliability"] = _json_ready(metrics.reliability_curve(y_true, probabilities))
-    data_description.update(
-        {"images": int(len(y_true)), "ignored_unknown": ignored, "unreadable": evaluation.data["unreadable"]}
-    )
+    data_description.update({"images": int(len(y_true)), "unreadable": evaluation.data["unreadable"]})
     results["data"] = data_description
+    if ignore_unknown:
+        results["ignored_unknown"] = ignored
     results["notes"] = notes
     stage_seconds["total"] = time.perf_counter() - started
     results["bench_seconds"] = stage_seconds
@@ -546,6 +562,7 @@ __all__ = [
     "check_labels",
     "load_evaluation_set",
     "predict_all",
+    "check_reference",
     "reference_probabilities",
     "measure_latency",
     "latency_inputs",
