@@ -1,0 +1,362 @@
+#!/usr/bin/env python
+"""The published pipeline on HAM10000: train -> export each variant -> bench each against the float run.
+
+    python benchmarks/run_ham10000.py                                   # the full CPU configuration
+    python benchmarks/run_ham10000.py --skip-train                      # reuse (or resume) runs/ham10000/run
+    python benchmarks/run_ham10000.py --config configs/demo_cpu.toml --out runs/demo    # `make demo`
+    python benchmarks/run_ham10000.py --quick                           # float + int8_ptq only
+
+Stages (each timed; the wall times go into the summary and RESULTS.md):
+
+1. **train** ``dermtool.train.trainer.train`` into ``OUT/run`` (a finished run is reused with
+   ``--skip-train``; an interrupted one is resumed from its last checkpoint).
+2. **export** each variant with ``dermtool.export.tflite.export_model`` into ``OUT/models/VARIANT.tflite``
+   (an existing file is reused unless ``--force-export``):
+
+   ========================  ===========================================================
+   float                     float32 TFLite (the on-device reference)
+   fp16, dynamic             float16 weights / dynamic-range int8 weights
+   int8_ptq                  full int8, post-training quantisation (uint8 in/out)
+   int8_qat                  full int8 after quantisation-aware fine-tuning
+   pruned50_qat_int8         50 % magnitude pruning, then QAT, then full int8
+   ========================  ===========================================================
+
+3. **bench** each variant with ``dermtool.bench.runner.run_bench`` on the run's test split, against the
+   run's float Keras model, with every ``--threads`` value; results to ``RESULTS_DIR/VARIANT.json``.
+4. **overhead**: the bench harness against a bare LiteRT loop on the int8 model (target: below 5 %).
+5. **report**: one row per variant into the Markdown file between ``<!-- results:begin -->`` and
+   ``<!-- results:end -->``, with the CPU, thread counts, date, stage times and the exact command.
+
+Where results go: with the default ``--out runs/ham10000`` they are the published ones,
+``benchmarks/results/`` and ``benchmarks/RESULTS.md``. With any other ``--out`` (the demo) they go to
+``OUT/results/`` and ``OUT/RESULTS.md``, so a demo never overwrites the published numbers; ``--results-dir``
+and ``--results-md`` choose explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _datetime
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from dermtool import DermtoolError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = Path("runs/ham10000")
+PUBLISHED_RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+PUBLISHED_RESULTS_MD = REPO_ROOT / "benchmarks" / "RESULTS.md"
+BEGIN_MARKER = "<!-- results:begin -->"
+END_MARKER = "<!-- results:end -->"
+
+#: variant name -> keyword arguments of export_model (mode, qat, prune sparsity)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "float": {"mode": "float", "qat": False, "prune": 0.0},
+    "fp16": {"mode": "fp16", "qat": False, "prune": 0.0},
+    "dynamic": {"mode": "dynamic", "qat": False, "prune": 0.0},
+    "int8_ptq": {"mode": "int8", "qat": False, "prune": 0.0},
+    "int8_qat": {"mode": "int8", "qat": True, "prune": 0.0},
+    "pruned50_qat_int8": {"mode": "int8", "qat": True, "prune": 0.5},
+}
+DEFAULT_VARIANTS = "float,int8_ptq,int8_qat,pruned50_qat_int8"
+QUICK_VARIANTS = "float,int8_ptq"
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Train, export every variant and bench each one on HAM10000's test split.",
+        epilog="Example: python benchmarks/run_ham10000.py --config configs/ham10000_cpu.toml --threads 1 2",
+    )
+    parser.add_argument("--config", default="configs/ham10000_cpu.toml", help="training configuration (TOML)")
+    parser.add_argument("--data", default="../shared/data/ham10000", help="the HAM10000 folder (labelled images)")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="work folder: OUT/run, OUT/models (default %(default)s)")
+    parser.add_argument("--skip-train", action="store_true",
+                        help="reuse OUT/run if it is a finished run (an unfinished one is resumed)")
+    parser.add_argument("--variants", default=None,
+                        help=f"comma-separated, from {', '.join(VARIANTS)} (default {DEFAULT_VARIANTS})")
+    parser.add_argument("--quick", action="store_true", help=f"only {QUICK_VARIANTS} (for a quick demo)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to time (default 1 2)")
+    parser.add_argument("--runs", type=int, default=200, help="timed invokes per thread count (default 200)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed invokes first (default 20)")
+    parser.add_argument("--force-export", action="store_true", help="export again even if OUT/models/VARIANT.tflite exists")
+    parser.add_argument("--results-dir", default=None, help="where VARIANT.json go (see the module docstring)")
+    parser.add_argument("--results-md", default=None, help="the Markdown file with the results markers")
+    parser.add_argument("--overhead-runs", type=int, default=100, help="invokes per loop of the harness-overhead check (20 alternating loops each)")
+    arguments = parser.parse_args(argv)
+    names = arguments.variants or (QUICK_VARIANTS if arguments.quick else DEFAULT_VARIANTS)
+    arguments.variant_list = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in arguments.variant_list if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    published = Path(arguments.out).resolve() == (REPO_ROOT / DEFAULT_OUT).resolve() or \
+        Path(arguments.out).resolve() == DEFAULT_OUT.resolve()
+    out = Path(arguments.out)
+    arguments.results_dir = Path(arguments.results_dir or (PUBLISHED_RESULTS_DIR if published else out / "results"))
+    arguments.results_md = Path(arguments.results_md or (PUBLISHED_RESULTS_MD if published else out / "RESULTS.md"))
+    return arguments
+
+
+class StageTimer:
+    """Wall time of each named stage, printed as it ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, function: Callable[[], Any]) -> Any:
+        print(f"== {name}", flush=True)
+        start = time.perf_counter()
+        try:
+            return function()
+        finally:
+            self.seconds[name] = round(time.perf_counter() - start, 2)
+            print(f"== {name}: {self.seconds[name]:.1f} s", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ stages
+def train_stage(config_path: str, data_dir: str, run_dir: Path, skip_train: bool) -> Path:
+    """Train into ``run_dir`` (or reuse / resume it); returns the run folder path."""
+    from dermtool.config import load_config
+    from dermtool.run import RunFolder
+
+    if skip_train and run_dir.exists():
+        try:
+            RunFolder(run_dir)
+            print(f"reusing the finished run {run_dir}", flush=True)
+            return run_dir
+        except DermtoolError:
+            print(f"{run_dir} is not finished: resuming it", flush=True)
+    from dermtool.train.trainer import train
+
+    config = load_config(config_path, overrides=[f"data.data_dir={data_dir}"])
+    resume = run_dir.exists() and any(run_dir.iterdir())
+    train(config, run_dir, resume=resume, progress=True)
+    return run_dir
+
+
+def export_stage(run_dir: Path, data_dir: str, variant: str, model_path: Path, force: bool) -> dict | None:
+    """Export one variant (settings of the run's [export] config section; gate measured, not enforced).
+
+    Returns the export's summary dict (``ExportResult.to_dict()``), or ``None`` when an existing file is reused.
+    The accuracy gate is measured and recorded but not enforced: a variant that would fail it is exactly
+    what this benchmark must show, not hide.
+    """
+    if model_path.exists() and not force:
+        print(f"reusing {model_path}", flush=True)
+        return None
+    from dermtool.export.tflite import export_model
+    from dermtool.run import RunFolder
+
+    settings = VARIANTS[variant]
+    export_config = RunFolder(run_dir).config.export
+    result = export_model(
+        run_dir,
+        model_path,
+        mode=settings["mode"],
+        qat=settings["qat"],
+        prune=settings["prune"],
+        representative_images=export_config.representative_images,
+        qat_epochs=export_config.qat_epochs,
+        prune_epochs=export_config.prune_epochs,
+        gate=False,
+        max_balanced_accuracy_drop=export_config.gate_max_balanced_accuracy_drop,
+        min_agreement=export_config.gate_min_agreement,
+        overwrite=True,
+        data_dir=data_dir,
+        progress=True,
+    )
+    print(result.summary(), flush=True)
+    return result.to_dict()
+
+
+def bench_stage(model_path: Path, data_dir: str, run_dir: Path, threads: list[int], runs: int, warmup: int,
+                json_path: Path) -> dict:
+    """``dermtool bench`` in a fresh process (so that training's memory and threads do not touch the numbers)."""
+    command = [sys.executable, "-m", "dermtool.cli.main", "bench", str(model_path), "--data", str(data_dir),
+               "--split", "test", "--reference", str(run_dir), "--runs", str(runs), "--warmup", str(warmup),
+               "--json", str(json_path)]
+    for count in threads:
+        command += ["--threads", str(count)]
+    completed = subprocess.run(command)
+    if completed.returncode != 0:
+        raise DermtoolError(f"bench of {model_path} failed (exit {completed.returncode}): {shlex.join(command)}")
+    return json.loads(json_path.read_text(encoding="utf-8"))
+
+
+OVERHEAD_CODE = """
+import json, sys
+from dermtool.bench.runner import harness_overhead, load_evaluation_set, select_records
+from dermtool.runtime import TFLiteModel
+model_path, data_dir, run_dir, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+records, _ = select_records(data_dir, split="test", reference=run_dir)
+images = load_evaluation_set(records[:32], TFLiteModel(model_path).require_input_spec(), progress=False).images
+result = harness_overhead(model_path, images, runs=runs, threads=1, repeats=20)
+result["model"] = model_path
+print(json.dumps(result))
+"""
+
+
+def overhead_stage(model_path: Path, data_dir: str, run_dir: Path, runs: int) -> dict:
+    """Harness vs bare LiteRT loop on the int8 model, 1 thread, on real test images, in a fresh process."""
+    completed = subprocess.run(
+        [sys.executable, "-c", OVERHEAD_CODE, str(model_path), str(data_dir), str(run_dir), str(runs)],
+        capture_output=True, text=True,
+    )
+    if completed.returncode != 0:
+        raise DermtoolError(f"the overhead check failed: {completed.stderr.strip().splitlines()[-1:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------------------------- report
+def _milliseconds(results: dict, threads: int, key: str) -> str:
+    entry = results.get("latency_ms", {}).get(str(threads))
+    return f"{entry[key]:.2f}" if entry else "-"
+
+
+def _value(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def results_table(all_results: dict[str, dict], threads: list[int]) -> list[str]:
+    header = ["variant", "size (MB)", "gzip (MB)", "bal. acc.", "macro F1", "mel recall", "ECE", "top-1 agr."]
+    for count in threads:
+        header.append(f"p50 / p99 ms ({count} thr)")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for variant, results in all_results.items():
+        model = results["model"]
+        melanoma = results.get("per_class", {}).get("mel", {}).get("recall")
+        row = [
+            variant,
+            f"{model['bytes'] / 1e6:.2f}",
+            f"{model['gzip_bytes'] / 1e6:.2f}",
+            _value(results.get("balanced_accuracy")),
+            _value(results.get("macro_f1")),
+            _value(melanoma),
+            _value(results.get("ece")),
+            _value(results.get("drift", {}).get("top1_agreement")),
+        ]
+        for count in threads:
+            row.append(f"{_milliseconds(results, count, 'p50')} / {_milliseconds(results, count, 'p99')}")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def results_section(all_results: dict[str, dict], summary: dict) -> str:
+    first = next(iter(all_results.values()))
+    reference = first.get("reference", {})
+    lines = [
+        BEGIN_MARKER,
+        f"Test split of {first['data'].get('path')} ({first['n']} images, lesion-grouped split of the run); "
+        f"reference: the float Keras model of `{summary['run']}` (balanced accuracy "
+        f"{_value(reference.get('balanced_accuracy'))}, macro F1 {_value(reference.get('macro_f1'))}, "
+        f"melanoma recall {_value(reference.get('per_class', {}).get('mel', {}).get('recall'))}).",
+        "",
+        *results_table(all_results, summary["threads"]),
+        "",
+        f"- CPU: {summary['device']['cpu']} ({summary['device']['threads']} hardware threads); "
+        f"thread counts timed: {', '.join(map(str, summary['threads']))}; {summary['runs']} timed runs each "
+        f"after {summary['warmup']} warm-up runs; LiteRT with XNNPACK.",
+        f"- Date: {summary['date']}",
+        f"- Command: `{summary['command']}`",
+    ]
+    overhead = summary.get("overhead")
+    if overhead:
+        lines.append(
+            f"- Harness overhead ({Path(overhead['model']).name}, 1 thread, best of {overhead['repeats']} alternating "
+            f"loops of {overhead['runs']} invokes): CPU time per invoke {overhead['harness_cpu_ms']:.3f} ms in the "
+            f"bench harness vs {overhead['bare_cpu_ms']:.3f} ms in a bare LiteRT loop = "
+            f"{overhead['overhead'] * 100:+.1f} % (target < 5 %); wall-clock medians {overhead['harness_ms']:.3f} "
+            f"vs {overhead['bare_ms']:.3f} ms ({overhead['overhead_wall'] * 100:+.1f} %)."
+        )
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["stage_seconds"].items())
+    lines += [f"- Wall time per stage: {stages}.", END_MARKER]
+    return "\n".join(lines)
+
+
+def write_results_markdown(path: Path, section: str) -> None:
+    """Replace the text between the markers of ``path`` (created, or the markers appended, if missing)."""
+    from dermtool.io_utils import atomic_write_text
+
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+    else:
+        text = "# dermtool benchmark results\n\nWritten by `benchmarks/run_ham10000.py`.\n\n"
+    if BEGIN_MARKER in text and END_MARKER in text:
+        before = text[: text.index(BEGIN_MARKER)]
+        after = text[text.index(END_MARKER) + len(END_MARKER):]
+        text = before + section + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    atomic_write_text(path, text)
+
+
+# ------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    out = Path(arguments.out)
+    run_dir = out / "run"
+    models_dir = out / "models"
+    timer = StageTimer()
+    command = "python " + " ".join(shlex.quote(part) for part in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    try:
+        timer.run("train", lambda: train_stage(arguments.config, arguments.data, run_dir, arguments.skip_train))
+        models: dict[str, Path] = {}
+        exports: dict[str, dict | None] = {}
+        for variant in arguments.variant_list:
+            models[variant] = models_dir / f"{variant}.tflite"
+            exports[variant] = timer.run(
+                f"export {variant}",
+                lambda variant=variant: export_stage(run_dir, arguments.data, variant, models[variant],
+                                                     arguments.force_export),
+            )
+        from dermtool.bench.runner import device_info
+        from dermtool.io_utils import atomic_write_json
+
+        all_results: dict[str, dict] = {}
+        for variant, model_path in models.items():
+            json_path = arguments.results_dir / f"{variant}.json"
+            results = timer.run(
+                f"bench {variant}",
+                lambda model_path=model_path, json_path=json_path: bench_stage(
+                    model_path, arguments.data, run_dir, arguments.threads, arguments.runs, arguments.warmup, json_path),
+            )
+            results["variant"] = variant
+            results["export"] = exports[variant]
+            atomic_write_json(json_path, results)
+            all_results[variant] = results
+        int8_variant = next((name for name in ("int8_ptq", "int8_qat", "pruned50_qat_int8") if name in models), None)
+        overhead = None
+        if int8_variant:
+            overhead = timer.run("overhead check",
+                                 lambda: overhead_stage(models[int8_variant], arguments.data, run_dir, arguments.overhead_runs))
+            print(f"harness overhead: {overhead['overhead'] * 100:+.1f} % CPU time per invoke "
+                  f"({overhead['harness_cpu_ms']:.3f} ms vs {overhead['bare_cpu_ms']:.3f} ms bare), "
+                  f"{overhead['overhead_wall'] * 100:+.1f} % wall-clock median", flush=True)
+    except DermtoolError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    summary = {
+        "command": command,
+        "date": _datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "config": arguments.config,
+        "run": str(run_dir),
+        "variants": list(all_results),
+        "threads": arguments.threads,
+        "runs": arguments.runs,
+        "warmup": arguments.warmup,
+        "device": device_info(),
+        "overhead": overhead,
+        "stage_seconds": timer.seconds,
+    }
+    atomic_write_json(arguments.results_dir / "summary.json", summary)
+    write_results_markdown(arguments.results_md, results_section(all_results, summary))
+    print(f"wrote {arguments.results_dir}/ and {arguments.results_md}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
