@@ -5,7 +5,7 @@
 
 Needs ``npm ci`` run in mobile_demo/ first (it provides @mediapipe/tasks-vision). Writes ``dist/``:
 
-    index.html app.js style.css sw.js manifest.webmanifest icon-192.png icon-512.png
+    index.html app.js preprocess.js style.css sw.js manifest.webmanifest icon-192.png icon-512.png
     config.json        referral classes + threshold, uncertainty threshold, readable class names, input spec
                        (from the model's dermtool.json metadata, read at build time)
     model.tflite       the model, unchanged (its labels are read on the device from its metadata)
@@ -32,7 +32,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "src"
 PACKAGE = HERE / "node_modules" / "@mediapipe" / "tasks-vision"
-SHELL_FILES = ("index.html", "app.js", "style.css", "manifest.webmanifest")
+SHELL_FILES = ("index.html", "app.js", "preprocess.js", "style.css", "manifest.webmanifest")
 WASM_FILES = (
     "vision_wasm_internal.js",
     "vision_wasm_internal.wasm",
@@ -117,6 +117,8 @@ def build(model: Path, out: Path) -> dict[str, Any]:
             f"{PACKAGE} is missing: run `npm ci` in {HERE} first (make mobile-demo does it)"
         )
     metadata = read_model_metadata(model)
+    if not metadata.get("input_spec"):
+        raise BuildError(f"{model} has no input_spec in its dermtool metadata: export it with `dermtool export`")
     config = app_config(model, metadata)
 
     staging = out.with_name(out.name + ".partial")

@@ -2,6 +2,7 @@
 // Labels come from the model's own metadata (category names); the referral rule and readable class names
 // come from config.json, written at build time from the model's dermtool.json metadata.
 import { FilesetResolver, ImageClassifier } from "./vendor/vision_bundle.mjs";
+import { decodeRgb, resizeForModel, toCanvas } from "./preprocess.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { classifier: null, config: null, previewUrl: null, busy: false };
@@ -64,31 +65,13 @@ async function loadClassifier() {
   $("model-line").textContent = `Model: ${state.config.model_name} (${state.config.mode || "tflite"}, ${spec.image_size || "?"} px input, ${formatBytes(state.config.model_bytes)}); referral threshold ${(state.config.referral.threshold * 100).toFixed(0)}% on ${state.config.referral.classes.join(" + ")}.`;
 }
 
-// The same geometry as dermtool's resize policies (squash, center_crop, pad); MediaPipe then scales the
-// square to the model's input size.
-function toModelCanvas(image, policy) {
-  const width = image.naturalWidth;
-  const height = image.naturalHeight;
-  const canvas = document.createElement("canvas");
-  const context = canvas.getContext("2d");
-  if (policy === "center_crop") {
-    const side = Math.min(width, height);
-    canvas.width = side;
-    canvas.height = side;
-    context.drawImage(image, (width - side) / 2, (height - side) / 2, side, side, 0, 0, side, side);
-  } else if (policy === "pad") {
-    const side = Math.max(width, height);
-    canvas.width = side;
-    canvas.height = side;
-    context.fillStyle = "#000";
-    context.fillRect(0, 0, side, side);
-    context.drawImage(image, Math.floor((side - width) / 2), Math.floor((side - height) / 2));
-  } else {
-    canvas.width = width;
-    canvas.height = height;
-    context.drawImage(image, 0, 0);
-  }
-  return canvas;
+// The model's input, prepared exactly as dermtool prepares it (preprocess.js): decode with the EXIF
+// orientation applied, resize policy + Pillow-identical bilinear resize to the input size.
+async function modelInput(file) {
+  const spec = state.config.input_spec;
+  const decoded = await decodeRgb(file);
+  const pixels = resizeForModel(decoded.pixels, decoded.width, decoded.height, spec.image_size, spec.resize_policy);
+  return toCanvas(pixels, spec.image_size);
 }
 
 function decide(probabilities) {
@@ -168,7 +151,7 @@ async function classifyFile(file) {
     image.hidden = false;
     $("photo-prompt").hidden = true;
     const started = performance.now();
-    const canvas = toModelCanvas(image, (state.config.input_spec || {}).resize_policy);
+    const canvas = await modelInput(file);
     const result = state.classifier.classify(canvas);
     const milliseconds = performance.now() - started;
     const categories = result.classifications[0].categories;
