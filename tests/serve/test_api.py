@@ -117,7 +117,8 @@ def test_predict_real_image_matches_predictor(client: httpx.Client, reference: P
         assert result["outcome"] == expected["outcome"]
         for label, probability in expected["probabilities"].items():
             assert result["probabilities"][label] == pytest.approx(probability, abs=1e-6)
-        assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+        # uint8 outputs of an int8 model are multiples of 1/256: the sum is 1 within C half-steps.
+        assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=len(expected["probabilities"]) / 512)
         assert [entry["label"] for entry in result["top_k"]] == [entry["label"] for entry in expected["top_k"]]
         assert all(entry["name"] == CLASS_NAMES.get(entry["label"], entry["label"]) for entry in result["top_k"])
 

@@ -2,16 +2,22 @@
 
 Build dist/, serve it, open it in headless Chromium, classify a real HAM10000 photo; then cut the network
 (``context.set_offline(True)``), reload and classify again. The top-1 class must match dermtool's own
-LiteRT run of the same .tflite (:class:`Predictor`).
+LiteRT run of the same .tflite (:class:`Predictor`). The page's port of dermtool's preprocessing
+(mobile_demo/src/preprocess.js) is checked pixel by pixel against dermtool.data.preprocess.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
+from dermtool.data.images import load_rgb
+from dermtool.data.preprocess import resize
 from dermtool.explain.predict import Predictor
 from tests.serve.conftest import PHONE_VIEWPORT, REPO_ROOT, StaticServer
 
@@ -51,15 +57,20 @@ def classify(page, image: Path, count: int) -> dict:
     return page.evaluate("window.dermtoolLastResult")
 
 
-def test_pwa_classifies_on_device_and_offline(
-    browser, exported_models: dict[str, Path], ham_images, tmp_path: Path, artifacts: Path
-) -> None:
-    model = Path(exported_models["int8"])
-    dist = tmp_path / "dist"
-    config = build_demo(model, dist)
+@pytest.fixture(scope="module")
+def demo_dist(exported_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dist = tmp_path_factory.mktemp("mobile_demo") / "dist"
+    config = build_demo(Path(exported_models["int8"]), dist)
     assert json.loads((dist / "config.json").read_text())["referral"] == config["referral"]
     assert (dist / "wasm" / "vision_wasm_internal.wasm").exists()
+    return dist
 
+
+def test_pwa_classifies_on_device_and_offline(
+    browser, exported_models: dict[str, Path], demo_dist: Path, ham_images, artifacts: Path
+) -> None:
+    model = Path(exported_models["int8"])
+    dist = demo_dist
     predictor = Predictor(model)
     image, expected = decisive_image(predictor, ham_images[:40])
     other_image, other_expected = decisive_image(predictor, ham_images[40:])
@@ -77,6 +88,10 @@ def test_pwa_classifies_on_device_and_offline(
 
             online = classify(page, image, 1)
             assert online["top"] == expected["label"]
+            # Same pixels in (preprocess.js), same LiteRT kernels: the probabilities agree too.
+            reference = predictor.predict([image], top_k=1)[0]["probabilities"]
+            for label, probability in reference.items():
+                assert online["probabilities"][label] == pytest.approx(probability, abs=0.01), label
             assert set(online["probabilities"]) == set(predictor.labels)  # names from the model's metadata
             assert page.get_attribute("#outcome", "data-outcome") in {"refer", "uncertain", "benign"}
             assert "not a medical device" in page.inner_text("footer")
@@ -97,3 +112,58 @@ def test_pwa_classifies_on_device_and_offline(
             context.close()
     outside = [url for url in requests if not url.startswith((server.url, "data:", "blob:"))]
     assert outside == [], f"the PWA requested something outside its own origin: {outside}"
+
+
+RESIZE_IN_PAGE = """async ([data, width, height, size, policy]) => {
+  const module = await import("./preprocess.js");
+  const pixels = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+  const result = module.resizeForModel(pixels, width, height, size, policy);
+  let text = ""; for (const value of result) text += String.fromCharCode(value);
+  return btoa(text);
+}"""
+
+DECODE_IN_PAGE = """async (data) => {
+  const module = await import("./preprocess.js");
+  const blob = new Blob([Uint8Array.from(atob(data), (c) => c.charCodeAt(0))], { type: "image/jpeg" });
+  const decoded = await module.decodeRgb(blob);
+  let text = ""; for (const value of decoded.pixels) text += String.fromCharCode(value);
+  return [btoa(text), decoded.width, decoded.height];
+}"""
+
+
+def test_page_preprocessing_is_dermtools(browser, demo_dist: Path, ham_images) -> None:
+    """preprocess.js against dermtool.data.preprocess: JPEG decoding and every resize policy."""
+    rng = np.random.default_rng(0)
+    with StaticServer(demo_dist) as server:
+        context = browser.new_context()
+        page = context.new_page()
+        try:
+            page.goto(server.url + "/")
+            page.wait_for_selector("body[data-ready]", state="attached", timeout=90_000)
+
+            def in_page(image: np.ndarray, size: int, policy: str) -> np.ndarray:
+                height, width = image.shape[:2]
+                encoded = base64.b64encode(image.tobytes()).decode()
+                out = page.evaluate(RESIZE_IN_PAGE, [encoded, width, height, size, policy])
+                return np.frombuffer(base64.b64decode(out), dtype=np.uint8).reshape(size, size, 3)
+
+            # Real photos (HAM10000's 200x150, landscape and portrait) at the model sizes: identical pixels.
+            for path in ham_images[:3]:
+                data = path.read_bytes()
+                encoded, width, height = page.evaluate(DECODE_IN_PAGE, base64.b64encode(data).decode())
+                decoded = np.frombuffer(base64.b64decode(encoded), dtype=np.uint8).reshape(height, width, 3)
+                np.testing.assert_array_equal(decoded, load_rgb(data))  # EXIF-free JPEG: same decoder output
+                for image in (decoded, np.ascontiguousarray(decoded.transpose(1, 0, 2))):
+                    for size in (64, 224):
+                        for policy in ("squash", "center_crop", "pad"):
+                            np.testing.assert_array_equal(in_page(image, size, policy), resize(image, size, policy))
+            # Odd shapes, up- and down-scaling: Pillow sometimes runs its two passes in the other order
+            # (its choice, not documented); the rounding then differs by at most 1 on some pixels.
+            for height, width in ((23, 37), (97, 131), (301, 17), (64, 64)):
+                image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+                for policy in ("squash", "center_crop", "pad"):
+                    difference = np.abs(in_page(image, 96, policy).astype(int) - resize(image, 96, policy).astype(int))
+                    assert difference.max() <= 1, (height, width, policy)
+                    assert difference.mean() < 0.5, (height, width, policy)
+        finally:
+            context.close()
