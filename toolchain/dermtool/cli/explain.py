@@ -71,11 +71,11 @@ def explain(
 
     if image is None or out_path is None:
         raise DermtoolError("give IMAGE and --out OVERLAY.png (or --evaluate with --data and --masks)")
-    from dermtool.explain.gradcam import Explainer, overlay_png
+    from dermtool.explain.gradcam import get_explainer, overlay_png
     from dermtool.explain.predict import class_name
     from dermtool.io_utils import atomic_write_bytes
 
-    explainer = Explainer(model_path)
+    explainer = get_explainer(model_path)
     result = explainer.explain(image, class_name=class_label)
     atomic_write_bytes(out_path, overlay_png(result))
     probability = result.probabilities[result.label]

@@ -155,14 +155,12 @@ def predict(
     from tqdm import tqdm
 
     from dermtool import DISCLAIMER
-    from dermtool.explain.predict import Predictor
+    from dermtool.explain.predict import get_predictor
 
     paths = collect_images(images)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        predictor = Predictor(
-            model_path,
-            threads=threads,
+        predictor = get_predictor(model_path, threads=threads).with_options(
             uncertainty_threshold=uncertainty_threshold,
             referral_threshold=referral_threshold,
             ood=not no_ood,

@@ -93,7 +93,7 @@ def localisation_scores(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, floa
 
 
 def evaluate_localisation(
-    run_path: str | Path,
+    run_path: Any,
     data_dir: str | Path,
     masks_dir: str | Path,
     split: str = "test",
@@ -101,21 +101,25 @@ def evaluate_localisation(
     batch_size: int = 16,
     progress: bool = True,
 ) -> LocalisationReport:
-    """Pointing game and energy-in-mask of Grad-CAM on ``split`` of the run (see the module docstring)."""
+    """Pointing game and energy-in-mask of Grad-CAM on ``split`` of the run (see the module docstring).
+
+    ``run_path``: a run folder (or an already loaded :class:`~dermtool.explain.gradcam.Explainer`).
+    """
     from tqdm import tqdm
 
     from dermtool.data.images import ImageError, load_rgb
     from dermtool.data.preprocess import resize
-    from dermtool.explain.gradcam import Explainer
+    from dermtool.explain.gradcam import get_explainer
     from dermtool.explain.ood import split_records
+    from dermtool.run import RunFolder
 
     masks_dir = Path(masks_dir)
     if not masks_dir.is_dir():
         raise DermtoolError(f"mask folder not found: {masks_dir}")
     if limit is not None and limit < 1:
         raise DermtoolError(f"--limit must be at least 1, got {limit}")
-    explainer = Explainer(run_path)
-    records = split_records(explainer.run, data_dir, split)
+    run = run_path.run if hasattr(run_path, "run") else RunFolder(run_path)
+    records = split_records(run, data_dir, split)
     if not records:
         raise DermtoolError(f"no images of split {split!r} of {run_path} found in {data_dir}")
     usable = [record for record in records if (masks_dir / f"{record.image_id}{MASK_SUFFIX}").exists()]
@@ -124,6 +128,7 @@ def evaluate_localisation(
         usable = usable[:limit]
     if not usable:
         raise DermtoolError(f"no mask in {masks_dir} matches the {split} images (expected <image_id>{MASK_SUFFIX})")
+    explainer = get_explainer(run_path)  # the model is loaded only now, once the inputs are known to be there
     spec = explainer.input_spec
     rows: list[dict[str, float]] = []
     unreadable: list[str] = []
@@ -159,7 +164,7 @@ def evaluate_localisation(
 
     correct = [row for row in rows if row["correct"] == 1.0]
     return LocalisationReport(
-        model=str(run_path),
+        model=str(run.path),
         split=split,
         n=len(rows),
         hit_rate=mean("hit"),

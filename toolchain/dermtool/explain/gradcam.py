@@ -364,7 +364,7 @@ def overlay_png(result: ExplainResult, top_k: int = 3, dpi: int = 100) -> bytes:
 
 # ---- module-level convenience (dermtool.explain) --------------------------------------------------------
 
-_EXPLAINERS: dict[str, Explainer] = {}
+_EXPLAINERS: dict[tuple[str, float], Explainer] = {}
 _EXPLAINERS_LOCK = threading.Lock()
 
 
@@ -383,9 +383,11 @@ def get_explainer(model: Any) -> Explainer:
                 f"{model.model_path}: Grad-CAM needs gradients of the float model; give the run folder it was "
                 "exported from"
             )
-        loaded = getattr(getattr(model, "_backend", None), "model", None)
+        loaded = model._shared.backend.model  # reuse the Predictor's loaded Keras model
         model = model.model_path
-    key = str(Path(model).resolve())
+    from dermtool.explain.predict import _cache_key
+
+    key = _cache_key(model)
     with _EXPLAINERS_LOCK:
         if key not in _EXPLAINERS:
             _EXPLAINERS[key] = Explainer(model, model=loaded)

@@ -228,6 +228,40 @@ def _open_backend(model: str | os.PathLike, threads: int):
 # ---- the predictor -----------------------------------------------------------------------------------
 
 
+class _LoadedModel:
+    """One loaded model with its lock and (lazily) its OOD detector, shared by Predictors of other options."""
+
+    def __init__(self, backend: Any, data_dir: str | os.PathLike | None, progress: bool) -> None:
+        self.backend = backend
+        self.lock = threading.Lock()
+        self.data_dir = data_dir
+        self.progress = progress
+        self._ood_lock = threading.Lock()
+        self._ood_loaded = False
+        self._detector = None
+        self._notes: list[str] = []
+
+    def ood_detector(self, model_path: Path, predict_arrays) -> tuple[Any, list[str]]:
+        """``(detector or None, notes explaining why it is missing)``, loaded or fitted on the first call."""
+        with self._ood_lock:
+            if self._ood_loaded:
+                return self._detector, list(self._notes)
+            notes: list[str] = []
+            try:
+                detector = self.backend.ood_detector(self.data_dir, self.progress, predict_arrays)
+            except DermtoolError as error:
+                notes.append(f"out-of-distribution guard unavailable: {error}")
+                detector = None
+            if detector is None and self.backend.kind == "tflite":
+                notes.append(
+                    f"{model_path}: no OOD parameters in its metadata (export it again from a run with ood.json); "
+                    "images that are not lesions will not be rejected"
+                )
+            self._detector, self._notes, self._ood_loaded = detector, notes, True
+            return detector, list(notes)
+
+
+
 class Predictor:
     """Predict outcomes for images with one model (run folder or .tflite). Thread-safe.
 
@@ -258,29 +292,58 @@ class Predictor:
     ) -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise DermtoolError(f"threads must be a positive integer, got {threads!r}")
+        self.model_path = Path(model_path_or_run)
+        self._shared = _LoadedModel(_open_backend(self.model_path, threads), data_dir, progress)
+        self._configure(uncertainty_threshold, referral_threshold, malignant_classes, ood, ood_threshold)
+
+    def _configure(
+        self,
+        uncertainty_threshold: float,
+        referral_threshold: float | None,
+        malignant_classes: Sequence[str] | None,
+        ood: bool,
+        ood_threshold: float | None,
+    ) -> None:
         for name, value in (("uncertainty_threshold", uncertainty_threshold), ("referral_threshold", referral_threshold)):
             if value is not None and not 0.0 <= float(value) <= 1.0:
                 raise DermtoolError(f"{name} must be a probability in [0, 1], got {value}")
-        self.model_path = Path(model_path_or_run)
-        self._backend = _open_backend(self.model_path, threads)
-        self._lock = threading.Lock()
+        backend = self._shared.backend
         self.notes: list[str] = []
-        self.labels: list[str] = list(self._backend.labels)
-        self.kind: str = self._backend.kind
-        self.input_spec = self._backend.input_spec
+        self.labels: list[str] = list(backend.labels)
+        self.kind: str = backend.kind
+        self.input_spec = backend.input_spec
         #: the run's referral operating point (metrics.json "referral" / metadata): classes, threshold,
         #: target_sensitivity, and sensitivity/specificity per split
-        self.referral: dict[str, Any] = self._backend.referral
+        self.referral: dict[str, Any] = backend.referral
         #: the same for the melanoma probability alone (its own threshold), if recorded
-        self.melanoma: dict[str, Any] = self._backend.melanoma
+        self.melanoma: dict[str, Any] = backend.melanoma
         self.thresholds = self._thresholds(uncertainty_threshold, referral_threshold, malignant_classes)
         self._ood_enabled = bool(ood)
-        self._ood_threshold = ood_threshold
-        self._data_dir = data_dir
-        self._progress = progress
-        self._ood_detector = None
-        self._ood_loaded = False
-        self._ood_lock = threading.Lock()
+        self._ood_threshold_override = None if ood_threshold is None else float(ood_threshold)
+        self._options = {
+            "uncertainty_threshold": uncertainty_threshold,
+            "referral_threshold": referral_threshold,
+            "malignant_classes": malignant_classes,
+            "ood": ood,
+            "ood_threshold": ood_threshold,
+        }
+
+    def with_options(self, **options: Any) -> "Predictor":
+        """A Predictor with other decision options (the keyword arguments of the constructor except the model
+        and ``threads``) that shares this one's loaded model, lock and OOD detector: no second model load."""
+        unknown = set(options) - set(self._options) - {"data_dir", "progress"}
+        if unknown:
+            raise DermtoolError(f"unknown Predictor option(s): {', '.join(sorted(unknown))}")
+        if "data_dir" in options:
+            self._shared.data_dir = options.pop("data_dir")
+        if "progress" in options:
+            self._shared.progress = bool(options.pop("progress"))
+        merged = {**self._options, **options}
+        other = object.__new__(Predictor)
+        other.model_path = self.model_path
+        other._shared = self._shared
+        other._configure(**merged)
+        return other
 
     def _note(self, message: str) -> None:
         self.notes.append(message)
@@ -319,31 +382,23 @@ class Predictor:
     # ---- OOD ------------------------------------------------------------------------------------------
     @property
     def ood_detector(self):
-        """The fitted :class:`~dermtool.explain.ood.OODDetector` (loaded or fitted on first use), or None."""
+        """The fitted :class:`~dermtool.explain.ood.OODDetector` (loaded or fitted on first use), or None when
+        the guard is off or unavailable (a note says why)."""
         if not self._ood_enabled:
             return None
-        with self._ood_lock:
-            if not self._ood_loaded:
-                try:
-                    detector = self._backend.ood_detector(self._data_dir, self._progress, self.predict_arrays)
-                except DermtoolError as error:
-                    self._note(f"out-of-distribution guard unavailable: {error}")
-                    detector = None
-                if detector is None and self.kind == "tflite":
-                    self._note(
-                        f"{self.model_path}: no OOD parameters in its metadata (export it again from a run with "
-                        "ood.json); images that are not lesions will not be rejected"
-                    )
-                if detector is not None and self._ood_threshold is not None:
-                    detector.threshold = float(self._ood_threshold)
-                self._ood_detector = detector
-                self._ood_loaded = True
-        return self._ood_detector
+        detector, notes = self._shared.ood_detector(self.model_path, self.predict_arrays)
+        for note in notes:
+            if note not in self.notes:
+                self._note(note)
+        return detector
 
     @property
     def ood_threshold(self) -> float | None:
+        """``ood_score`` at or above which an image is ``not_a_lesion`` (None when the guard is off)."""
         detector = self.ood_detector
-        return None if detector is None else float(detector.threshold)
+        if detector is None:
+            return None
+        return self._ood_threshold_override if self._ood_threshold_override is not None else float(detector.threshold)
 
     # ---- prediction -----------------------------------------------------------------------------------
     def _load(self, image: ImageInput) -> tuple[str, np.ndarray]:
@@ -361,8 +416,8 @@ class Predictor:
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``(N, C)`` for model-input uint8 images ``(N, S, S, 3)`` (thread-safe)."""
-        with self._lock:
-            return self._backend.predict(np.ascontiguousarray(images, dtype=np.uint8))
+        with self._shared.lock:
+            return self._shared.backend.predict(np.ascontiguousarray(images, dtype=np.uint8))
 
     def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3) -> list[dict[str, Any]]:
         """One contract dict per image, in input order (``{image, error}`` for an unreadable one)."""
@@ -396,8 +451,7 @@ class Predictor:
         return self.predict([image], top_k=top_k)[0]
 
     def _result(self, name: str, row: np.ndarray, ood_score: float | None, top_k: int) -> dict[str, Any]:
-        detector = self.ood_detector
-        rejected = ood_score is not None and detector is not None and ood_score >= detector.threshold
+        rejected = ood_score is not None and ood_score >= self.ood_threshold
         order = np.argsort(-row, kind="stable")
         best = int(order[0])
         return {
@@ -423,15 +477,26 @@ class Predictor:
 
 # ---- module-level convenience (dermtool.predict) -------------------------------------------------------
 
-_PREDICTORS: dict[tuple[str, int], Predictor] = {}
+_PREDICTORS: dict[tuple[str, float, int], Predictor] = {}
 _PREDICTORS_LOCK = threading.Lock()
 
 
+def _cache_key(model: str | os.PathLike) -> tuple[str, float]:
+    """Resolved path and modification time of the model file (a retrained run is loaded again)."""
+    path = Path(model).resolve()
+    weights = path / "model.keras" if path.is_dir() else path
+    try:
+        return str(path), weights.stat().st_mtime
+    except OSError:
+        return str(path), 0.0
+
+
 def get_predictor(model: str | os.PathLike | Predictor, threads: int = 1) -> Predictor:
-    """A cached :class:`Predictor` per (resolved model path, threads): loading a model once per process."""
+    """A cached :class:`Predictor` with default options per (model path, its mtime, threads): a model is loaded
+    once per process. Use :meth:`Predictor.with_options` for other thresholds without loading it again."""
     if isinstance(model, Predictor):
         return model
-    key = (str(Path(model).resolve()), threads)
+    key = (*_cache_key(model), threads)
     with _PREDICTORS_LOCK:
         if key not in _PREDICTORS:
             _PREDICTORS[key] = Predictor(model, threads=threads)
