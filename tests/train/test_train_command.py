@@ -57,13 +57,20 @@ def test_resume_of_a_folder_without_a_run_is_refused(tmp_path: Path, small_ham: 
 
 
 def test_a_real_run_prints_where_it_is_and_the_test_metrics(small_ham: Path, tmp_path: Path) -> None:
+    """One head-only epoch, with the GPU code path forced on (MirroredStrategy, mixed_float16 with loss
+    scaling) so that it runs somewhere: the saved model must still be float32."""
+    from dermtool.run import RunFolder
+
     out = tmp_path / "run"
     result = invoke("--config", SMOKE, "--data", str(small_ham), "--out", str(out), "--epochs", "0",
-                    "--batch-size", "32", "--quiet")
+                    "--batch-size", "32", "--set", "train.mixed_precision=on", "--set", "train.strategy=mirrored",
+                    "--quiet")
     assert result.exit_code == 0, result.output
     assert f"Run folder: {out}" in result.output
     assert "Test metrics" in result.output and "balanced accuracy" in result.output
     config = (out / "config.toml").read_text()
     assert "finetune_epochs = 0" in config and "batch_size = 32" in config
     assert f'data_dir = "{small_ham}"' in config
-    assert (out / "model.keras").is_file()
+    assert "MirroredStrategy" in (out / "train.log").read_text() and "mixed_float16" in (out / "train.log").read_text()
+    model = RunFolder(out).load_model()
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}

@@ -199,6 +199,7 @@ class _Trainer:
                                             name="logits_model")
             if not self.state.checkpoint and model_config.weights.strip().lower() in ("imagenet", "none"):
                 zero_classifier_head(self.model)
+        self.predict_logits = LogitsPredictor(self.logits_model)
         train_labels = self.data.splits["train"].labels
         weights = None
         if config.train.class_balance == "weights":
@@ -344,8 +345,8 @@ class _Trainer:
         if seen == 0:
             raise DermtoolError("the training dataset yielded no batches")
 
-        val_logits = predict_logits(self.logits_model, self.val_dataset)
         val_labels = self.data.splits["val"].labels
+        val_logits = self.predict_logits(self.val_dataset, len(val_labels))
         val_probabilities = metrics.softmax(val_logits)
         val_metrics = metrics.classification_metrics(val_labels, val_probabilities, self.data.labels)
         true_probabilities = val_probabilities[np.arange(len(val_labels)), val_labels]
@@ -415,7 +416,7 @@ class _Trainer:
                                               self.config.data.image_size)
         tf.train.Checkpoint(model=model).read(
             str(self.run_dir / CHECKPOINTS_DIR / state.best_checkpoint)).assert_existing_objects_matched()
-        logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
+        predictor = LogitsPredictor(keras.Model(model.inputs, model.get_layer("logits").output))
         logits = {}
         for name in ("val", "test"):
             split = self.data.splits[name]
@@ -423,7 +424,7 @@ class _Trainer:
                 continue
             dataset = make_dataset(split.images, split.labels, self.data.num_classes,
                                    self.config.train.batch_size, training=False, augment=None, spec=self.spec)
-            logits[name] = (split.labels, predict_logits(logits_model, dataset))
+            logits[name] = (split.labels, predictor(dataset, len(split)))
 
         history = read_history(self.run_dir)
         result = final_metrics(self.data.labels, logits)
@@ -465,15 +466,42 @@ def zero_classifier_head(model) -> None:
     layer.set_weights([np.zeros(weight.shape, dtype=weight.dtype.as_numpy_dtype) for weight in layer.weights])
 
 
-def predict_logits(logits_model, dataset) -> np.ndarray:
-    """float64 logits (N x C) of a model for the images of an un-augmented dataset, in order.
+GRAPH_MODE_MIN_IMAGES = 256
 
-    Eager calls: one batch of a few dozen images costs far more than the per-layer dispatch, and no
-    tracing is paid for (which dominates on small sets)."""
-    outputs = [np.asarray(logits_model(images, training=False), dtype=np.float64) for images, _ in dataset]
-    if not outputs:
-        return np.zeros((0, int(logits_model.output_shape[-1])), dtype=np.float64)
-    return np.concatenate(outputs, axis=0)
+
+class LogitsPredictor:
+    """float64 logits (N x C) of a logits model for the images of an un-augmented dataset, in order.
+
+    Up to :data:`GRAPH_MODE_MIN_IMAGES` images, eager calls (tracing would cost more than it saves); above,
+    one ``tf.function`` traced once for any batch size (graph mode fuses convolution, BatchNorm and
+    activation: about 2.5x less CPU time than eager for EfficientNet-Lite0).
+    """
+
+    def __init__(self, logits_model) -> None:
+        self.model = logits_model
+        self._graph_function = None
+
+    def _function(self):
+        if self._graph_function is None:
+            import tensorflow as tf
+
+            model = self.model
+            shape = (None, *model.input_shape[1:])
+
+            @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
+            def logits_of(images):
+                return tf.cast(model(images, training=False), tf.float32)
+
+            self._graph_function = logits_of
+        return self._graph_function
+
+    def __call__(self, dataset, count: int) -> np.ndarray:
+        call = self._function() if count > GRAPH_MODE_MIN_IMAGES else (
+            lambda images: self.model(images, training=False))
+        outputs = [np.asarray(call(images), dtype=np.float64) for images, _ in dataset]
+        if not outputs:
+            return np.zeros((0, int(self.model.output_shape[-1])), dtype=np.float64)
+        return np.concatenate(outputs, axis=0)
 
 
 def write_scalars(writer, step: int, values: dict[str, float]) -> None:
