@@ -75,6 +75,21 @@ class Phase:
     step: Callable[[Any], Any] | None = None  # traced lazily for the dataset's element spec
 
 
+def worker_folder(run_dir: Path, resume: bool) -> Path:
+    """A private folder for a non-chief worker of a multi-worker run (only the chief writes RUN).
+
+    Every worker takes part in the checkpoint writes (collective operations), so the others write into a
+    temporary folder; to resume, they start from a copy of the chief's run folder (on a shared filesystem).
+    """
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="dermtool-worker-"))
+    if resume and run_dir.is_dir():
+        shutil.copytree(run_dir, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("logs"))
+    return folder
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """The data-order and augmentation seed of a (1-based) epoch: independent of interruptions."""
     return int(seed) * 1_000_003 + int(epoch)
@@ -111,6 +126,9 @@ def train(
     from dermtool.train.devices import choose_devices
 
     devices = choose_devices(config.train.strategy, config.train.mixed_precision)
+    if not devices.is_chief:
+        run_dir = worker_folder(run_dir, resume)  # empty, or a copy of the chief's run to resume
+        overwrite = False
     state = prepare_run_folder(run_dir, config.to_toml(), resume=resume, overwrite=overwrite)
     log = RunLog(run_dir / LOG_FILE, echo=progress)
     if state is None:
