@@ -160,7 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     import platform
 
     images = sample_images(arguments.data, 14)
-    report: dict = {"device": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}}
+    import os
+
+    report: dict = {
+        "device": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+            "python": platform.python_version(),
+        }
+    }
     if arguments.tflite:
         report["predict"] = time_endpoint(arguments.tflite, "/api/predict", images, arguments.requests)
         report["predict_phone_photo"] = time_endpoint(
@@ -172,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         report["predict_run"] = time_endpoint(arguments.run, "/api/predict", images, arguments.requests)
     if arguments.tflite and not arguments.no_pwa:
         report["pwa"] = pwa_first_load(arguments.tflite)
+    report["device"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     print(json.dumps(report, indent=2))
     return 0
 
