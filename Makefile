@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make install   create $(VENV) and install pinned dependencies + dermtool (editable)"
-	@echo "make demo      train -> export -> bench on $(DATA) with configs/demo_cpu.toml"
+	@echo "make demo      train -> export (float, int8) -> bench on $(DATA) with configs/demo_cpu.toml"
 	@echo "make test      run the test suite (CPU only, real HAM10000 subsets)"
 	@echo "make bench-input  measure the input pipeline's images/s"
 	@echo "make mobile-demo MODEL=model.tflite  build the offline PWA (mobile_demo/dist) and serve it on 127.0.0.1:$(MOBILE_PORT)"
@@ -30,7 +30,7 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: install
-	$(BIN)/python benchmarks/run_ham10000.py --config configs/demo_cpu.toml --data $(DATA) --out runs/demo
+	$(BIN)/python benchmarks/run_ham10000.py --config configs/demo_cpu.toml --data $(DATA) --out runs/demo --quick
 
 bench-input: install
 	$(BIN)/python benchmarks/bench_input.py --data $(DATA)
