@@ -30,6 +30,9 @@ written only where --out says; the input image itself is never stored.
 @click.option("--out", "out_path", default=None, metavar="OVERLAY.png", help="Where to write the overlay PNG.")
 @click.option("--class", "class_label", default=None, metavar="LABEL",
               help="Explain this class (code such as mel, or its name) instead of the predicted one.")
+@click.option("--target", type=click.Choice(["contrastive", "logit"]), default="contrastive", show_default=True,
+              help="Score explained: the class logit minus the mean logit (what the probabilities depend on), "
+              "or the raw logit (original Grad-CAM).")
 @click.option("--evaluate", is_flag=True, help="Measure localisation on a split instead of explaining one image.")
 @click.option("--data", "data_dir", default=None, metavar="DATA", help="--evaluate: the run's image folder.")
 @click.option("--masks", "masks_dir", default=None, metavar="DIR",
@@ -42,6 +45,7 @@ def explain(
     model_path: str,
     out_path: str | None,
     class_label: str | None,
+    target: str,
     evaluate: bool,
     data_dir: str | None,
     masks_dir: str | None,
@@ -62,7 +66,7 @@ def explain(
         from dermtool.explain.evaluate import evaluate_localisation
         from dermtool.io_utils import atomic_write_json
 
-        report = evaluate_localisation(model_path, data_dir, masks_dir, split=split, limit=limit)
+        report = evaluate_localisation(model_path, data_dir, masks_dir, split=split, limit=limit, target=target)
         click.echo(report.format())
         if json_path:
             atomic_write_json(json_path, report.to_dict())
@@ -76,7 +80,7 @@ def explain(
     from dermtool.io_utils import atomic_write_bytes
 
     explainer = get_explainer(model_path)
-    result = explainer.explain(image, class_name=class_label)
+    result = explainer.explain(image, class_name=class_label, target=target)
     atomic_write_bytes(out_path, overlay_png(result))
     probability = result.probabilities[result.label]
     click.echo(f"{image}: predicted {class_name(result.label)} ({result.label}) {probability * 100:.1f} %")

@@ -10,7 +10,8 @@ For every image of a split of a run (with a mask ``MASKS/<image_id>_segmentation
 - ``centre_baseline_hit_rate``: the pointing game played by the image centre alone. HAM10000 lesions are
   mostly centred and large, so this baseline is high; a heat map is only informative if it beats it.
 
-The maps explain each image's *predicted* class (as ``dermtool explain`` shows them).
+The maps explain each image's *predicted* class (as ``dermtool explain`` shows them), with the contrastive
+target by default (see :mod:`dermtool.explain.gradcam`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class LocalisationReport:
 
     model: str
     split: str
+    target: str
     n: int
     hit_rate: float
     energy_inside: float
@@ -49,7 +51,7 @@ class LocalisationReport:
 
     def format(self) -> str:
         lines = [
-            f"Grad-CAM localisation on {self.n} {self.split} images of {self.model}",
+            f"Grad-CAM ({self.target}) localisation on {self.n} {self.split} images of {self.model}",
             f"  pointing game hit rate   {self.hit_rate * 100:5.1f} %   (image centre alone: "
             f"{self.centre_baseline_hit_rate * 100:.1f} %)",
             f"  heat-map energy in mask  {self.energy_inside * 100:5.1f} %   (masks cover {self.mask_area * 100:.1f} % "
@@ -100,6 +102,7 @@ def evaluate_localisation(
     limit: int | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    target: str | None = None,
 ) -> LocalisationReport:
     """Pointing game and energy-in-mask of Grad-CAM on ``split`` of the run (see the module docstring).
 
@@ -109,7 +112,7 @@ def evaluate_localisation(
 
     from dermtool.data.images import ImageError, load_rgb
     from dermtool.data.preprocess import resize
-    from dermtool.explain.gradcam import get_explainer
+    from dermtool.explain.gradcam import DEFAULT_TARGET, get_explainer
     from dermtool.explain.ood import split_records
     from dermtool.run import RunFolder
 
@@ -146,7 +149,7 @@ def evaluate_localisation(
                 inputs.append(resize(original, spec.image_size, spec.resize_policy))
                 kept.append(record)
             if kept:
-                maps, probabilities, chosen = explainer.maps(np.stack(inputs))
+                maps, probabilities, chosen = explainer.maps(np.stack(inputs), target=target)
                 for record, original, cam, label_index in zip(kept, originals, maps, chosen):
                     height, width = original.shape[:2]
                     heatmap = explainer.heatmap_for_original(cam, height, width)
@@ -166,6 +169,7 @@ def evaluate_localisation(
     return LocalisationReport(
         model=str(run.path),
         split=split,
+        target=target or DEFAULT_TARGET,
         n=len(rows),
         hit_rate=mean("hit"),
         energy_inside=mean("energy_inside"),

@@ -9,6 +9,12 @@ averaged gradient of the class's *logit* and keeps the positive part. Here:
   model (a backbone sub-model inside, e.g. a hand-made Sequential) is handled by walking into the sub-model:
   a gradient model of the sub-model is built and the outer layers are applied in order around it, so there is
   no "Graph disconnected" error.
+- The score differentiated is, by default, the class's logit *minus the mean logit*
+  (``target="contrastive"``), not the raw logit of the original paper (``target="logit"``). The softmax
+  probabilities depend only on differences between logits: a feature map that raises every logit alike
+  changes no probability, yet it dominates a raw-logit map. On a fine-tuned Lite0 (128 px, HAM10000 test
+  split, 200 images) raw-logit maps put the hottest pixel inside the lesion mask for 27 % of images (they
+  lit the dark vignette and the borders), contrastive maps for 76 %; on a linear probe both give about 49 %.
 - The map is computed on the model input (``S x S``) and mapped back onto the original image, undoing the
   resize policy: ``squash`` stretches it back; ``center_crop`` places it on the central square (the cut-off
   sides, never seen by the model, are 0); ``pad`` drops the black borders. Values are in [0, 1] (1 = the
@@ -33,6 +39,9 @@ from PIL import Image
 from dermtool import DISCLAIMER, DermtoolError
 
 COLORMAP = "jet"
+#: what the map explains: "contrastive" = logit_c - mean_j logit_j (softmax-invariant), "logit" = raw logit_c
+TARGETS = ("contrastive", "logit")
+DEFAULT_TARGET = "contrastive"
 OVERLAY_ALPHA = 0.45
 
 
@@ -164,11 +173,18 @@ def _has_layer_deep(model: Any, name: str) -> bool:
     return False
 
 
-def gradcam_maps(gradient_model: GradientModel, inputs: np.ndarray, class_indices: Sequence[int] | None = None):
+def gradcam_maps(
+    gradient_model: GradientModel,
+    inputs: np.ndarray,
+    class_indices: Sequence[int] | None = None,
+    target: str = DEFAULT_TARGET,
+):
     """Grad-CAM maps at the conv layer's resolution for a normalised float batch.
 
     Returns ``(maps float32 (N, h, w) in [0, 1], logits float32 (N, C), class_indices)``; ``class_indices``
-    None means each image's top-1 class.
+    None means each image's top-1 class. ``target``: ``"contrastive"`` (default) differentiates
+    ``logit_c - mean_j logit_j``, ``"logit"`` the raw ``logit_c`` (the original Grad-CAM); see the module
+    docstring.
     """
     import tensorflow as tf
 
@@ -180,7 +196,12 @@ def gradcam_maps(gradient_model: GradientModel, inputs: np.ndarray, class_indice
             chosen = tf.argmax(logits, axis=1, output_type=tf.int32)
         else:
             chosen = tf.constant(list(class_indices), dtype=tf.int32)
-        score = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=1))
+        if target not in TARGETS:
+            raise DermtoolError(f"Grad-CAM target {target!r} is not one of {', '.join(TARGETS)}")
+        class_logits = tf.gather(logits, chosen, axis=1, batch_dims=1)
+        if target == "contrastive":
+            class_logits = class_logits - tf.reduce_mean(logits, axis=1)
+        score = tf.reduce_sum(class_logits)
     gradients = tape.gradient(score, conv)
     if gradients is None:
         raise DermtoolError(f"no gradient flows from the logits to layer {gradient_model.layer_name!r}")
@@ -284,21 +305,25 @@ class Explainer:
             raise DermtoolError(f"unknown class {class_name!r}; the model's classes are {', '.join(self.labels)}")
         return self.labels.index(label)
 
-    def maps(self, model_inputs_uint8: np.ndarray, class_indices: Sequence[int] | None = None):
-        """``(maps (N, h, w), calibrated probabilities (N, C), class_indices)`` for model-input uint8 images."""
+    def maps(
+        self, model_inputs_uint8: np.ndarray, class_indices: Sequence[int] | None = None, target: str | None = None
+    ):
+        """``(maps (N, h, w), calibrated probabilities (N, C), class_indices)`` for model-input uint8 images.
+
+        ``target``: ``"contrastive"`` (default) or ``"logit"`` (see :func:`gradcam_maps`)."""
         from dermtool.data.preprocess import normalize
         from dermtool.metrics import softmax
 
         inputs = normalize(np.asarray(model_inputs_uint8), self.input_spec)
         with self._lock:
-            maps, logits, chosen = gradcam_maps(self.gradient_model, inputs, class_indices)
+            maps, logits, chosen = gradcam_maps(self.gradient_model, inputs, class_indices, target or DEFAULT_TARGET)
         return maps, np.asarray(softmax(logits, temperature=self.temperature)), chosen
 
     def heatmap_for_original(self, heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
         spec = self.input_spec
         return heatmap_to_original(heatmap, height, width, spec.image_size, spec.resize_policy)
 
-    def explain(self, image: Any, class_name: str | None = None) -> ExplainResult:
+    def explain(self, image: Any, class_name: str | None = None, target: str | None = None) -> ExplainResult:
         """Explain one image (path, bytes or uint8 HxWx3 array) for its top class or ``class_name``."""
         from dermtool.data.images import load_rgb
         from dermtool.data.preprocess import resize
@@ -314,7 +339,7 @@ class Explainer:
         spec = self.input_spec
         model_input = resize(original, spec.image_size, spec.resize_policy)
         index = self.class_index(class_name)
-        maps, probabilities, chosen = self.maps(model_input[None], None if index is None else [index])
+        maps, probabilities, chosen = self.maps(model_input[None], None if index is None else [index], target)
         heatmap = self.heatmap_for_original(maps[0], original.shape[0], original.shape[1])
         row = probabilities[0]
         return ExplainResult(
