@@ -1,0 +1,105 @@
+"""What pruning and quantization-aware fine-tuning share: model checks, batch counting, the training loop."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+from dermtool import DermtoolError
+
+logger = logging.getLogger(__name__)
+
+
+def check_keras2_model(model: Any, purpose: str) -> None:
+    """TF-MOT accepts only tf_keras (Keras 2) models: a clear error for anything else."""
+    import tf_keras as keras
+
+    if not isinstance(model, keras.Model):
+        raise DermtoolError(
+            f"{purpose} needs a tf_keras (Keras 2) model, got {type(model).__module__}.{type(model).__name__}; "
+            "load it with `import tf_keras as keras` (and TF_USE_LEGACY_KERAS=1, which `import dermtool` sets)"
+        )
+    if isinstance(model, keras.Sequential) or not getattr(model, "_is_graph_network", False):
+        raise DermtoolError(f"{purpose} needs a functional tf_keras model (a dermtool classifier is one)")
+
+
+def count_batches(dataset: Any) -> int:
+    """Batches in one pass over a finite ``tf.data.Dataset`` (iterates once if TF cannot tell)."""
+    import tensorflow as tf
+
+    cardinality = int(dataset.cardinality())
+    if cardinality == tf.data.INFINITE_CARDINALITY:
+        raise DermtoolError("fine-tuning needs a finite dataset (one pass = one epoch); it must not repeat")
+    if cardinality >= 0:
+        return cardinality
+    return sum(1 for _ in dataset)
+
+
+def progress_callback(description: str, steps: int, enabled: bool = True) -> Any:
+    """A Keras callback showing one tqdm bar per epoch on stderr (auto-off when stderr is not a terminal)."""
+    import tf_keras as keras
+    from tqdm import tqdm
+
+    class TqdmProgress(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.bar = tqdm(
+                total=steps,
+                desc=f"{description} epoch {epoch + 1}/{self.params.get('epochs', '?')}",
+                unit="batch",
+                disable=None if enabled else True,
+            )
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            self.bar.update(1)
+            if logs and "loss" in logs:
+                self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.bar.close()
+            if logs:
+                logger.info("%s epoch %d: %s", description, epoch + 1,
+                            ", ".join(f"{key} {float(value):.4f}" for key, value in logs.items()))
+
+    return TqdmProgress()
+
+
+def compile_and_fit(
+    model: Any,
+    train_dataset: Any,
+    val_dataset: Any | None,
+    epochs: int,
+    learning_rate: float,
+    callbacks: Sequence[Any] = (),
+    description: str = "fine-tune",
+    progress: bool = True,
+) -> dict[str, list[float]]:
+    """Fine-tune a softmax classifier with Adam and categorical cross-entropy; returns the Keras history.
+
+    The datasets yield ``(normalised float32 images, one-hot float32 labels)`` batches
+    (:func:`dermtool.data.pipeline.make_dataset`); one pass is one epoch.
+    """
+    import tf_keras as keras
+
+    if epochs < 1:
+        raise DermtoolError(f"fine-tuning needs at least one epoch, got {epochs}")
+    if not learning_rate > 0:
+        raise DermtoolError(f"the learning rate must be positive, got {learning_rate}")
+    steps = count_batches(train_dataset)
+    if steps < 1:
+        raise DermtoolError("fine-tuning needs training images, but the training dataset is empty")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    history = model.fit(
+        train_dataset,
+        validation_data=val_dataset,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[*callbacks, progress_callback(description, steps, progress)],
+    )
+    return {key: [float(value) for value in values] for key, values in history.history.items()}
+
+
+__all__ = ["check_keras2_model", "count_batches", "compile_and_fit", "progress_callback"]

@@ -1,0 +1,115 @@
+"""Quantization-aware fine-tuning (QAT): train with int8 rounding simulated, so int8 export loses little.
+
+:func:`quantization_aware_finetune` applies ``tfmot.quantization.keras.quantize_model`` (the default 8-bit
+scheme: per-channel int8 weights, per-tensor int8 activations, BatchNorm folded into the convolutions) to
+the whole classifier and fine-tunes it briefly at a small learning rate. A dermtool classifier is a flat
+functional model with no ``Rescaling`` layer (normalisation happens outside the model), so every layer
+quantizes; :func:`unquantized_layers` checks that nothing with weights was left in float.
+
+With ``prune_preserve=True`` (a model pruned by :func:`dermtool.optimize.prune.prune_finetune` and
+stripped) the scheme is ``Default8BitPrunePreserveQuantizeScheme``: the zeros stay zeros through QAT.
+
+The returned model is a QAT model: convert it with the TFLite converter (``Optimize.DEFAULT``); its
+quantisation ranges come from training, no representative data set is needed. The input range is pinned
+to the full pixel range (:func:`pin_input_range`) so that raw uint8 pixels are the exported model's input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dermtool import DermtoolError
+from dermtool.optimize.common import check_keras2_model, compile_and_fit
+
+
+def unquantized_layers(model: Any) -> list[str]:
+    """Names of layers of a QAT model that hold weights but are not quantize-wrapped (should be none)."""
+    names = []
+    for layer in model.layers:
+        wrapped = type(layer).__name__.startswith("QuantizeWrapper") or type(layer).__name__ == "QuantizeLayer"
+        if not wrapped and layer.weights:
+            names.append(layer.name)
+    return names
+
+
+def pin_input_range(model: Any, input_spec: Any) -> None:
+    """Set the QAT model's input quantizer to the full normalised pixel range ``[(0-mean)/std, (255-mean)/std]``.
+
+    The moving-average range learnt during fine-tuning rarely reaches both 0 and 255 exactly; pinned, the
+    exported uint8 input has scale ``1/std`` and zero point ``mean``: raw pixels go in.
+    """
+    low = (0.0 - float(input_spec.mean)) / float(input_spec.std)
+    high = (255.0 - float(input_spec.mean)) / float(input_spec.std)
+    pinned = 0
+    for layer in model.layers:
+        if type(layer).__name__ == "QuantizeLayer":
+            for weight in layer.weights:  # named "<layer name>_min:0" and "<layer name>_max:0"
+                short_name = weight.name.split("/")[-1].split(":")[0]
+                if short_name == f"{layer.name}_min":
+                    weight.assign(low)
+                    pinned += 1
+                elif short_name == f"{layer.name}_max":
+                    weight.assign(high)
+                    pinned += 1
+    if pinned != 2:
+        raise DermtoolError(f"cannot find the QAT model's input quantizer range (found {pinned} of 2 variables)")
+
+
+def quantize_for_training(model: Any, prune_preserve: bool = False) -> Any:
+    """The QAT model of ``model`` (a clone: ``model`` is not modified), checked to be fully quantized."""
+    import tensorflow_model_optimization as tfmot
+
+    from dermtool.export.convert import clone_with_weights
+
+    check_keras2_model(model, "quantization-aware training")
+    source = clone_with_weights(model)
+    try:
+        if prune_preserve:
+            scheme = tfmot.quantization.keras.collab_opts.Default8BitPrunePreserveQuantizeScheme()
+            annotated = tfmot.quantization.keras.quantize_annotate_model(source)
+            quantized = tfmot.quantization.keras.quantize_apply(annotated, scheme)
+        else:
+            quantized = tfmot.quantization.keras.quantize_model(source)
+    except (ValueError, RuntimeError) as error:
+        raise DermtoolError(
+            f"quantization-aware training cannot quantize this model: {' '.join(str(error).split())[:400]} "
+            "(TF-MOT rejects Rescaling and squeeze-excite Multiply layers and Keras 3 models)"
+        ) from None
+    left = unquantized_layers(quantized)
+    if left:
+        raise DermtoolError(f"quantization-aware training left layers in float: {', '.join(left)}")
+    return quantized
+
+
+def quantization_aware_finetune(
+    model: Any,
+    train_dataset: Any,
+    val_dataset: Any | None = None,
+    epochs: int = 2,
+    learning_rate: float = 1e-5,
+    input_spec: Any | None = None,
+    prune_preserve: bool = False,
+    progress: bool = True,
+) -> Any:
+    """Quantization-aware fine-tuning of a float classifier; returns the QAT model (ready to convert).
+
+    Datasets: ``(normalised images, one-hot)`` batches from :func:`dermtool.data.pipeline.make_dataset`.
+    ``input_spec`` given: the input quantizer is pinned to the full pixel range afterwards
+    (:func:`pin_input_range`). ``prune_preserve``: keep a pruned model's zeros (prune-preserving QAT).
+    """
+    quantized = quantize_for_training(model, prune_preserve=prune_preserve)
+    compile_and_fit(
+        quantized,
+        train_dataset,
+        val_dataset,
+        epochs,
+        learning_rate,
+        description="prune-preserving QAT" if prune_preserve else "quantization-aware training",
+        progress=progress,
+    )
+    if input_spec is not None:
+        pin_input_range(quantized, input_spec)
+    return quantized
+
+
+__all__ = ["quantization_aware_finetune", "quantize_for_training", "unquantized_layers", "pin_input_range"]
