@@ -1,0 +1,310 @@
+"""The model card written beside every exported model: ``<model>.model_card.json`` and ``.model_card.md``.
+
+Sections (:data:`SECTIONS`, the keys of the JSON and the headings of the Markdown, in this order):
+model, intended_use, training_data, evaluation, quantization, size, calibration, referral, gate,
+limitations, licence. The numbers come from the export itself (validation split, float and exported model
+side by side) and from the run's ``metrics.json`` (calibration, referral operating point).
+
+Pure Python; no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from dermtool import DISCLAIMER, __version__
+from dermtool.io_utils import atomic_write_json, atomic_write_text
+
+SECTIONS: tuple[str, ...] = (
+    "model",
+    "intended_use",
+    "training_data",
+    "evaluation",
+    "quantization",
+    "size",
+    "calibration",
+    "referral",
+    "gate",
+    "limitations",
+    "licence",
+)
+
+INTENDED_USE = {
+    "summary": (
+        "Decision support for the referral of skin lesions: given a dermoscopic image, the model gives "
+        "calibrated probabilities of seven lesion classes, which dermtool turns into a referral suggestion."
+    ),
+    "intended_users": "Clinicians (general practitioners, dermatologists) who examine the lesion themselves.",
+    "input": "Dermoscopic images (taken through a dermatoscope) of a single skin lesion.",
+    "not_intended_for": [
+        "Diagnosis: the output is not a diagnosis; a clinician decides, and histopathology confirms.",
+        "Screening of the general population or self-examination by lay users.",
+        "Clinical (non-dermoscopic) photographs, smartphone close-ups, or images of anything other than a skin lesion.",
+        "Any lesion type outside the seven training classes.",
+    ],
+    "disclaimer": DISCLAIMER,
+}
+
+LIMITATIONS = [
+    "Training data come from two centres: the ViDIR Group of the Department of Dermatology at the Medical "
+    "University of Vienna (Austria) and the skin cancer practice of Cliff Rosendahl in Queensland "
+    "(Australia) (HAM10000). Performance on images from other clinics, dermatoscopes and populations is "
+    "unknown and usually lower.",
+    "Skin type (Fitzpatrick) was not recorded in HAM10000, and the source populations (Austria, Queensland) "
+    "are predominantly light-skinned. Performance on darker skin is unknown (published HAM10000-trained "
+    "models lose much of their accuracy there).",
+    "Only seven classes of mostly pigmented lesions: no inflammatory or infectious skin diseases (e.g. eczema, "
+    "psoriasis), no rare tumours (e.g. Merkel cell carcinoma), no nail, mucosal or acral-specific categories. "
+    "Such lesions are still assigned to one of the seven classes.",
+    "Class imbalance: melanocytic nevi are about two thirds of the data; rare classes (dermatofibroma, "
+    "vascular lesions, actinic keratoses) have few examples, so their per-class numbers are uncertain.",
+    "Labels: 53 % of the diagnoses (5,340 of 10,015 images) are confirmed by histopathology; the rest by "
+    "follow-up examination, expert consensus or in-vivo confocal microscopy.",
+    "The validation numbers below are from images of the same centres as training (lesion-grouped split); "
+    "they are optimistic for any other setting.",
+]
+
+LICENCE = {
+    "data": "CC BY-NC-SA 4.0 (HAM10000): attribution, non-commercial use only, share-alike. The model is "
+    "derived from these data; keep the same terms.",
+    "citation": (
+        "Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of multi-source "
+        "dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 (2018). "
+        "doi:10.1038/sdata.2018.161"
+    ),
+    "software": "dermtool (Apache-2.0)",
+}
+
+
+def card_paths(model_path: str | Path) -> tuple[Path, Path]:
+    """``(<stem>.model_card.json, <stem>.model_card.md)`` beside ``model_path``."""
+    model_path = Path(model_path)
+    stem = model_path.name[: -len(model_path.suffix)] if model_path.suffix else model_path.name
+    return (model_path.with_name(f"{stem}.model_card.json"), model_path.with_name(f"{stem}.model_card.md"))
+
+
+def split_counts(split_rows: Sequence[Any], labels: Sequence[str]) -> dict[str, dict[str, int]]:
+    """``{split: {label: images}}`` from the run's split rows, every label listed (0 when absent)."""
+    counts = Counter((row.split, row.label) for row in split_rows)
+    splits = [name for name in ("train", "val", "test") if any(split == name for split, _ in counts)]
+    splits += sorted({split for split, _ in counts} - set(splits))
+    return {split: {label: int(counts.get((split, label), 0)) for label in labels} for split in splits}
+
+
+def build_model_card(
+    *,
+    model_path: Path,
+    run_path: Path,
+    model_name: str,
+    labels: Sequence[str],
+    input_spec: Mapping[str, Any],
+    split_rows: Sequence[Any],
+    run_metrics: Mapping[str, Any],
+    temperature: float,
+    float_metrics: Mapping[str, Any] | None,
+    exported_metrics: Mapping[str, Any] | None,
+    exported_referral: Mapping[str, Any] | None,
+    mode: str,
+    io_type: str,
+    input_quantization: Mapping[str, Any],
+    output_quantization: Mapping[str, Any],
+    qat: bool,
+    prune: float,
+    sparsity: float,
+    representative_images: int,
+    size_bytes: int,
+    gzip_bytes: int,
+    gate: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The model card as a JSON-serialisable dict with the :data:`SECTIONS` keys (plus ``created``)."""
+    ece_before = (run_metrics.get("ece_before_calibration") or {}).get("val")
+    ece_after = (run_metrics.get("val") or {}).get("ece")
+    referral = run_metrics.get("referral")
+    card: dict[str, Any] = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": {
+            "file": model_path.name,
+            "architecture": model_name,
+            "classes": list(labels),
+            "input_spec": dict(input_spec),
+            "run": str(run_path),
+            "dermtool_version": __version__,
+        },
+        "intended_use": INTENDED_USE,
+        "training_data": {
+            "dataset": "HAM10000 (ISIC 2018 Task 3 training set)",
+            "split": "lesion-grouped (all images of one lesion in one split)",
+            "images_per_class_and_split": split_counts(split_rows, labels),
+        },
+        "evaluation": {
+            "split": "val",
+            "note": "the same validation images for the float model (calibrated) and the exported model (LiteRT)",
+            "float": dict(float_metrics) if float_metrics else None,
+            "exported": dict(exported_metrics) if exported_metrics else None,
+            "run_test_metrics_float": run_metrics.get("test"),
+        },
+        "quantization": {
+            "mode": mode,
+            "io": io_type,
+            "input": dict(input_quantization),
+            "output": dict(output_quantization),
+            "representative_images": representative_images,
+            "representative_source": "training split, stratified by class, prepared with load_image + normalize"
+            if representative_images else None,
+            "quantization_aware_training": qat,
+            "pruning_target_sparsity": prune,
+            "sparsity": sparsity,
+        },
+        "size": {"bytes": size_bytes, "gzip_bytes": gzip_bytes},
+        "calibration": {
+            "method": "temperature scaling on the validation split, folded into the logits layer",
+            "temperature": temperature,
+            "ece_val_before": ece_before,
+            "ece_val_after": ece_after,
+            "ece_val_exported": (exported_metrics or {}).get("ece"),
+        },
+        "referral": {
+            "classes": (referral or {}).get("classes"),
+            "threshold": (referral or {}).get("threshold"),
+            "target_sensitivity": (referral or {}).get("target_sensitivity"),
+            "float_val": (referral or {}).get("val"),
+            "float_test": (referral or {}).get("test"),
+            "exported_val": dict(exported_referral) if exported_referral else None,
+        } if referral else None,
+        "gate": dict(gate) if gate else None,
+        "limitations": list(LIMITATIONS),
+        "licence": LICENCE,
+    }
+    return card
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _metrics_table(float_metrics: Mapping[str, Any] | None, exported_metrics: Mapping[str, Any] | None,
+                   labels: Sequence[str]) -> list[str]:
+    if not float_metrics or not exported_metrics:
+        return ["Not measured (the run has no validation images)."]
+    lines = ["| metric | float | exported |", "|---|---|---|"]
+    for key in ("n", "accuracy", "balanced_accuracy", "macro_f1", "auc_macro", "ece", "nll"):
+        lines.append(f"| {key} | {_number(float_metrics.get(key))} | {_number(exported_metrics.get(key))} |")
+    lines += ["", "| class | support | recall float | recall exported | precision float | precision exported | F1 float | F1 exported |",
+              "|---|---|---|---|---|---|---|---|"]
+    for label in labels:
+        f, e = float_metrics["per_class"][label], exported_metrics["per_class"][label]
+        lines.append(
+            f"| {label} | {f['support']} | {_number(f['recall'])} | {_number(e['recall'])} | {_number(f['precision'])} "
+            f"| {_number(e['precision'])} | {_number(f['f1'])} | {_number(e['f1'])} |"
+        )
+    return lines
+
+
+def render_markdown(card: Mapping[str, Any]) -> str:
+    """The model card as Markdown, one ``##`` heading per section."""
+    model, data, quantization = card["model"], card["training_data"], card["quantization"]
+    labels = model["classes"]
+    spec = model["input_spec"]
+    lines = [f"# Model card: {model['file']}", "", f"*{INTENDED_USE['disclaimer']}*", "", f"Created {card['created']}.", ""]
+
+    lines += ["## Model", "",
+              f"- Architecture: {model['architecture']}, {len(labels)} classes: {', '.join(labels)}",
+              f"- Input: {spec['image_size']}x{spec['image_size']} RGB, resize policy '{spec['resize_policy']}', "
+              f"normalised as (pixel - {spec['mean']:g}) / {spec['std']:g}",
+              f"- Trained run: `{model['run']}`; dermtool {model['dermtool_version']}", ""]
+
+    use = card["intended_use"]
+    lines += ["## Intended use", "", use["summary"], "", f"- Users: {use['intended_users']}", f"- Input: {use['input']}",
+              "- Not intended for:"] + [f"  - {item}" for item in use["not_intended_for"]] + [""]
+
+    counts = data["images_per_class_and_split"]
+    splits = list(counts)
+    lines += ["## Training data", "", f"{data['dataset']}; {data['split']}.", "",
+              "| class | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+    for label in labels:
+        lines.append(f"| {label} | " + " | ".join(str(counts[split][label]) for split in splits) + " |")
+    lines.append("| total | " + " | ".join(str(sum(counts[split].values())) for split in splits) + " |")
+    lines.append("")
+
+    evaluation = card["evaluation"]
+    lines += ["## Evaluation", "", f"Validation split; {evaluation['note']}.", ""]
+    lines += _metrics_table(evaluation["float"], evaluation["exported"], labels) + [""]
+
+    lines += ["## Quantization", "",
+              f"- Mode: {quantization['mode']}; input/output type: {quantization['io']}",
+              f"- Input tensor: {quantization['input']['dtype']}, scale {_number(quantization['input']['scale'], 6)}, "
+              f"zero point {quantization['input']['zero_point']}",
+              f"- Output tensor: {quantization['output']['dtype']}, scale {_number(quantization['output']['scale'], 6)}, "
+              f"zero point {quantization['output']['zero_point']}",
+              f"- Representative images: {quantization['representative_images']}"
+              + (f" ({quantization['representative_source']})" if quantization["representative_source"] else ""),
+              f"- Quantization-aware training: {'yes' if quantization['quantization_aware_training'] else 'no'}",
+              f"- Pruning: target sparsity {quantization['pruning_target_sparsity']:.0%}, "
+              f"measured sparsity of the prunable kernels {quantization['sparsity']:.1%}", ""]
+
+    size = card["size"]
+    lines += ["## Size", "", f"- {size['bytes']:,} bytes ({size['bytes'] / 1e6:.2f} MB); "
+              f"gzip {size['gzip_bytes']:,} bytes ({size['gzip_bytes'] / 1e6:.2f} MB)", ""]
+
+    calibration = card["calibration"]
+    lines += ["## Calibration", "", f"{calibration['method'].capitalize()}.", "",
+              f"- Temperature: {_number(calibration['temperature'])}",
+              f"- Validation ECE (15 bins): {_number(calibration['ece_val_before'])} before, "
+              f"{_number(calibration['ece_val_after'])} after calibration (float); exported model "
+              f"{_number(calibration['ece_val_exported'])}", ""]
+
+    referral = card["referral"]
+    lines += ["## Referral", ""]
+    if referral:
+        lines.append(f"Refer when the summed probability of {', '.join(referral['classes'] or [])} is at least "
+                     f"{_number(referral['threshold'])} (chosen on validation for sensitivity >= "
+                     f"{_number(referral['target_sensitivity'], 2)}).")
+        lines.append("")
+        for name, key in (("float, val", "float_val"), ("float, test", "float_test"), ("exported, val", "exported_val")):
+            point = referral.get(key)
+            if point:
+                lines.append(f"- {name}: sensitivity {_number(point.get('sensitivity'))}, "
+                             f"specificity {_number(point.get('specificity'))}")
+    else:
+        lines.append("The run recorded no referral operating point.")
+    lines.append("")
+
+    gate = card["gate"]
+    lines += ["## Gate", ""]
+    if gate:
+        verdict = "passed" if gate["passed"] else "failed"
+        lines += [f"Accuracy gate {verdict}{'' if gate['enforced'] else ' (not enforced: --no-gate)'} on "
+                  f"{gate['images']} validation images.", "",
+                  f"- Balanced accuracy: float {_number(gate['float_balanced_accuracy'], 4)}, exported "
+                  f"{_number(gate['exported_balanced_accuracy'], 4)}, drop {gate['balanced_accuracy_drop_points']:.2f} "
+                  f"points (limit {gate['max_balanced_accuracy_drop']:g})",
+                  f"- Top-1 agreement with the float model: {_number(gate['top1_agreement'], 4)} "
+                  f"(minimum {gate['min_agreement']:g})"]
+    else:
+        lines.append("Not measured (the run has no validation images).")
+    lines.append("")
+
+    lines += ["## Limitations", ""] + [f"- {item}" for item in card["limitations"]] + [""]
+    licence = card["licence"]
+    lines += ["## Licence", "", f"- Data: {licence['data']}", f"- Citation: {licence['citation']}",
+              f"- Software: {licence['software']}", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(card: Mapping[str, Any], model_path: str | Path) -> tuple[Path, Path]:
+    """Write ``card`` as JSON and Markdown beside ``model_path`` (atomically); returns both paths."""
+    json_path, markdown_path = card_paths(model_path)
+    atomic_write_json(json_path, card)
+    atomic_write_text(markdown_path, render_markdown(card))
+    return json_path, markdown_path
+
+
+__all__ = ["SECTIONS", "LIMITATIONS", "LICENCE", "INTENDED_USE", "card_paths", "split_counts",
+           "build_model_card", "render_markdown", "write_model_card"]
