@@ -1,0 +1,91 @@
+"""``dermtool export``: a trained run folder -> a calibrated, checked .tflite with metadata and a model card.
+
+Thin: :func:`dermtool.export.tflite.export_model` does the work (imported inside the command, so
+``dermtool --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="MODEL.tflite", help="Where to write the model (the model card goes beside it).")
+@click.option("--float", "mode", flag_value="float", help="float32 weights and activations (largest, exact).")
+@click.option("--fp16", "mode", flag_value="fp16", help="float16 weights (about half the size).")
+@click.option("--dynamic", "mode", flag_value="dynamic",
+              help="Dynamic-range quantisation: int8 weights, float activations (about a quarter).")
+@click.option("--int8", "mode", flag_value="int8",
+              help="Full integer quantisation, calibrated on training images [default, or the run's export.mode].")
+@click.option("--io", "io_type", type=click.Choice(["uint8", "int8", "float32"]),
+              help="int8 only: type of the input and output tensors [default: uint8, raw pixels in].")
+@click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning before int8 conversion.")
+@click.option("--prune", type=float, metavar="SPARSITY",
+              help="Magnitude pruning to this fraction of zero weights (e.g. 0.5) before conversion.")
+@click.option("--representative", "representative_images", type=int, metavar="N",
+              help="Training images for int8 calibration, spread across classes [default: 300].")
+@click.option("--qat-epochs", type=int, metavar="N", help="Epochs of quantization-aware fine-tuning [default: 2].")
+@click.option("--prune-epochs", type=int, metavar="N", help="Epochs of pruning fine-tuning [default: 2].")
+@click.option("--no-gate", is_flag=True, help="Write the model even if it fails the accuracy gate (numbers still shown).")
+@click.option("--max-drop", type=float, metavar="POINTS",
+              help="Largest allowed drop of validation balanced accuracy, in points [default: 1.5].")
+@click.option("--min-agreement", type=float, metavar="F",
+              help="Smallest allowed top-1 agreement with the float model [default: 0.97].")
+@click.option("--overwrite", is_flag=True, help="Replace MODEL.tflite if it exists.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The run's image folder, if it is not where the run's config.toml says.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None, qat: bool, prune: float | None,
+           representative_images: int | None, qat_epochs: int | None, prune_epochs: int | None, no_gate: bool,
+           max_drop: float | None, min_agreement: float | None, overwrite: bool, data_dir: Path | None,
+           quiet: bool) -> None:
+    """Write a TFLite model of a trained run, checked against the float model.
+
+    The calibration temperature is folded into the model, so its softmax output is calibrated. The
+    file carries TFLite metadata (labels, normalisation, dermtool.json) that MediaPipe's ImageClassifier
+    and `dermtool bench` / `predict` read. An int8 model with uint8 input takes raw 0-255 pixels.
+
+    The accuracy gate runs the exported model (LiteRT) and the float model on the run's validation
+    images and refuses the export, writing nothing, if balanced accuracy drops by more than --max-drop
+    points or the two agree on fewer than --min-agreement of the images. Options left out take the
+    run's [export] configuration.
+
+    \b
+    Examples:
+      dermtool export runs/lite0 --out lite0_int8.tflite
+      dermtool export runs/lite0 --out lite0_fp16.tflite --fp16
+      dermtool export runs/lite0 --out lite0_qat.tflite --int8 --qat --qat-epochs 2
+      dermtool export runs/lite0 --out lite0_sparse.tflite --int8 --prune 0.5 --qat
+      dermtool export runs/lite0 --out lite0_int8io.tflite --int8 --io int8 --representative 500
+    """
+    from dermtool.export.tflite import export_model
+    from dermtool.run import RunFolder
+
+    from dermtool import DermtoolError
+
+    defaults = RunFolder(run_dir).config.export
+    mode = mode or defaults.mode
+    if io_type is not None and mode != "int8":
+        raise DermtoolError(f"--io sets the tensor type of an int8 model; a {mode} model has float32 input and output")
+    result = export_model(
+        run_dir,
+        out_path,
+        mode=mode,
+        io=io_type or defaults.io,
+        qat=qat,
+        prune=prune if prune is not None else defaults.prune_sparsity,
+        representative_images=representative_images if representative_images is not None else defaults.representative_images,
+        qat_epochs=qat_epochs if qat_epochs is not None else defaults.qat_epochs,
+        prune_epochs=prune_epochs if prune_epochs is not None else defaults.prune_epochs,
+        gate=not no_gate,
+        max_balanced_accuracy_drop=max_drop if max_drop is not None else defaults.gate_max_balanced_accuracy_drop,
+        min_agreement=min_agreement if min_agreement is not None else defaults.gate_min_agreement,
+        overwrite=overwrite,
+        data_dir=data_dir,
+        progress=not quiet,
+    )
+    click.echo(result.summary())
