@@ -1,0 +1,73 @@
+"""The accuracy gate: numbers, message, and an export refused (nothing written) when int8 calibration is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermtool import DermtoolError
+from dermtool.export.gate import enforce, measure_gate
+
+LABELS = ["a", "b", "c"]
+
+
+def _one_hot_like(predictions: list[int], confidence: float = 0.8) -> np.ndarray:
+    probabilities = np.full((len(predictions), 3), (1 - confidence) / 2)
+    probabilities[np.arange(len(predictions)), predictions] = confidence
+    return probabilities
+
+
+def test_gate_numbers_and_limits():
+    y_true = np.array([0, 0, 1, 1, 2, 2, 2, 2, 1, 0])
+    float_predictions = [0, 0, 1, 1, 2, 2, 2, 2, 1, 0]  # perfect
+    exported_predictions = [0, 0, 1, 1, 2, 2, 2, 0, 1, 0]  # one class-2 image wrong
+    result, float_metrics, exported_metrics = measure_gate(
+        y_true, _one_hot_like(float_predictions), _one_hot_like(exported_predictions), LABELS, 1.5, 0.97
+    )
+    assert result.float_balanced_accuracy == pytest.approx(1.0)
+    assert result.exported_balanced_accuracy == pytest.approx((1 + 1 + 0.75) / 3)
+    assert result.balanced_accuracy_drop_points == pytest.approx(100 * 0.25 / 3)
+    assert result.top1_agreement == pytest.approx(0.9)
+    assert not result.passed and result.enforced
+    assert float_metrics["balanced_accuracy"] == result.float_balanced_accuracy
+    assert exported_metrics["per_class"]["c"]["recall"] == pytest.approx(0.75)
+    with pytest.raises(DermtoolError) as error:
+        enforce(result, "int8", qat=False)
+    message = str(error.value)
+    assert "1.0000" in message and "0.9167" in message and "8.33 points" in message  # both numbers, the drop
+    assert "0.9000" in message and "--qat" in message and "Nothing was written" in message
+
+    relaxed, _, _ = measure_gate(y_true, _one_hot_like(float_predictions), _one_hot_like(exported_predictions),
+                                 LABELS, 10.0, 0.9)
+    assert relaxed.passed
+    enforce(relaxed, "int8", qat=False)  # no error
+    off, _, _ = measure_gate(y_true, _one_hot_like(float_predictions), _one_hot_like(exported_predictions),
+                             LABELS, 1.5, 0.97, enforced=False)
+    enforce(off, "int8", qat=False)  # measured, failed, not enforced: no error
+    assert not off.passed and "gate off" in off.summary()
+
+
+def test_gate_refuses_an_int8_model_calibrated_without_normalisation(tiny_run: Path, tiny_run_validation,
+                                                                      tmp_path: Path):
+    """The classic int8 failure: calibration images that skip ``normalize``. The gate catches it and the
+    export leaves nothing behind (no model, no model card, no temporary file)."""
+    from dermtool.export.tflite import export_model
+
+    float_classes = set(tiny_run_validation.float_probabilities.argmax(axis=1).tolist())
+    assert len(float_classes) >= 2, "the float model predicts one class only: no gate could see a collapse"
+
+    out = tmp_path / "exports" / "broken_int8.tflite"
+
+    def skip_normalisation(pixels: np.ndarray) -> np.ndarray:
+        return pixels.astype(np.float32)  # raw 0..255 instead of (pixels - mean) / std
+
+    with pytest.raises(DermtoolError) as error:
+        export_model(tiny_run, out, mode="int8", representative_images=32, progress=False,
+                     representative_transform=skip_normalisation)
+    message = str(error.value)
+    assert "accuracy gate" in message and "--qat" in message
+    assert "top-1 agreement" in message or "balanced accuracy fell" in message
+    assert not out.exists()
+    assert list(out.parent.iterdir()) == []  # no model card, no temporary file

@@ -1,0 +1,184 @@
+"""Pruning, quantization-aware training and both together, on a tiny classifier and real HAM10000 images."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermtool import DermtoolError
+from tests.export.tiny_models import (
+    build_tiny_classifier,
+    conv_and_dense_weight_zero_fraction,
+    train_tiny_classifier,
+)
+
+SIZE = 32
+TARGET = 0.5
+
+
+@pytest.fixture(scope="module")
+def tiny_data(small_ham: Path):
+    """Real images of small_ham at 32 px: (uint8 images, labels, InputSpec)."""
+    from dermtool.data.layouts import read_dataset
+    from dermtool.data.pipeline import load_images
+    from dermtool.data.preprocess import InputSpec
+
+    spec = InputSpec(image_size=SIZE, resize_policy="squash", mean=127.0, std=128.0)
+    dataset = read_dataset(small_ham)
+    images, failed = load_images([record.path for record in dataset.records], spec, progress=False)
+    assert not failed
+    labels = np.asarray([dataset.classes.index(record.label) for record in dataset.records])
+    return images, labels, spec
+
+
+@pytest.fixture(scope="module")
+def tiny_trained(tiny_data):
+    from dermtool.data.preprocess import normalize
+
+    images, labels, spec = tiny_data
+    return train_tiny_classifier(build_tiny_classifier(7, SIZE), normalize(images, spec), labels, epochs=6)
+
+
+@pytest.fixture(scope="module")
+def datasets(tiny_data):
+    from dermtool.data.pipeline import make_dataset
+    from dermtool.export.tflite import finetune_augment
+
+    images, labels, spec = tiny_data
+    train = make_dataset(images, labels, 7, 16, True, finetune_augment(), spec, seed=0)
+    val = make_dataset(images[::3], labels[::3], 7, 16, False, None, spec)
+    return train, val
+
+
+@pytest.fixture(scope="module")
+def pruned(tiny_trained, datasets):
+    from dermtool.optimize.prune import prune_finetune
+
+    train, val = datasets
+    return prune_finetune(tiny_trained, train, val, target_sparsity=TARGET, epochs=2, learning_rate=1e-3,
+                          progress=False)
+
+
+def test_sparsity_report_counts_exact_zeros(tiny_trained):
+    from dermtool.export.convert import clone_with_weights
+    from dermtool.optimize.prune import sparsity_report
+
+    model = clone_with_weights(tiny_trained)
+    kernel = model.get_layer("head_conv").kernel
+    values = kernel.numpy()
+    values.reshape(-1)[: values.size // 4] = 0.0
+    kernel.assign(values)
+    report = sparsity_report(model)
+    assert report.per_kernel["head_conv/kernel"] == pytest.approx(0.25, abs=1 / values.size)
+    assert set(report.per_kernel) == {"stem_conv/kernel", "block1_project_conv/kernel", "head_conv/kernel", "logits/kernel"}
+    assert report.weights == sum(model.get_layer(name.split("/")[0]).kernel.numpy().size for name in report.per_kernel)
+    assert report.overall == pytest.approx(report.zeros / report.weights)
+
+
+def test_pruning_reaches_the_target_sparsity(pruned, tiny_trained):
+    from dermtool.optimize.prune import sparsity_report
+
+    report = sparsity_report(pruned)
+    for name, fraction in report.per_kernel.items():
+        assert abs(fraction - TARGET) <= 0.01, (name, fraction)
+    assert abs(report.overall - TARGET) <= 0.01
+    # stripped: a plain model again, and the input model is untouched
+    assert [layer.name for layer in pruned.layers] == [layer.name for layer in tiny_trained.layers]
+    assert sparsity_report(tiny_trained).overall < 0.01
+
+
+def test_pruning_schedule_ends_on_a_mask_update():
+    from dermtool.optimize.prune import pruning_schedule_steps
+
+    for total in (1, 2, 5, 12, 100, 1001, 20000):
+        end_step, frequency = pruning_schedule_steps(total)
+        assert 1 <= end_step <= total and end_step % frequency == 0 and 1 <= frequency <= 100
+    with pytest.raises(DermtoolError):
+        pruning_schedule_steps(0)
+
+
+def test_qat_quantizes_every_layer_and_exports_raw_pixel_int8(tiny_trained, tiny_data):
+    """The default 8-bit scheme wraps every layer; the pinned input range makes raw pixels the int8 input."""
+    from dermtool.export.calibration_data import representative_batches
+    from dermtool.export.convert import convert, tensor_quantization
+    from dermtool.optimize.qat import pin_input_range, quantize_for_training, unquantized_layers
+
+    images, _, spec = tiny_data
+    qat_model = quantize_for_training(tiny_trained)
+    assert unquantized_layers(qat_model) == []
+    wrapped = {layer.layer.name for layer in qat_model.layers if hasattr(layer, "layer")}
+    assert {"stem_conv", "block1_dwconv", "block1_add", "head_conv", "logits", "probabilities"} <= wrapped
+    pin_input_range(qat_model, spec)
+    content = convert(qat_model, "int8", "uint8", representative_batches(images[:16], spec))
+    input_quantization, output_quantization = tensor_quantization(content)
+    assert (input_quantization.dtype, output_quantization.dtype) == ("uint8", "uint8")
+    assert input_quantization.scale == pytest.approx(1 / 128) and input_quantization.zero_point == 127
+
+
+def test_prune_preserving_qat_keeps_the_zeros(pruned, datasets, tiny_data, tmp_path):
+    from dermtool.export.calibration_data import representative_batches
+    from dermtool.export.convert import convert
+    from dermtool.optimize.prune import sparsity_report
+    from dermtool.optimize.qat import quantization_aware_finetune
+
+    images, _, spec = tiny_data
+    train, val = datasets
+    qat_model = quantization_aware_finetune(pruned, train, val, epochs=1, learning_rate=1e-3, input_spec=spec,
+                                            prune_preserve=True, progress=False)
+    assert abs(sparsity_report(qat_model).overall - TARGET) <= 0.01
+    path = tmp_path / "pruned_qat.tflite"
+    path.write_bytes(convert(qat_model, "int8", "uint8", representative_batches(images[:16], spec)))
+    assert conv_and_dense_weight_zero_fraction(path) >= TARGET - 0.01
+
+
+def test_optimizers_reject_what_tfmot_cannot_handle(tiny_trained, datasets):
+    import tf_keras as keras
+
+    from dermtool.optimize.prune import prune_finetune
+    from dermtool.optimize.qat import quantization_aware_finetune
+
+    train, _ = datasets
+    with pytest.raises(DermtoolError, match="target sparsity"):
+        prune_finetune(tiny_trained, train, target_sparsity=1.5)
+    sequential = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Flatten(), keras.layers.Dense(7)])
+    with pytest.raises(DermtoolError, match="functional"):
+        quantization_aware_finetune(sequential, train)
+    with pytest.raises(DermtoolError, match="tf_keras"):
+        quantization_aware_finetune(object(), train)
+
+
+def test_export_with_pruning_and_qat_end_to_end(tiny_run, tmp_path):
+    """export_model(qat=True, prune=0.5) on a copy of the tiny run whose model is the tiny classifier."""
+    from dermtool.data.preprocess import normalize
+    from dermtool.export.calibration_data import load_split, resolve_data_dir, split_records
+    from dermtool.export.metadata import read_metadata
+    from dermtool.export.tflite import export_model
+    from dermtool.run import RunFolder
+    from dermtool.runtime import TFLiteModel
+
+    run_copy = tmp_path / "run"
+    shutil.copytree(tiny_run, run_copy, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    run = RunFolder(run_copy)
+    spec = run.input_spec
+    records = split_records(run, resolve_data_dir(run, None))["train"]
+    train = load_split(records, "train", spec, progress=False)
+    model = train_tiny_classifier(build_tiny_classifier(len(run.labels), spec.image_size),
+                                  normalize(train.images, spec), train.labels, epochs=5)
+    model.save(run_copy / "model.keras")
+
+    out = tmp_path / "sparse_qat.tflite"
+    result = export_model(run_copy, out, mode="int8", qat=True, prune=TARGET, qat_epochs=1, prune_epochs=1,
+                          gate=False, representative_images=32, learning_rate=1e-3, progress=False)
+    assert abs(result.sparsity - TARGET) <= 0.01
+    assert conv_and_dense_weight_zero_fraction(out) >= TARGET - 0.01
+    assert result.gzip_bytes < result.bytes  # the zeros compress
+    assert {"prune", "qat", "convert", "gate"} <= set(result.seconds)
+    model_file = TFLiteModel(out)
+    assert model_file.input_quantization == (pytest.approx(1 / spec.std), round(spec.mean))
+    metadata = read_metadata(out)
+    assert metadata["qat"] is True and metadata["prune"] == TARGET
+    card = result.model_card_json.read_text()
+    assert '"quantization_aware_training": true' in card and '"pruning_target_sparsity": 0.5' in card
