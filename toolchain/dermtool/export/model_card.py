@@ -173,6 +173,8 @@ def build_model_card(
             "float_val": (referral or {}).get("val"),
             "float_test": (referral or {}).get("test"),
             "exported_val": dict(exported_referral) if exported_referral else None,
+            # the melanoma probability alone, its own threshold chosen on validation (metrics.json "melanoma")
+            "melanoma": run_metrics.get("melanoma"),
         } if referral else None,
         "gate": dict(gate) if gate else None,
         "limitations": list(LIMITATIONS),
@@ -272,6 +274,15 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             if point:
                 lines.append(f"- {name}: sensitivity {_number(point.get('sensitivity'))}, "
                              f"specificity {_number(point.get('specificity'))}")
+        melanoma = referral.get("melanoma")
+        if melanoma and melanoma.get("threshold") is not None:
+            lines += ["", f"Melanoma alone: probability of mel at least {_number(melanoma['threshold'])} (chosen on "
+                      f"validation for sensitivity >= {_number(melanoma.get('target_sensitivity'), 2)}), float model:", ""]
+            for split in ("val", "test"):
+                point = melanoma.get(split)
+                if point:
+                    lines.append(f"- {split}: sensitivity {_number(point.get('sensitivity'))}, "
+                                 f"specificity {_number(point.get('specificity'))}")
     else:
         lines.append("The run recorded no referral operating point.")
     lines.append("")
