@@ -1,0 +1,34 @@
+"""Predict with the tiny trained run and its .tflite exports (fixtures of the training and export modules)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermtool.explain.predict import Predictor
+from tests.explain.contract import check_contract
+
+
+def test_tiny_run_and_its_tflite_exports_agree(tiny_run: Path, exported_models: dict, small_ham: Path) -> None:
+    images = sorted((small_ham / "images").glob("*.jpg"))[::4]  # 21 real images, every class
+    run_predictor = Predictor(tiny_run, data_dir=small_ham)
+    run_results = run_predictor.predict(images)
+    for result in run_results:
+        check_contract(result, run_predictor.labels, 3)
+    float_path = exported_models.get("float")
+    assert float_path is not None, f"no float export among {sorted(exported_models)}"
+    float_predictor = Predictor(float_path)
+    assert float_predictor.kind == "tflite"
+    assert float_predictor.labels == run_predictor.labels
+    float_results = float_predictor.predict(images)
+    # the float .tflite is the same network with the temperature folded in: same top-1 and close probabilities
+    assert [r["label"] for r in float_results] == [r["label"] for r in run_results]
+    for ours, theirs in zip(float_results, run_results):
+        for label in run_predictor.labels:
+            assert ours["probabilities"][label] == pytest.approx(theirs["probabilities"][label], abs=2e-3)
+    if "int8" in exported_models:
+        int8_results = Predictor(exported_models["int8"]).predict(images)
+        agreement = np.mean([a["label"] == b["label"] for a, b in zip(int8_results, run_results)])
+        assert agreement >= 0.6, agreement  # the tiny model is weak: most, not all, top-1 classes agree
