@@ -32,3 +32,18 @@ def test_tiny_run_and_its_tflite_exports_agree(tiny_run: Path, exported_models: 
         int8_results = Predictor(exported_models["int8"]).predict(images)
         agreement = np.mean([a["label"] == b["label"] for a, b in zip(int8_results, run_results)])
         assert agreement >= 0.6, agreement  # the tiny model is weak: most, not all, top-1 classes agree
+
+
+def test_a_tflite_carries_the_referral_threshold_and_the_ood_guard(tiny_run: Path, exported_models: dict) -> None:
+    """export embeds metrics.json's referral point and the OOD parameters in dermtool.json; predict uses them."""
+    import json
+
+    predictor = Predictor(exported_models["int8"])
+    referral = json.loads((tiny_run / "metrics.json").read_text()).get("referral")
+    if referral and referral.get("threshold") is not None:
+        assert predictor.thresholds.referral_source == "metadata"
+        assert predictor.thresholds.referral == pytest.approx(referral["threshold"])
+    assert predictor.ood_detector is not None, predictor.notes
+    white, noise = np.full((150, 200, 3), 255, np.uint8), np.random.default_rng(0).integers(0, 256, (150, 200, 3), np.uint8)
+    for result in predictor.predict([white, noise]):
+        assert result["outcome"] == "not_a_lesion", result
