@@ -18,6 +18,7 @@ of a clone of the model (kernel / T, bias / T), so the exported softmax output i
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -150,7 +151,11 @@ def convert(
         converter.inference_input_type = edge_type
         converter.inference_output_type = edge_type
     try:
-        return bytes(converter.convert())
+        with warnings.catch_warnings():
+            # uint8/int8 input without "quantized input stats" is what we want: the calibrated input range
+            # (pinned to the full pixel range) defines the input quantisation
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+            return bytes(converter.convert())
     except Exception as error:  # the converter raises many types (ConverterError, RuntimeError, ...)
         message = " ".join(str(error).split())[:500]
         raise DermtoolError(f"TFLite conversion ({mode}) failed: {message}") from error
