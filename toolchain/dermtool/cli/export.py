@@ -22,7 +22,8 @@ import click
 @click.option("--int8", "mode", flag_value="int8",
               help="Full integer quantisation, calibrated on training images [default, or the run's export.mode].")
 @click.option("--io", "io_type", type=click.Choice(["uint8", "int8", "float32"]),
-              help="int8 only: type of the input and output tensors [default: uint8, raw pixels in].")
+              help="int8 only: type of the input and output tensors [default: uint8, raw pixels in]. "
+                   "MediaPipe's ImageClassifier accepts uint8 and float32 inputs, not int8.")
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning before int8 conversion.")
 @click.option("--prune", type=float, metavar="SPARSITY",
               help="Magnitude pruning to this fraction of zero weights (e.g. 0.5) before conversion.")
