@@ -8,8 +8,7 @@ backbone's features are real), unlike a model trained for one step. The folder h
 config.toml and split.csv, with a temperature fitted on validation and a referral threshold chosen on
 validation for sensitivity >= 0.90, as the trainer writes them.
 
-Used by tests/explain (a session fixture) and by ``benchmarks/bench_ood.py --probe`` style measurements;
-it is not a replacement for ``dermtool train``.
+Used by tests/explain (a session fixture); it is not a replacement for ``dermtool train``.
 """
 
 from __future__ import annotations
