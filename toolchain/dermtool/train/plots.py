@@ -82,5 +82,5 @@ def plot_training_curves(history: Sequence[Mapping[str, object]], path: str | Pa
 def _save(figure, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
+        figure.savefig(temporary, format="png", bbox_inches="tight")  # keep axis labels inside
     return path
