@@ -98,7 +98,7 @@ def test_unknown_labels_are_named_unless_ignored(run: RunFolder, small_ham: Path
             writer.writerow([row["image_id"], label])
             (tmp_path / "images" / f"{row['image_id']}.jpg").symlink_to(
                 (small_ham / "images" / f"{row['image_id']}.jpg").resolve())
-    with pytest.raises(DermtoolError, match=r"does not know: scc \(3 images\).*--ignore-unknown"):
+    with pytest.raises(DermtoolError, match=r"does not know: 'scc' \(3 images\).*--ignore-unknown"):
         evaluate(run, tmp_path, progress=False)
     result = evaluate(run, tmp_path, ignore_unknown=True, progress=False)
     assert result["n"] == 17

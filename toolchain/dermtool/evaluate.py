@@ -12,7 +12,6 @@ images are left out and counted in ``ignored_unknown``).
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,22 +61,14 @@ def evaluate(
     confusion_matrix) plus ``temperature``, ``skipped_images`` (files that could not be decoded),
     ``ignored_unknown`` ({label: count}, only with ``ignore_unknown``), and ``split`` and ``data``.
     """
-    from dermtool.data.layouts import read_dataset
+    from dermtool.data.layouts import check_labels, read_dataset
     from dermtool.data.pipeline import load_images
     from dermtool.run import RunFolder
 
     run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     dataset = read_dataset(data_dir, labels_csv or None)
     records = select_records(dataset.records, run, split)
-    known = set(run.labels)
-    unknown = Counter(record.label for record in records if record.label not in known)
-    if unknown and not ignore_unknown:
-        listed = ", ".join(f"{label} ({count} images)" for label, count in sorted(unknown.items()))
-        raise DermtoolError(
-            f"{data_dir} has labels the model does not know: {listed}; the model knows "
-            f"{', '.join(run.labels)}. Use --ignore-unknown to leave those images out"
-        )
-    records = [record for record in records if record.label in known]
+    records, ignored, _ = check_labels(records, run.labels, ignore_unknown)
     if not records:
         raise DermtoolError(f"{data_dir}: no images with a label the model knows ({', '.join(run.labels)})")
 
@@ -97,7 +88,7 @@ def evaluate(
     result["run"] = str(run.path)
     result["skipped_images"] = [{"path": str(path), "reason": reason} for path, reason in failed]
     if ignore_unknown:
-        result["ignored_unknown"] = dict(sorted(unknown.items()))
+        result["ignored_unknown"] = ignored
     return result
 
 

@@ -45,6 +45,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dermtool import DermtoolError
+from dermtool.data.layouts import check_labels
 from dermtool.data.preprocess import InputSpec
 from dermtool.runtime import TFLiteModel, check_tflite_file
 
@@ -120,34 +121,6 @@ def select_records(
             f"{data_dir} ({shown}); is DATA the folder this split was made from?"
         )
     return [by_id[row.image_id] for row in wanted], description
-
-
-def check_labels(
-    records: Sequence, model_labels: Sequence[str], ignore_unknown: bool
-) -> tuple[list, dict[str, Any], list[str]]:
-    """Drop (``ignore_unknown``) or refuse images whose label the model does not know.
-
-    Returns ``(records, {label: images left out}, notes)`` (the ``ignored_unknown`` entry, as in evaluate).
-    """
-    known = set(model_labels)
-    unknown_counts: dict[str, int] = {}
-    for record in records:
-        if record.label not in known:
-            unknown_counts[record.label] = unknown_counts.get(record.label, 0) + 1
-    ignored = dict(sorted(unknown_counts.items()))
-    if not unknown_counts:
-        return list(records), ignored, []
-    listing = ", ".join(f"{label!r} ({count} images)" for label, count in sorted(unknown_counts.items()))
-    if not ignore_unknown:
-        raise DermtoolError(
-            f"labels in DATA that the model does not know: {listing}; the model knows "
-            f"{', '.join(model_labels)} (pass --ignore-unknown to skip those images)"
-        )
-    kept = [record for record in records if record.label in known]
-    if not kept:
-        raise DermtoolError(f"no image of DATA has a label the model knows (unknown: {listing})")
-    note = f"ignored {sum(ignored.values())} image(s) with labels the model does not know: {listing}"
-    return kept, ignored, [note]
 
 
 def load_evaluation_set(records: Sequence, spec: InputSpec, progress: bool = True) -> EvaluationSet:

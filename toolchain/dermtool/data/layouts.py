@@ -27,7 +27,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from dermtool import DermtoolError
 from dermtool.data.images import IMAGE_SUFFIXES
@@ -414,3 +414,31 @@ def read_dataset(data_dir: str | os.PathLike, labels_csv: str | os.PathLike | No
 
 
 __all__ = ["Dataset", "DatasetNote", "LAYOUT_HELP", "Record", "read_csv_head", "read_dataset", "scan_images"]
+
+
+def check_labels(
+    records: Sequence, model_labels: Sequence[str], ignore_unknown: bool
+) -> tuple[list, dict[str, Any], list[str]]:
+    """Drop (``ignore_unknown``) or refuse images whose label the model does not know.
+
+    Returns ``(records, {label: images left out}, notes)`` (the ``ignored_unknown`` entry, as in evaluate).
+    """
+    known = set(model_labels)
+    unknown_counts: dict[str, int] = {}
+    for record in records:
+        if record.label not in known:
+            unknown_counts[record.label] = unknown_counts.get(record.label, 0) + 1
+    ignored = dict(sorted(unknown_counts.items()))
+    if not unknown_counts:
+        return list(records), ignored, []
+    listing = ", ".join(f"{label!r} ({count} images)" for label, count in sorted(unknown_counts.items()))
+    if not ignore_unknown:
+        raise DermtoolError(
+            f"labels in DATA that the model does not know: {listing}; the model knows "
+            f"{', '.join(model_labels)} (pass --ignore-unknown to skip those images)"
+        )
+    kept = [record for record in records if record.label in known]
+    if not kept:
+        raise DermtoolError(f"no image of DATA has a label the model knows (unknown: {listing})")
+    note = f"ignored {sum(ignored.values())} image(s) with labels the model does not know: {listing}"
+    return kept, ignored, [note]
