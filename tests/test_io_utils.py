@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 
 import pytest
@@ -30,10 +29,9 @@ def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
 
 
-def test_written_files_get_umask_permissions_not_0600(tmp_path) -> None:
-    previous = os.umask(0o022)
-    try:
-        target = atomic_write_text(tmp_path / "labels.txt", "mel\n")
-    finally:
-        os.umask(previous)
+def test_written_files_get_umask_permissions_not_0600(tmp_path, monkeypatch) -> None:
+    import dermtool.io_utils as io_utils
+
+    monkeypatch.setattr(io_utils, "_UMASK", 0o022)
+    target = atomic_write_text(tmp_path / "labels.txt", "mel\n")
     assert stat.S_IMODE(target.stat().st_mode) == 0o644

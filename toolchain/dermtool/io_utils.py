@@ -10,10 +10,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def _current_umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import: os.umask can only be read by setting it, and doing that on every write would open a
+# window in which files created by other threads (the web app's workers, tf.data) get a zero umask.
+_UMASK = _read_umask()
 
 
 @contextlib.contextmanager
@@ -34,7 +39,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         yield temporary_path
         if temporary_path.is_file():
             # mkstemp creates 0600 files; give the output the permissions of an ordinary new file.
-            os.chmod(temporary_path, 0o666 & ~_current_umask())
+            os.chmod(temporary_path, 0o666 & ~_UMASK)
         os.replace(temporary_path, path)
     finally:
         if temporary_path.exists():
