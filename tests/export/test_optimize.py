@@ -204,3 +204,58 @@ def test_qat_finetuning_keeps_batch_normalization_frozen(tiny_trained, datasets)
         original = tiny_trained.get_layer(name)
         np.testing.assert_array_equal(layer.moving_mean.numpy(), original.moving_mean.numpy())
         np.testing.assert_array_equal(layer.moving_variance.numpy(), original.moving_variance.numpy())
+
+
+def _divergence(teacher, student, images_normalised) -> float:
+    """Mean KL(teacher || student) of the two models' softmax outputs."""
+    p = np.clip(teacher.predict(images_normalised, verbose=0).astype(np.float64), 1e-7, 1)
+    q = np.clip(student.predict(images_normalised, verbose=0).astype(np.float64), 1e-7, 1)
+    return float(np.mean(np.sum(p * np.log(p / q), axis=-1)))
+
+
+def _agreement(model_a, model_b, images_normalised) -> float:
+    first = np.argmax(model_a.predict(images_normalised, verbose=0), axis=-1)
+    second = np.argmax(model_b.predict(images_normalised, verbose=0), axis=-1)
+    return float(np.mean(first == second))
+
+
+def test_distillation_teaches_the_student_the_teachers_answers(tiny_trained, datasets, tiny_data):
+    """A fresh (untrained) student fitted with distillation_model learns the teacher's output distribution
+    (the divergence falls several-fold, top-1 agreement rises), and the teacher is neither trained nor modified."""
+    import tf_keras as keras
+
+    from dermtool.data.preprocess import normalize
+    from dermtool.optimize.common import compile_and_fit
+
+    images, _, spec = tiny_data
+    normalised = normalize(images, spec)
+    teacher_weights = [weight.copy() for weight in tiny_trained.get_weights()]
+    student = build_tiny_classifier(7, SIZE, seed=1)
+    before = _agreement(student, tiny_trained, normalised), _divergence(tiny_trained, student, normalised)
+    train, _ = datasets
+    history = compile_and_fit(student, train, None, epochs=12, learning_rate=3e-3, progress=False,
+                              teacher=tiny_trained)
+    after = _agreement(student, tiny_trained, normalised), _divergence(tiny_trained, student, normalised)
+    assert {"loss", "accuracy", "agreement"} <= set(history)
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert after[1] < 0.3 * before[1] and after[0] > before[0], (before, after)
+    for original, now in zip(teacher_weights, tiny_trained.get_weights()):
+        np.testing.assert_array_equal(original, now)
+    assert tiny_trained.trainable and isinstance(student, keras.Model)
+
+
+def test_qat_with_distillation_agrees_with_the_float_model(tiny_trained, datasets, tiny_data):
+    """QAT fine-tuned towards the float model stays closer to it (agreement, divergence) than QAT on the labels."""
+    from dermtool.data.preprocess import normalize
+    from dermtool.optimize.qat import quantization_aware_finetune
+
+    images, _, spec = tiny_data
+    normalised = normalize(images, spec)
+    train, _ = datasets
+    on_labels = quantization_aware_finetune(tiny_trained, train, None, epochs=2, learning_rate=1e-3, progress=False)
+    distilled = quantization_aware_finetune(tiny_trained, train, None, epochs=2, learning_rate=1e-3, progress=False,
+                                            teacher=tiny_trained)
+    measured = {name: (_agreement(model, tiny_trained, normalised), _divergence(tiny_trained, model, normalised))
+                for name, model in (("labels", on_labels), ("distilled", distilled))}
+    assert measured["distilled"][0] >= measured["labels"][0], measured
+    assert measured["distilled"][1] < measured["labels"][1], measured

@@ -95,6 +95,7 @@ class ExportConfig:
     qat_learning_rate: float = 1e-5
     prune_sparsity: float = 0.0
     prune_epochs: int = 2
+    distill: bool = True  # QAT / pruning fine-tunes learn the float model's softmax, not the labels
     gate_max_balanced_accuracy_drop: float = 1.5  # points of balanced accuracy
     gate_min_agreement: float = 0.97
 

@@ -31,6 +31,9 @@ import click
               help="Training images for int8 calibration, spread across classes [default: 300].")
 @click.option("--qat-epochs", type=int, metavar="N", help="Epochs of quantization-aware fine-tuning [default: 2].")
 @click.option("--prune-epochs", type=int, metavar="N", help="Epochs of pruning fine-tuning [default: 2].")
+@click.option("--distill/--labels", "distill", default=None,
+              help="Fine-tune (QAT, pruning) towards the float model's answers (distillation, the default) "
+                   "or towards the labels.")
 @click.option("--no-gate", is_flag=True, help="Write the model even if it fails the accuracy gate (numbers still shown).")
 @click.option("--max-drop", type=float, metavar="POINTS",
               help="Largest allowed drop of validation balanced accuracy, in points [default: 1.5].")
@@ -41,7 +44,8 @@ import click
               help="The run's image folder, if it is not where the run's config.toml says.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None, qat: bool, prune: float | None,
-           representative_images: int | None, qat_epochs: int | None, prune_epochs: int | None, no_gate: bool,
+           representative_images: int | None, qat_epochs: int | None, prune_epochs: int | None,
+           distill: bool | None, no_gate: bool,
            max_drop: float | None, min_agreement: float | None, overwrite: bool, data_dir: Path | None,
            quiet: bool) -> None:
     """Write a TFLite model of a trained run, checked against the float model.
@@ -82,6 +86,7 @@ def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None,
         representative_images=representative_images if representative_images is not None else defaults.representative_images,
         qat_epochs=qat_epochs if qat_epochs is not None else defaults.qat_epochs,
         prune_epochs=prune_epochs if prune_epochs is not None else defaults.prune_epochs,
+        distill=distill if distill is not None else defaults.distill,
         gate=not no_gate,
         max_balanced_accuracy_drop=max_drop if max_drop is not None else defaults.gate_max_balanced_accuracy_drop,
         min_agreement=min_agreement if min_agreement is not None else defaults.gate_min_agreement,

@@ -118,6 +118,7 @@ def build_model_card(
     size_bytes: int,
     gzip_bytes: int,
     gate: Mapping[str, Any] | None,
+    fine_tune_target: str | None = None,
 ) -> dict[str, Any]:
     """The model card as a JSON-serialisable dict with the :data:`SECTIONS` keys (plus ``created``)."""
     ece_before = (run_metrics.get("ece_before_calibration") or {}).get("val")
@@ -156,6 +157,7 @@ def build_model_card(
             if representative_images else None,
             "quantization_aware_training": qat,
             "pruning_target_sparsity": prune,
+            "fine_tune_target": fine_tune_target,
             "sparsity": sparsity,
         },
         "size": {"bytes": size_bytes, "gzip_bytes": gzip_bytes},
@@ -248,6 +250,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
               f"- Representative images: {quantization['representative_images']}"
               + (f" ({quantization['representative_source']})" if quantization["representative_source"] else ""),
               f"- Quantization-aware training: {'yes' if quantization['quantization_aware_training'] else 'no'}",
+              f"- Fine-tuned towards: {quantization.get('fine_tune_target') or 'no fine-tuning'}",
               f"- Pruning: target sparsity {quantization['pruning_target_sparsity']:.0%}, "
               f"measured sparsity of the prunable kernels {quantization['sparsity']:.1%}", ""]
 

@@ -7,7 +7,7 @@ The steps, in order:
    is calibrated. This clone, in float, is also the reference the gate compares against.
 3. Optionally prune (``prune`` = target sparsity) and/or quantization-aware fine-tune (``qat``; with
    pruning, prune-preserving QAT) on the run's training split (:func:`dermtool.data.pipeline.make_dataset`,
-   light augmentation).
+   light augmentation), distilling from the float reference (``distill``, the default).
 4. Convert in the named mode (:mod:`dermtool.export.convert`); int8 calibrates on ``representative_images``
    training images spread evenly across the classes, prepared with ``load_image`` + ``normalize`` exactly
    as in evaluation.
@@ -191,6 +191,7 @@ def export_model(
     representative_images: int = 300,
     qat_epochs: int = 2,
     prune_epochs: int = 2,
+    distill: bool = True,
     gate: bool = True,
     max_balanced_accuracy_drop: float = 1.5,
     min_agreement: float = 0.97,
@@ -207,7 +208,9 @@ def export_model(
     ``mode``: "float" | "fp16" | "dynamic" | "int8". ``io`` (int8 only): "uint8" (default; raw pixels in,
     quantised probabilities out), "int8" or "float32". ``qat``: quantization-aware fine-tuning for
     ``qat_epochs`` epochs (int8 only). ``prune``: target sparsity in [0, 1) reached by ``prune_epochs``
-    epochs of pruning fine-tuning (0 = no pruning). ``representative_images``: int8 calibration images
+    epochs of pruning fine-tuning (0 = no pruning). ``distill``: those fine-tunes learn the float model's
+    softmax (self-distillation, :mod:`dermtool.optimize.distill`) instead of the labels, so the exported
+    model keeps the float model's answers. ``representative_images``: int8 calibration images
     from the training split. Gate: refuse the export when balanced accuracy on the validation split drops
     by more than ``max_balanced_accuracy_drop`` points or top-1 agreement with the float model is below
     ``min_agreement`` (``gate=False``: measure and report only). ``data_dir``: the image folder, when it is
@@ -275,16 +278,19 @@ def export_model(
                                      class_balanced_sampling=config.train.class_balance != "none")
         val_dataset = None  # the gate measures the result on the validation split; no per-epoch evaluation
         rate = float(learning_rate if learning_rate is not None else config.export.qat_learning_rate)
+        teacher = reference if distill else None
         if prune > 0:
             from dermtool.optimize.prune import prune_finetune
 
-            candidate = prune_finetune(candidate, train_dataset, val_dataset, prune, prune_epochs, rate, progress)
+            candidate = prune_finetune(candidate, train_dataset, val_dataset, prune, prune_epochs, rate, progress,
+                                       teacher=teacher)
             step = lap("prune", step)
         if qat:
             from dermtool.optimize.qat import quantization_aware_finetune
 
             candidate = quantization_aware_finetune(candidate, train_dataset, val_dataset, qat_epochs, rate,
-                                                    input_spec=spec, prune_preserve=prune > 0, progress=progress)
+                                                    input_spec=spec, prune_preserve=prune > 0, progress=progress,
+                                                    teacher=teacher)
             step = lap("qat", step)
 
     from dermtool.optimize.prune import sparsity_report
@@ -309,11 +315,13 @@ def export_model(
     input_quantization, output_quantization = convert.tensor_quantization(content)
     step = lap("convert", step)
 
+    fine_tune_target = ("float model (distillation)" if distill else "labels") if needs_training else None
     extra: dict[str, Any] = {
         "model": config.model.name,
         "input_quantization": input_quantization.to_dict(),
         "qat": qat,
         "prune": prune,
+        "fine_tune_target": fine_tune_target,
         "referral": run.metrics.get("referral"),
         "melanoma": run.metrics.get("melanoma"),
     }
@@ -353,6 +361,7 @@ def export_model(
             output_quantization=output_quantization.to_dict(), qat=qat, prune=prune, sparsity=sparsity,
             representative_images=used_representative, size_bytes=len(content), gzip_bytes=gzip_bytes,
             gate=gate_result.to_dict() if gate_result is not None else None,
+            fine_tune_target=fine_tune_target,
         )
         card_json, card_markdown = model_card.write_model_card(card, out_path)
     seconds["total"] = round(time.perf_counter() - started, 3)

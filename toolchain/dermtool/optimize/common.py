@@ -91,10 +91,13 @@ def compile_and_fit(
     callbacks: Sequence[Any] = (),
     description: str = "fine-tune",
     progress: bool = True,
+    teacher: Any | None = None,
 ) -> dict[str, list[float]]:
-    """Fine-tune a softmax classifier with Adam and categorical cross-entropy; returns the Keras history.
+    """Fine-tune a softmax classifier with Adam; returns the Keras history.
 
-    The datasets yield ``(normalised float32 images, one-hot float32 labels)`` batches
+    The loss is categorical cross-entropy against the labels, or, with a ``teacher`` (the float model),
+    the divergence from the teacher's softmax (:mod:`dermtool.optimize.distill`). The datasets yield
+    ``(normalised float32 images, one-hot float32 labels)`` batches
     (:func:`dermtool.data.pipeline.make_dataset`); one pass is one epoch.
     """
     import tf_keras as keras
@@ -107,11 +110,17 @@ def compile_and_fit(
     steps = count_batches(train_dataset)
     if steps < 1:
         raise DermtoolError("fine-tuning needs training images, but the training dataset is empty")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+    if teacher is not None:
+        from dermtool.optimize.distill import distillation_model
+
+        model = distillation_model(model, teacher)  # trains the same student variables
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate))
+    else:
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+            loss=keras.losses.CategoricalCrossentropy(),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
     history = model.fit(
         train_dataset,
         validation_data=val_dataset,

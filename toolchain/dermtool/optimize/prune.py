@@ -96,11 +96,13 @@ def prune_finetune(
     epochs: int = 2,
     learning_rate: float = 1e-5,
     progress: bool = True,
+    teacher: Any | None = None,
 ) -> Any:
     """Fine-tune ``model`` with magnitude pruning to ``target_sparsity``; returns the stripped model.
 
     ``model`` is not modified (pruning works on a clone). Datasets: ``(normalised images, one-hot)``
-    batches from :func:`dermtool.data.pipeline.make_dataset`, one pass per epoch.
+    batches from :func:`dermtool.data.pipeline.make_dataset`, one pass per epoch. ``teacher``: distil
+    from this model's softmax instead of the labels (:mod:`dermtool.optimize.distill`).
     """
     import tensorflow_model_optimization as tfmot
 
@@ -127,6 +129,7 @@ def prune_finetune(
         callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
         description=f"pruning to {target_sparsity:.0%}",
         progress=progress,
+        teacher=teacher,
     )
     return tfmot.sparsity.keras.strip_pruning(pruned)
 

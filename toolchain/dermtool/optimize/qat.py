@@ -90,12 +90,15 @@ def quantization_aware_finetune(
     input_spec: Any | None = None,
     prune_preserve: bool = False,
     progress: bool = True,
+    teacher: Any | None = None,
 ) -> Any:
     """Quantization-aware fine-tuning of a float classifier; returns the QAT model (ready to convert).
 
     Datasets: ``(normalised images, one-hot)`` batches from :func:`dermtool.data.pipeline.make_dataset`.
     ``input_spec`` given: the input quantizer is pinned to the full pixel range afterwards
     (:func:`pin_input_range`). ``prune_preserve``: keep a pruned model's zeros (prune-preserving QAT).
+    ``teacher``: distil from this (float) model's softmax instead of the labels
+    (:mod:`dermtool.optimize.distill`), which keeps the int8 model's answers the float model's.
     """
     quantized = quantize_for_training(model, prune_preserve=prune_preserve)
     compile_and_fit(
@@ -106,6 +109,7 @@ def quantization_aware_finetune(
         learning_rate,
         description="prune-preserving QAT" if prune_preserve else "quantization-aware training",
         progress=progress,
+        teacher=teacher,
     )
     if input_spec is not None:
         pin_input_range(quantized, input_spec)
