@@ -42,9 +42,8 @@ mobile-demo: install
 	@test -n "$(MODEL)" || { echo "usage: make mobile-demo MODEL=path/to/model.tflite (from dermtool export)"; exit 2; }
 	cd mobile_demo && npm ci --no-audit --no-fund
 	$(BIN)/python mobile_demo/build.py --model "$(MODEL)" --out mobile_demo/dist
-	@echo "Serving mobile_demo/dist on http://127.0.0.1:$(MOBILE_PORT)/ (Ctrl+C to stop). A phone needs HTTPS or"
-	@echo "localhost for offline use: e.g. 'adb reverse tcp:$(MOBILE_PORT) tcp:$(MOBILE_PORT)' then open that address on it."
-	$(BIN)/python -m http.server $(MOBILE_PORT) --bind 127.0.0.1 --directory mobile_demo/dist
+	@echo "A phone needs HTTPS or localhost for offline use: e.g. 'adb reverse tcp:$(MOBILE_PORT) tcp:$(MOBILE_PORT)' then open that address on it."
+	$(BIN)/python mobile_demo/serve.py mobile_demo/dist --port $(MOBILE_PORT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info toolchain/*.egg-info .pytest_cache

@@ -9,8 +9,9 @@
 - ``predict_phone_photo``: the same with the images upscaled to 3000x2250 JPEGs (a phone photo's upload).
 - ``explain``: the same for ``POST /api/explain`` (Grad-CAM + PNG overlay) with the float run.
 - ``pwa``: mobile_demo built around the .tflite, opened once in headless Chromium (Debian's
-  /usr/bin/chromium): the bytes the static server actually sent until the model was ready (app + MediaPipe +
-  the WebAssembly variant the browser picked + model), and the same per part from the files on disk.
+  /usr/bin/chromium) from mobile_demo/serve.py: the bytes the server actually sent until the model was
+  ready (app + MediaPipe + the WebAssembly variant the browser picked + model; gzip where the browser
+  accepts it, as any static host does), and the same files' sizes on disk.
 
 Needs ``npm ci`` in mobile_demo/ for the PWA part (skipped with a note when absent or with --no-pwa).
 """
@@ -96,7 +97,7 @@ def time_endpoint(model: Path, path: str, images: list[Path] | list[bytes], requ
 
 
 def pwa_first_load(model: Path) -> dict:
-    from tests.serve.conftest import CHROMIUM, CHROMIUM_ARGS, StaticServer
+    from tests.serve.conftest import CHROMIUM, CHROMIUM_ARGS
 
     demo = REPO_ROOT / "mobile_demo"
     if not (demo / "node_modules" / "@mediapipe" / "tasks-vision").exists():
@@ -105,15 +106,19 @@ def pwa_first_load(model: Path) -> dict:
         return {"skipped": f"{CHROMIUM} missing (apt-get install chromium)"}
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("mobile_demo_build", demo / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
+    def script(name: str):
+        spec = importlib.util.spec_from_file_location(f"mobile_demo_{name}", demo / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    build, serve = script("build"), script("serve")
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="dermtool-pwa-") as folder:
         dist = Path(folder) / "dist"
         build.build(model, dist)
-        with StaticServer(dist) as server, sync_playwright() as playwright:
+        with serve.DemoServer(dist) as server, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_context().new_page()
             began = time.perf_counter()
@@ -122,6 +127,7 @@ def pwa_first_load(model: Path) -> dict:
             ready_seconds = time.perf_counter() - began
             browser.close()
             sent = dict(server.bytes_sent)
+            raw = {path: (dist / ("index.html" if path == "/" else path.lstrip("/"))).stat().st_size for path in sent}
 
         def part(path: str) -> str:
             if path.startswith("/wasm/"):
@@ -133,16 +139,20 @@ def pwa_first_load(model: Path) -> dict:
             return "app"
 
         by_part: dict[str, int] = {}
+        raw_by_part: dict[str, int] = {}
         for path, count in sent.items():
             by_part[part(path)] = by_part.get(part(path), 0) + count
+            raw_by_part[part(path)] = raw_by_part.get(part(path), 0) + raw[path]
         return {
             "transfer_bytes_total": sum(sent.values()),
             "transfer_bytes_by_part": by_part,
+            "file_bytes_total": sum(raw.values()),
+            "file_bytes_by_part": raw_by_part,
             "files_sent": sorted(sent),
             "ready_seconds_localhost": round(ready_seconds, 2),
             "model_bytes": model.stat().st_size,
-            "note": "bytes the static server sent on the first visit, uncompressed (no gzip), until the model was "
-            "ready; the service worker fetches the shell and model once, the WebAssembly once",
+            "note": "bytes mobile_demo/serve.py sent on the first visit until the model was ready, gzip-compressed "
+            "where build.py wrote a .gz (the browser accepts gzip); file_bytes: the same files uncompressed",
         }
 
 

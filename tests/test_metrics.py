@@ -214,3 +214,40 @@ def test_metrics_module_does_not_import_tensorflow() -> None:
 
     code = "import sys, dermtool.metrics; sys.exit(1 if 'tensorflow' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_wilson_lower_bound_matches_the_reference_values():
+    from dermtool.metrics import wilson_lower_bound
+
+    # scipy.stats.binomtest(k, n).proportion_ci(confidence_level=0.90, method="wilson").low: the two-sided
+    # 90 % interval's lower end is the one-sided 95 % bound
+    assert wilson_lower_bound(9, 10, 0.95) == pytest.approx(0.6522813326641417, abs=1e-12)
+    assert wilson_lower_bound(270, 300, 0.95) == pytest.approx(0.8678383125985951, abs=1e-12)
+    assert wilson_lower_bound(0, 5) == pytest.approx(0.0, abs=1e-12)
+    assert wilson_lower_bound(5000, 10000) > wilson_lower_bound(50, 100)  # more data, tighter bound
+    with pytest.raises(DermtoolError):
+        wilson_lower_bound(3, 2)
+    with pytest.raises(DermtoolError):
+        wilson_lower_bound(1, 2, confidence=1.0)
+
+
+def test_threshold_with_a_confidence_margin_refers_more_positives():
+    """With ``confidence``, the threshold is set where the lower bound (not the point estimate) of the
+    validation sensitivity reaches the target: lower, so at least as sensitive."""
+    from dermtool.metrics import wilson_lower_bound
+
+    generator = np.random.default_rng(0)
+    y_true = np.repeat([0, 1], [300, 700])  # class 0 is the positive ("malignant") class
+    score = np.where(y_true == 0, generator.beta(5, 2, 1000), generator.beta(2, 5, 1000))
+    probabilities = np.stack([score, 1 - score], axis=1)
+    plain = threshold_for_sensitivity(y_true, probabilities, [0], target=0.9)
+    margin = threshold_for_sensitivity(y_true, probabilities, [0], target=0.9, confidence=0.95)
+    assert margin < plain
+    at_margin = sensitivity_specificity(y_true, probabilities, [0], margin)
+    assert wilson_lower_bound(at_margin["true_positives"], 300, 0.95) >= 0.9
+    # one positive fewer referred and the bound falls below the target: the highest such threshold
+    assert wilson_lower_bound(at_margin["true_positives"] - 1, 300, 0.95) < 0.9
+    assert sensitivity_specificity(y_true, probabilities, [0], plain)["sensitivity"] == pytest.approx(0.9)
+    # unreachable bound (3 positives): every positive is referred
+    assert threshold_for_sensitivity([0, 0, 0, 1], probabilities[:4], [0], 0.9, confidence=0.95) == pytest.approx(
+        probabilities[:3, 0].min())

@@ -7,12 +7,9 @@ The browser is Debian's ``/usr/bin/chromium`` driven by Playwright; nothing down
 
 from __future__ import annotations
 
-import functools
-import http.server
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -65,41 +62,6 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
-
-
-@dataclass
-class StaticServer:
-    """A plain static file server (what `python -m http.server` does), counting the bytes it sends."""
-
-    directory: Path
-    bytes_sent: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        counter = self.bytes_sent
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # keep the test output quiet
-                pass
-
-            def copyfile(self, source, outputfile) -> None:  # type: ignore[override]
-                data = source.read()
-                outputfile.write(data)
-                path = self.path.split("?")[0]
-                counter[path] = counter.get(path, 0) + len(data)
-
-        self.httpd = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(Handler, directory=str(self.directory))
-        )
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="static-test", daemon=True)
-
-    def __enter__(self) -> "StaticServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def require_chromium() -> None:

@@ -19,11 +19,21 @@ import pytest
 from dermtool.data.images import load_rgb
 from dermtool.data.preprocess import resize
 from dermtool.explain.predict import Predictor
-from tests.serve.conftest import PHONE_VIEWPORT, REPO_ROOT, StaticServer
+from tests.serve.conftest import PHONE_VIEWPORT, REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
 MOBILE_DEMO = REPO_ROOT / "mobile_demo"
+
+
+def load_script(name: str):
+    """mobile_demo/NAME.py as a module (the demo's scripts are not part of the dermtool package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"mobile_demo_{name}", MOBILE_DEMO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def build_demo(model: Path, out: Path) -> dict:
@@ -32,12 +42,7 @@ def build_demo(model: Path, out: Path) -> dict:
             "mobile_demo/node_modules is missing: run `npm ci` in mobile_demo/ (node and npm are needed; "
             ".ci/run does it before `make test`)"
         )
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mobile_demo_build", MOBILE_DEMO / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build(model, out)
+    return load_script("build").build(model, out)
 
 
 def decisive_image(predictor: Predictor, images: list[Path], minimum_margin: float = 0.01) -> tuple[Path, dict]:
@@ -75,7 +80,7 @@ def test_pwa_classifies_on_device_and_offline(
     image, expected = decisive_image(predictor, ham_images[:40])
     other_image, other_expected = decisive_image(predictor, ham_images[40:])
 
-    with StaticServer(dist) as server:
+    with load_script("serve").DemoServer(dist) as server:
         context = browser.new_context(viewport=PHONE_VIEWPORT, device_scale_factor=2)
         page = context.new_page()
         requests: list[str] = []
@@ -96,6 +101,12 @@ def test_pwa_classifies_on_device_and_offline(
             assert page.get_attribute("#outcome", "data-outcome") in {"refer", "uncertain", "benign"}
             assert "not a medical device" in page.inner_text("footer")
             page.screenshot(path=str(artifacts / "pwa_phone_online.png"), full_page=True)
+            # serve.py sent the precompressed WebAssembly: what a phone downloads is the gzip size
+            wasm = "/wasm/vision_wasm_internal.wasm"
+            assert server.bytes_sent.get(wasm) == (dist / (wasm[1:] + ".gz")).stat().st_size, server.bytes_sent
+            first_load = sum(server.bytes_sent.values())
+            raw = sum((dist / path.lstrip("/")).stat().st_size for path in server.bytes_sent if path != "/")
+            assert first_load < 0.6 * raw, (first_load, raw)
 
             context.set_offline(True)
             page.reload()
@@ -134,7 +145,7 @@ DECODE_IN_PAGE = """async (data) => {
 def test_page_preprocessing_is_dermtools(browser, demo_dist: Path, ham_images) -> None:
     """preprocess.js against dermtool.data.preprocess: JPEG decoding and every resize policy."""
     rng = np.random.default_rng(0)
-    with StaticServer(demo_dist) as server:
+    with load_script("serve").DemoServer(demo_dist) as server:
         context = browser.new_context()
         page = context.new_page()
         try:

@@ -89,7 +89,9 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
     if referral and referral.get("test"):
         test = referral["test"]
         click.echo(f"\nReferral ({'+'.join(referral['classes'])} >= {referral['threshold']:.3f}, set on val for "
-                   f"sensitivity >= {referral['target_sensitivity']:.2f}): test sensitivity "
+                   f"sensitivity >= {referral['target_sensitivity']:.2f}"
+                   + (f" at {referral['confidence']:.0%} confidence" if referral.get("confidence") else "")
+                   + "): test sensitivity "
                    f"{_fraction(test['sensitivity'])}, specificity {_fraction(test['specificity'])}")
 
 

@@ -172,6 +172,7 @@ def build_model_card(
             "classes": (referral or {}).get("classes"),
             "threshold": (referral or {}).get("threshold"),
             "target_sensitivity": (referral or {}).get("target_sensitivity"),
+            "confidence": (referral or {}).get("confidence"),
             "float_val": (referral or {}).get("val"),
             "float_test": (referral or {}).get("test"),
             "exported_val": dict(exported_referral) if exported_referral else None,
@@ -268,9 +269,11 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     referral = card["referral"]
     lines += ["## Referral", ""]
     if referral:
+        bound = (f" with {referral['confidence']:.0%} confidence (lower confidence bound)"
+                 if referral.get("confidence") else "")
         lines.append(f"Refer when the summed probability of {', '.join(referral['classes'] or [])} is at least "
                      f"{_number(referral['threshold'])} (chosen on validation for sensitivity >= "
-                     f"{_number(referral['target_sensitivity'], 2)}).")
+                     f"{_number(referral['target_sensitivity'], 2)}{bound}).")
         lines.append("")
         for name, key in (("float, val", "float_val"), ("float, test", "float_test"), ("exported, val", "exported_val")):
             point = referral.get(key)

@@ -5,8 +5,9 @@
 
 - ``temperature`` and ``ece_before_calibration`` (val and test, at T = 1);
 - ``referral``: the malignant classes (mel, bcc, akiec, those the model knows), a threshold on their summed
-  probability chosen on validation for a sensitivity of at least 0.90, and the sensitivity / specificity
-  it gives on validation and test;
+  probability chosen on validation so that the 95 % lower confidence bound of the sensitivity is at least
+  0.90 (a margin for the sampling error of the validation split), and the sensitivity / specificity it
+  gives on validation and test;
 - ``melanoma``: the same for the melanoma probability alone;
 - ``best_epoch``, ``skipped_images``, ``throughput`` (training images/s per phase) and
   ``input_wait_fraction`` (share of training time spent waiting for input).
@@ -23,11 +24,17 @@ from dermtool.train.calibration import calibrated_probabilities, fit_calibration
 
 MALIGNANT_CLASSES = ("mel", "bcc", "akiec")
 REFERRAL_SENSITIVITY = 0.90
+#: The threshold is set where the lower 95 % confidence bound of the validation sensitivity reaches the
+#: target, not the point estimate (which the test split then misses about half the time).
+REFERRAL_CONFIDENCE = 0.95
 
 
 def operating_point(labels: Sequence[str], classes: Sequence[str], splits: dict[str, tuple[np.ndarray, np.ndarray]],
-                    target: float = REFERRAL_SENSITIVITY) -> dict[str, Any] | None:
-    """Threshold on the summed probability of ``classes`` chosen on "val" for sensitivity >= ``target``.
+                    target: float = REFERRAL_SENSITIVITY,
+                   confidence: float | None = REFERRAL_CONFIDENCE) -> dict[str, Any] | None:
+    """Threshold on the summed probability of ``classes`` chosen on "val" for sensitivity >= ``target``
+    (the lower ``confidence`` bound of it; None: the point estimate, see
+    :func:`dermtool.metrics.threshold_for_sensitivity`).
 
     ``splits`` maps a split name to ``(y_true, calibrated probabilities)``; the result has the threshold
     and, per split, :func:`dermtool.metrics.sensitivity_specificity` at it. None when the model knows none
@@ -39,11 +46,16 @@ def operating_point(labels: Sequence[str], classes: Sequence[str], splits: dict[
     y_val, p_val = splits["val"]
     if not np.isin(y_val, columns).any():
         return None
-    threshold = metrics.threshold_for_sensitivity(y_val, p_val, columns, target)
+    threshold = metrics.threshold_for_sensitivity(y_val, p_val, columns, target, confidence=confidence)
     result: dict[str, Any] = {"classes": [labels[c] for c in columns], "target_sensitivity": target,
-                              "threshold": threshold}
+                              "confidence": confidence, "threshold": threshold}
     for name, (y_true, probabilities) in splits.items():
         result[name] = metrics.sensitivity_specificity(y_true, probabilities, columns, threshold)
+    val_point = result["val"]
+    positives = val_point["true_positives"] + val_point["false_negatives"]
+    if confidence is not None and positives:
+        result["val_sensitivity_lower_bound"] = metrics.wilson_lower_bound(val_point["true_positives"], positives,
+                                                                           confidence)
     return result
 
 
