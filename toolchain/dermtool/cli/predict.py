@@ -22,6 +22,7 @@ Outcomes (the first that applies wins):
   not_a_lesion  the image does not look like a dermatoscopic lesion image (out-of-distribution guard)
   refer         the summed probability of the malignant classes (mel, bcc, akiec) is at or above the
                 referral threshold chosen on validation data for a sensitivity of at least 90 %
+                (95 % lower confidence bound)
   uncertain     the top probability is below --uncertainty-threshold (default 50 %)
   benign        none of the above (not a diagnosis)
 \b

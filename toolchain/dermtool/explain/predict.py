@@ -14,8 +14,8 @@ Outcomes, checked in this order (the first that applies wins):
    meaningless, so neither a referral nor a benign answer may be given for it.
 2. ``refer``: the summed probability of the malignant classes (``mel``, ``bcc``, ``akiec`` by default) is at
    or above the referral threshold. The threshold comes from the run's ``metrics.json`` (``referral.threshold``,
-   chosen on the validation split for a sensitivity of at least 0.90) or, for a .tflite, from its
-   ``dermtool.json`` metadata; without either, :data:`DEFAULT_REFERRAL_THRESHOLD` (0.3) with a warning.
+   chosen on the validation split so that sensitivity is at least 0.90 with 95 % confidence) or, for a
+   .tflite, from its ``dermtool.json`` metadata; without either, :data:`DEFAULT_REFERRAL_THRESHOLD` (0.3) with a warning.
    Checked before ``uncertain``: an unsure model with a high malignant probability must still refer.
 3. ``uncertain``: the top probability is below the uncertainty threshold (0.5 by default).
 4. ``benign``: none of the above.
