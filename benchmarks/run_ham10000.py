@@ -83,6 +83,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to time (default 1 2)")
     parser.add_argument("--runs", type=int, default=200, help="timed invokes per thread count (default 200)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed invokes first (default 20)")
+    parser.add_argument("--qat-epochs", type=int, default=None,
+                        help="epochs of QAT fine-tuning (default: the run's [export] qat_epochs)")
+    parser.add_argument("--prune-epochs", type=int, default=None,
+                        help="epochs of pruning fine-tuning (default: the run's [export] prune_epochs)")
     parser.add_argument("--force-export", action="store_true", help="export again even if OUT/models/VARIANT.tflite exists")
     parser.add_argument("--results-dir", default=None, help="where VARIANT.json go (see the module docstring)")
     parser.add_argument("--results-md", default=None, help="the Markdown file with the results markers")
@@ -138,8 +142,10 @@ def train_stage(config_path: str, data_dir: str, run_dir: Path, skip_train: bool
     return run_dir
 
 
-def export_stage(run_dir: Path, data_dir: str, variant: str, model_path: Path, force: bool) -> dict | None:
-    """Export one variant (settings of the run's [export] config section; gate measured, not enforced).
+def export_stage(run_dir: Path, data_dir: str, variant: str, model_path: Path, force: bool,
+                 qat_epochs: int | None = None, prune_epochs: int | None = None) -> dict | None:
+    """Export one variant (settings of the run's [export] config section unless given; gate measured, not
+    enforced).
 
     Returns the export's summary dict (``ExportResult.to_dict()``), or ``None`` when an existing file is reused.
     The accuracy gate is measured and recorded but not enforced: a variant that would fail it is exactly
@@ -160,8 +166,9 @@ def export_stage(run_dir: Path, data_dir: str, variant: str, model_path: Path, f
         qat=settings["qat"],
         prune=settings["prune"],
         representative_images=export_config.representative_images,
-        qat_epochs=export_config.qat_epochs,
-        prune_epochs=export_config.prune_epochs,
+        qat_epochs=qat_epochs if qat_epochs is not None else export_config.qat_epochs,
+        prune_epochs=prune_epochs if prune_epochs is not None else export_config.prune_epochs,
+        distill=export_config.distill,
         gate=False,
         max_balanced_accuracy_drop=export_config.gate_max_balanced_accuracy_drop,
         min_agreement=export_config.gate_min_agreement,
@@ -311,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             exports[variant] = timer.run(
                 f"export {variant}",
                 lambda variant=variant: export_stage(run_dir, arguments.data, variant, models[variant],
-                                                     arguments.force_export),
+                                                     arguments.force_export, arguments.qat_epochs,
+                                                     arguments.prune_epochs),
             )
         from dermtool.bench.runner import device_info
         from dermtool.io_utils import atomic_write_json

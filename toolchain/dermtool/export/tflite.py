@@ -63,6 +63,8 @@ class ExportResult:
     qat: bool = False
     prune: float = 0.0
     representative_images: int = 0
+    fine_tune_target: str | None = None  # "float model (distillation)", "labels", or None (no fine-tuning)
+    fine_tune_epochs: dict[str, int] = field(default_factory=dict)  # {"prune": N, "qat": N} as run
     float_metrics: dict[str, Any] | None = None  # validation metrics of the float (calibrated) model
     exported_metrics: dict[str, Any] | None = None  # the same for the exported model in LiteRT
     seconds: dict[str, float] = field(default_factory=dict)  # time per step
@@ -101,6 +103,8 @@ class ExportResult:
             "qat": self.qat,
             "prune": self.prune,
             "representative_images": self.representative_images,
+            "fine_tune_target": self.fine_tune_target,
+            "fine_tune_epochs": self.fine_tune_epochs,
             "seconds": self.seconds,
         }
 
@@ -370,6 +374,8 @@ def export_model(
         gate=gate_result, model_card_json=card_json, model_card_markdown=card_markdown,
         input_quantization=input_quantization.to_dict(), output_quantization=output_quantization.to_dict(),
         temperature=temperature, qat=qat, prune=prune, representative_images=used_representative,
+        fine_tune_target=fine_tune_target,
+        fine_tune_epochs={**({"prune": prune_epochs} if prune > 0 else {}), **({"qat": qat_epochs} if qat else {})},
         float_metrics=float_metrics, exported_metrics=exported_metrics, seconds=seconds,
     )
 
