@@ -6,6 +6,7 @@
 Needs ``npm ci`` run in mobile_demo/ first (it provides @mediapipe/tasks-vision). Writes ``dist/``:
 
     index.html app.js preprocess.js style.css sw.js manifest.webmanifest icon-192.png icon-512.png
+    results.js results.css                    the outcome and bars, shared with `dermtool serve`
     config.json        referral classes + threshold, uncertainty threshold, readable class names, input spec
                        (from the model's dermtool.json metadata, read at build time)
     model.tflite       the model, unchanged (its labels are read on the device from its metadata)
@@ -37,6 +38,8 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "src"
 PACKAGE = HERE / "node_modules" / "@mediapipe" / "tasks-vision"
 SHELL_FILES = ("index.html", "app.js", "preprocess.js", "style.css", "manifest.webmanifest")
+#: The outcome box and probability bars, shared with `dermtool serve` (one implementation for both pages).
+SHARED_FILES = ("results.js", "results.css")
 WASM_FILES = (
     "vision_wasm_internal.js",
     "vision_wasm_internal.wasm",
@@ -48,6 +51,13 @@ MODEL_NAME = "model.tflite"
 
 class BuildError(Exception):
     """A problem the person building can fix; printed as one line."""
+
+
+def shared_static_folder() -> Path:
+    """dermtool serve's static folder (in the installed package), which holds the files both pages share."""
+    import dermtool
+
+    return Path(dermtool.__file__).resolve().parent / "serve" / "static"
 
 
 def read_model_metadata(model: Path) -> dict[str, Any]:
@@ -149,6 +159,9 @@ def build(model: Path, out: Path) -> dict[str, Any]:
     (staging / "wasm").mkdir()
     for name in SHELL_FILES:
         shutil.copyfile(SOURCE / name, staging / name)
+    shared = shared_static_folder()
+    for name in SHARED_FILES:
+        shutil.copyfile(shared / name, staging / name)
     shutil.copyfile(PACKAGE / "vision_bundle.mjs", staging / "vendor" / "vision_bundle.mjs")
     for name in WASM_FILES:
         shutil.copyfile(PACKAGE / "wasm" / name, staging / "wasm" / name)
@@ -163,7 +176,7 @@ def build(model: Path, out: Path) -> dict[str, Any]:
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
         digest.update(path.relative_to(staging).as_posix().encode())
         digest.update(path.read_bytes())
-    precache = [*SHELL_FILES, "icon-192.png", "icon-512.png", "config.json", MODEL_NAME, "vendor/vision_bundle.mjs"]
+    precache = [*SHELL_FILES, *SHARED_FILES, "icon-192.png", "icon-512.png", "config.json", MODEL_NAME, "vendor/vision_bundle.mjs"]
     worker = (SOURCE / "sw.js").read_text(encoding="utf-8")
     worker = worker.replace("__CACHE_VERSION__", digest.hexdigest()[:16]).replace(
         "__PRECACHE_LIST__", json.dumps(precache)

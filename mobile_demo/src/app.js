@@ -3,6 +3,7 @@
 // come from config.json, written at build time from the model's dermtool.json metadata.
 import { FilesetResolver, ImageClassifier } from "./vendor/vision_bundle.mjs";
 import { decodeRgb, resizeForModel, toCanvas } from "./preprocess.js";
+import { percent, renderBars } from "./results.js"; // shared with `dermtool serve` (copied by build.py)
 
 const $ = (id) => document.getElementById(id);
 const state = { classifier: null, config: null, previewUrl: null, busy: false };
@@ -21,12 +22,6 @@ function showError(text) {
 
 function formatBytes(bytes) {
   return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1e3))} kB`;
-}
-
-function percent(probability) {
-  const value = probability * 100;
-  if (value > 0 && value < 0.1) return "<0.1%";
-  return `${value.toFixed(1)}%`;
 }
 
 // The service worker caches the app, the model and the WebAssembly as they are first fetched. Wait until it
@@ -93,41 +88,7 @@ function render(probabilities) {
   const names = config.referral.classes.map((label) => config.names[label] || label).join(", ");
   $("outcome-numbers").textContent = `Probability of ${names}: ${percent(decision.referralSum)} (referral threshold ${percent(config.referral.threshold)}).`;
 
-  const referral = new Set(config.referral.classes);
-  const bars = $("bars");
-  bars.replaceChildren();
-  Object.entries(probabilities).sort((a, b) => b[1] - a[1]).forEach(([label, probability], index) => {
-    const row = document.createElement("li");
-    row.className = "bar-row";
-    if (referral.has(label)) row.classList.add("referral");
-    if (index === 0) row.classList.add("top");
-    row.dataset.label = label;
-    row.dataset.probability = String(probability);
-    const name = document.createElement("span");
-    name.className = "bar-name";
-    name.textContent = config.names[label] || label;
-    const code = document.createElement("span");
-    code.className = "bar-code";
-    code.textContent = `(${label})`;
-    name.append(code);
-    if (referral.has(label)) {
-      const tag = document.createElement("span");
-      tag.className = "bar-tag";
-      tag.textContent = "refer";
-      name.append(tag);
-    }
-    const value = document.createElement("span");
-    value.className = "bar-value";
-    value.textContent = percent(probability);
-    const track = document.createElement("div");
-    track.className = "bar-track";
-    const fill = document.createElement("div");
-    fill.className = "bar-fill";
-    fill.style.width = `${Math.max(0, Math.min(1, probability)) * 100}%`;
-    track.append(fill);
-    row.append(name, value, track);
-    bars.append(row);
-  });
+  renderBars($("bars"), probabilities, { names: config.names, referralLabels: config.referral.classes });
   $("result").hidden = false;
   if (window.matchMedia("(max-width: 799px)").matches) $("result").scrollIntoView({ block: "start" });
   return decision;

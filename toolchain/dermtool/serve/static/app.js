@@ -1,5 +1,5 @@
 // dermtool serve: the page's logic. Talks only to this server (/api/...); no third-party code.
-"use strict";
+import { percent, renderBars } from "./results.js";
 
 const REFERRAL_LABELS_FALLBACK = ["mel", "bcc", "akiec"];
 
@@ -17,12 +17,6 @@ function showError(text) {
   const box = $("error");
   box.textContent = text;
   box.hidden = !text;
-}
-
-function percent(probability) {
-  const value = probability * 100;
-  if (value > 0 && value < 0.1) return "<0.1%";
-  return `${value.toFixed(1)}%`;
 }
 
 async function loadModel() {
@@ -91,50 +85,10 @@ function renderPrediction(prediction) {
   $("outcome-message").textContent = guidance.message;
   $("outcome-numbers").textContent = outcomeNumbers(prediction);
 
-  const bars = $("bars");
-  bars.replaceChildren();
-  const entries = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
-  const referral = new Set(referralLabels());
-  entries.forEach(([label, probability], index) => {
-    const row = document.createElement("li");
-    row.className = "bar-row";
-    if (referral.has(label)) row.classList.add("referral");
-    if (index === 0 && prediction.outcome !== "not_a_lesion") row.classList.add("top");
-    row.dataset.label = label;
-    row.dataset.probability = String(probability);
-
-    const name = document.createElement("span");
-    name.className = "bar-name";
-    name.textContent = nameOf(label);
-    const code = document.createElement("span");
-    code.className = "bar-code";
-    code.textContent = `(${label})`;
-    name.append(code);
-    if (referral.has(label)) {
-      const tag = document.createElement("span");
-      tag.className = "bar-tag";
-      tag.textContent = "refer";
-      tag.title = "A class that calls for a dermatologist's assessment";
-      name.append(tag);
-    }
-    const value = document.createElement("span");
-    value.className = "bar-value";
-    value.textContent = percent(probability);
-
-    const track = document.createElement("div");
-    track.className = "bar-track";
-    track.setAttribute("role", "meter");
-    track.setAttribute("aria-label", nameOf(label));
-    track.setAttribute("aria-valuemin", "0");
-    track.setAttribute("aria-valuemax", "100");
-    track.setAttribute("aria-valuenow", (probability * 100).toFixed(1));
-    const fill = document.createElement("div");
-    fill.className = "bar-fill";
-    fill.style.width = `${Math.max(0, Math.min(1, probability)) * 100}%`;
-    track.append(fill);
-
-    row.append(name, value, track);
-    bars.append(row);
+  renderBars($("bars"), prediction.probabilities, {
+    names: (state.model && state.model.names) || {},
+    referralLabels: referralLabels(),
+    highlightTop: prediction.outcome !== "not_a_lesion",
   });
 
   $("ood-line").textContent = photoCheck(prediction);
