@@ -151,12 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         "tensorflow": tf.__version__,
         "python": platform.python_version(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
+    print(json.dumps(result, indent=2))
     if args.json_path:
-        from dermtool.io_utils import atomic_write_text
+        from dermtool.io_utils import atomic_write_json
 
-        atomic_write_text(args.json_path, text + "\n")
+        atomic_write_json(args.json_path, result)  # the same text as printed
     return 0
 
 

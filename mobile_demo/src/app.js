@@ -3,22 +3,10 @@
 // come from config.json, written at build time from the model's dermtool.json metadata.
 import { FilesetResolver, ImageClassifier } from "./vendor/vision_bundle.mjs";
 import { decodeRgb, resizeForModel, toCanvas } from "./preprocess.js";
-import { percent, renderBars } from "./results.js"; // shared with `dermtool serve` (copied by build.py)
+import { percent, renderBars, setStatus, showError } from "./results.js"; // shared with `dermtool serve` (copied by build.py)
 
 const $ = (id) => document.getElementById(id);
 const state = { classifier: null, config: null, previewUrl: null, busy: false };
-
-function setStatus(text, busy = false) {
-  const status = $("status");
-  status.textContent = text;
-  status.classList.toggle("busy", busy);
-  status.hidden = !text;
-}
-
-function showError(text) {
-  $("error").textContent = text;
-  $("error").hidden = !text;
-}
 
 function formatBytes(bytes) {
   return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1e3))} kB`;

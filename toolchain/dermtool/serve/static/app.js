@@ -1,23 +1,10 @@
 // dermtool serve: the page's logic. Talks only to this server (/api/...); no third-party code.
-import { percent, renderBars } from "./results.js";
+import { percent, renderBars, setStatus, showError } from "./results.js";
 
 const REFERRAL_LABELS_FALLBACK = ["mel", "bcc", "akiec"];
 
 const state = { model: null, requestId: 0, previewUrl: null };
 const $ = (id) => document.getElementById(id);
-
-function setStatus(text, busy = false) {
-  const status = $("status");
-  status.textContent = text;
-  status.classList.toggle("busy", busy);
-  status.hidden = !text;
-}
-
-function showError(text) {
-  const box = $("error");
-  box.textContent = text;
-  box.hidden = !text;
-}
 
 async function loadModel() {
   try {

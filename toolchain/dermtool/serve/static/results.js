@@ -1,5 +1,19 @@
-// dermtool results: formatting and the probability bars, shared by `dermtool serve` (static/app.js) and
+// dermtool results: the status and error lines, formatting and the probability bars, shared by `dermtool serve` (static/app.js) and
 // the mobile demo (mobile_demo/build.py copies this file next to its app.js). No third-party code.
+
+// The status line (#status; `busy` shows a spinner) and the error box (#error); empty text hides them.
+export function setStatus(text, busy = false) {
+  const status = document.getElementById("status");
+  status.textContent = text;
+  status.classList.toggle("busy", busy);
+  status.hidden = !text;
+}
+
+export function showError(text) {
+  const box = document.getElementById("error");
+  box.textContent = text;
+  box.hidden = !text;
+}
 
 // "12.3%", and "<0.1%" rather than a misleading "0.0%" for a small but non-zero probability.
 export function percent(probability) {
