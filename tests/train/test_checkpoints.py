@@ -70,6 +70,18 @@ def test_resume_with_the_same_configuration_returns_the_state(tmp_path: Path) ->
     assert prepare_run_folder(tmp_path, Config().to_toml(), resume=True, overwrite=False) == state
 
 
+def test_resume_accepts_a_run_written_before_a_setting_existed(tmp_path: Path) -> None:
+    """A run whose config.toml lacks a setting added later (here export.distill) resumes when the current
+    value is that setting's default, and is refused when it is not."""
+    old_text = "\n".join(line for line in Config().to_toml().splitlines() if not line.startswith("distill"))
+    assert "distill" not in old_text
+    prepare_run_folder(tmp_path, old_text, resume=False, overwrite=False)
+    assert prepare_run_folder(tmp_path, Config().to_toml(), resume=True, overwrite=False) == RunState()
+    changed = apply_overrides(Config(), ["export.distill=false"])
+    with pytest.raises(DermtoolError, match="export.distill: True -> False"):
+        prepare_run_folder(tmp_path, changed.to_toml(), resume=True, overwrite=False)
+
+
 def test_an_unreadable_state_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "state.json").write_text("{not json")

@@ -66,10 +66,17 @@ def _is_empty(folder: Path) -> bool:
 
 
 def _config_differences(old_text: str, new_text: str) -> list[str]:
+    """``section.key: old -> new`` for each setting that differs. A key missing from either text (a run
+    written by a dermtool that did not have that setting yet) counts as its default value."""
+    from dermtool.config import Config
+
+    defaults = Config().to_dict()
     old, new = tomllib.loads(old_text), tomllib.loads(new_text)
     differences = []
     for section in sorted(set(old) | set(new)):
-        old_values, new_values = old.get(section, {}), new.get(section, {})
+        section_defaults = defaults.get(section, {})
+        old_values = {**section_defaults, **old.get(section, {})}
+        new_values = {**section_defaults, **new.get(section, {})}
         for key in sorted(set(old_values) | set(new_values)):
             if old_values.get(key) != new_values.get(key):
                 differences.append(f"{section}.{key}: {old_values.get(key)!r} -> {new_values.get(key)!r}")
