@@ -2,7 +2,9 @@
 
 :func:`quantization_aware_finetune` applies ``tfmot.quantization.keras.quantize_model`` (the default 8-bit
 scheme: per-channel int8 weights, per-tensor int8 activations, BatchNorm folded into the convolutions) to
-the whole classifier and fine-tunes it briefly at a small learning rate. A dermtool classifier is a flat
+the whole classifier, starts its activation ranges at the ranges of real data
+(:func:`calibrate_activation_ranges`: TF-MOT's own start, [-6, 6] moved by a slow moving average, is far
+off after a short fine-tune) and fine-tunes it briefly at a small learning rate. A dermtool classifier is a flat
 functional model with no ``Rescaling`` layer (normalisation happens outside the model), so every layer
 quantizes; :func:`unquantized_layers` checks that nothing with weights was left in float.
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from dermtool import DermtoolError
-from dermtool.optimize.common import check_keras2_model, compile_and_fit
+from dermtool.optimize.common import check_keras2_model, compile_and_fit, freeze_batch_normalization
 
 
 def unquantized_layers(model: Any) -> list[str]:
@@ -53,6 +55,57 @@ def pin_input_range(model: Any, input_spec: Any) -> None:
                     pinned += 1
     if pinned != 2:
         raise DermtoolError(f"cannot find the QAT model's input quantizer range (found {pinned} of 2 variables)")
+
+
+#: TF-MOT's MovingAverageQuantizer: ``range <- decay * range + (1 - decay) * batch range``, no bias correction.
+TFMOT_EMA_DECAY = 0.999
+
+
+def activation_range_variables(model: Any) -> list[Any]:
+    """The moving-average range variables (``*_min`` / ``*_max``) of a QAT model's activation and output
+    quantizers, and of its input quantizer; not the weight quantizers' (``kernel_min`` ...), which are set
+    from the weights at every step."""
+    variables = []
+    for layer in model.layers:
+        for weight in layer.non_trainable_weights:
+            short_name = weight.name.split("/")[-1].split(":")[0]
+            if short_name.endswith(("_min", "_max")) and "kernel" not in short_name:
+                variables.append(weight)
+    return variables
+
+
+def calibrate_activation_ranges(model: Any, dataset: Any, batches: int = 20) -> int:
+    """Start every activation range of a fresh QAT model at the mean per-batch range of real training data.
+
+    TF-MOT starts activation ranges at [-6, 6] and moves them by an exponential moving average with decay
+    0.999 and no bias correction, so a fine-tune of a few hundred steps leaves them mostly at the initial
+    value: after 438 steps (2 epochs of HAM10000 at batch 32) 65 % of [-6, 6] remains. ReLU6 outputs then
+    waste half of the int8 range on negatives and logits beyond +-6 are clipped. Measured on the
+    ham10000_cpu Lite0 run: QAT int8 agreed with the float model on only 90 % of the validation images,
+    against 97 % for post-training int8, which calibrates its ranges on data. This is what the EMA would
+    converge to, reached at once: for each batch the variables are zeroed, the model runs in training mode
+    (one EMA update: ``variable = (1 - decay) * batch range``) and the batch range is read back. Returns
+    the number of batches used.
+    """
+    import numpy as np
+
+    variables = activation_range_variables(model)
+    if not variables:
+        raise DermtoolError("this QAT model has no activation range variables to calibrate")
+    totals = [np.zeros(variable.shape, dtype=np.float64) for variable in variables]
+    used = 0
+    for images, _ in dataset.take(batches):
+        for variable in variables:
+            variable.assign(np.zeros(variable.shape, dtype=np.float32))
+        model(images, training=True)
+        for total, variable in zip(totals, variables):
+            total += variable.numpy().astype(np.float64) / (1.0 - TFMOT_EMA_DECAY)
+        used += 1
+    if used == 0:
+        raise DermtoolError("cannot calibrate the QAT activation ranges: the training dataset is empty")
+    for total, variable in zip(totals, variables):
+        variable.assign((total / used).astype(np.float32))
+    return used
 
 
 def quantize_for_training(model: Any, prune_preserve: bool = False) -> Any:
@@ -101,6 +154,8 @@ def quantization_aware_finetune(
     (:mod:`dermtool.optimize.distill`), which keeps the int8 model's answers the float model's.
     """
     quantized = quantize_for_training(model, prune_preserve=prune_preserve)
+    freeze_batch_normalization(quantized)  # before calibration: BatchNorm must not move in training mode
+    calibrate_activation_ranges(quantized, train_dataset)
     compile_and_fit(
         quantized,
         train_dataset,
@@ -116,4 +171,5 @@ def quantization_aware_finetune(
     return quantized
 
 
-__all__ = ["quantization_aware_finetune", "quantize_for_training", "unquantized_layers", "pin_input_range"]
+__all__ = ["quantization_aware_finetune", "quantize_for_training", "unquantized_layers", "pin_input_range",
+           "calibrate_activation_ranges", "activation_range_variables"]
