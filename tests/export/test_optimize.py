@@ -259,3 +259,27 @@ def test_qat_with_distillation_agrees_with_the_float_model(tiny_trained, dataset
                 for name, model in (("labels", on_labels), ("distilled", distilled))}
     assert measured["distilled"][0] >= measured["labels"][0], measured
     assert measured["distilled"][1] < measured["labels"][1], measured
+
+
+def test_qat_activation_ranges_start_at_the_data_ranges(tiny_trained, datasets):
+    """TF-MOT starts every activation range at [-6, 6] (moved by a 0.999 moving average, so a short fine-tune
+    never leaves it); calibrate_activation_ranges sets them to the mean per-batch range of real data."""
+    import tf_keras as keras
+
+    from dermtool.optimize.qat import activation_range_variables, calibrate_activation_ranges, quantize_for_training
+
+    _, val = datasets  # no augmentation: the same batches for the float model and the QAT model
+    qat_model = quantize_for_training(tiny_trained)
+    variables = {variable.name.split(":")[0]: variable for variable in activation_range_variables(qat_model)}
+    assert variables["quant_stem_activation/output_min"].numpy() == pytest.approx(-6.0)
+    assert not any("kernel" in name for name in variables)
+    batches = int(val.cardinality())
+    assert calibrate_activation_ranges(qat_model, val, batches=batches + 5, rounds=3) == batches  # all there are
+    # ReLU6 output: [0, max of the data], the mean of the per-batch maxima of the float model's activations
+    stem = keras.Model(tiny_trained.input, tiny_trained.get_layer("stem_activation").output)
+    expected_max = np.mean([float(np.max(stem(images, training=False))) for images, _ in val])
+    assert variables["quant_stem_activation/output_min"].numpy() == pytest.approx(0.0, abs=1e-6)
+    assert variables["quant_stem_activation/output_max"].numpy() == pytest.approx(expected_max, rel=0.05)
+    logits = keras.Model(tiny_trained.input, tiny_trained.get_layer("logits").output)
+    low = np.mean([min(0.0, float(np.min(logits(images, training=False)))) for images, _ in val])
+    assert variables["quant_logits/post_activation_min"].numpy() == pytest.approx(low, rel=0.2, abs=0.05)
