@@ -97,22 +97,14 @@ def time_endpoint(model: Path, path: str, images: list[Path] | list[bytes], requ
 
 
 def pwa_first_load(model: Path) -> dict:
-    from tests.serve.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.serve.conftest import CHROMIUM, CHROMIUM_ARGS, load_mobile_demo_script
 
     demo = REPO_ROOT / "mobile_demo"
     if not (demo / "node_modules" / "@mediapipe" / "tasks-vision").exists():
         return {"skipped": "run `npm ci` in mobile_demo/ first"}
     if not CHROMIUM.exists():
         return {"skipped": f"{CHROMIUM} missing (apt-get install chromium)"}
-    import importlib.util
-
-    def script(name: str):
-        spec = importlib.util.spec_from_file_location(f"mobile_demo_{name}", demo / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    build, serve = script("build"), script("serve")
+    build, serve = load_mobile_demo_script("build"), load_mobile_demo_script("serve")
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="dermtool-pwa-") as folder:

@@ -19,21 +19,11 @@ import pytest
 from dermtool.data.images import load_rgb
 from dermtool.data.preprocess import resize
 from dermtool.explain.predict import Predictor
-from tests.serve.conftest import PHONE_VIEWPORT, REPO_ROOT
+from tests.serve.conftest import PHONE_VIEWPORT, REPO_ROOT, load_mobile_demo_script
 
 pytestmark = pytest.mark.slow
 
 MOBILE_DEMO = REPO_ROOT / "mobile_demo"
-
-
-def load_script(name: str):
-    """mobile_demo/NAME.py as a module (the demo's scripts are not part of the dermtool package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"mobile_demo_{name}", MOBILE_DEMO / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_demo(model: Path, out: Path) -> dict:
@@ -42,7 +32,7 @@ def build_demo(model: Path, out: Path) -> dict:
             "mobile_demo/node_modules is missing: run `npm ci` in mobile_demo/ (node and npm are needed; "
             ".ci/run does it before `make test`)"
         )
-    return load_script("build").build(model, out)
+    return load_mobile_demo_script("build").build(model, out)
 
 
 def decisive_image(predictor: Predictor, images: list[Path], minimum_margin: float = 0.01) -> tuple[Path, dict]:
@@ -80,7 +70,7 @@ def test_pwa_classifies_on_device_and_offline(
     image, expected = decisive_image(predictor, ham_images[:40])
     other_image, other_expected = decisive_image(predictor, ham_images[40:])
 
-    with load_script("serve").DemoServer(dist) as server:
+    with load_mobile_demo_script("serve").DemoServer(dist) as server:
         context = browser.new_context(viewport=PHONE_VIEWPORT, device_scale_factor=2)
         page = context.new_page()
         requests: list[str] = []
@@ -145,7 +135,7 @@ DECODE_IN_PAGE = """async (data) => {
 def test_page_preprocessing_is_dermtools(browser, demo_dist: Path, ham_images) -> None:
     """preprocess.js against dermtool.data.preprocess: JPEG decoding and every resize policy."""
     rng = np.random.default_rng(0)
-    with load_script("serve").DemoServer(demo_dist) as server:
+    with load_mobile_demo_script("serve").DemoServer(demo_dist) as server:
         context = browser.new_context()
         page = context.new_page()
         try:

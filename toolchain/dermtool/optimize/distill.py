@@ -54,17 +54,17 @@ def distillation_model(student: Any, teacher: Any) -> Any:
                     loss += tf.add_n(self.student.losses)
             variables = self.student.trainable_variables  # the teacher is never updated (nor modified)
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            self.loss_tracker.update_state(loss)
-            self.accuracy_tracker.update_state(labels, student_probabilities)
-            agree = tf.equal(tf.argmax(student_probabilities, -1), tf.argmax(teacher_probabilities, -1))
-            self.agreement_tracker.update_state(tf.cast(agree, tf.float32))
-            return {metric.name: metric.result() for metric in self.metrics}
+            return self._record(loss, labels, teacher_probabilities, student_probabilities)
 
         def test_step(self, data: Any) -> dict[str, Any]:
             images, labels = data[0], data[1]
             teacher_probabilities = self.teacher(images, training=False)
             student_probabilities = self.student(images, training=False)
-            self.loss_tracker.update_state(self.divergence(teacher_probabilities, student_probabilities))
+            loss = self.divergence(teacher_probabilities, student_probabilities)
+            return self._record(loss, labels, teacher_probabilities, student_probabilities)
+
+        def _record(self, loss: Any, labels: Any, teacher_probabilities: Any, student_probabilities: Any) -> dict:
+            self.loss_tracker.update_state(loss)
             self.accuracy_tracker.update_state(labels, student_probabilities)
             agree = tf.equal(tf.argmax(student_probabilities, -1), tf.argmax(teacher_probabilities, -1))
             self.agreement_tracker.update_state(tf.cast(agree, tf.float32))
