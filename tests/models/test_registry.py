@@ -140,6 +140,14 @@ def test_set_trainable(lite0_classifier) -> None:
     assert freeze_backbone(model) == ["logits"]
     assert all(not layer.trainable for layer in backbone_layers(model))
 
+    set_trainable(model, 8, train_batch_norm=True)
+    trained_norms = {layer.name for layer in batch_norms if layer.trainable}
+    assert trained_norms and all(registry.block_index(name) is None or registry.block_index(name) >= 8
+                                 for name in trained_norms)
+    assert "head_bn" in trained_norms
+    assert not any(name.startswith("stem") for name in trained_norms)
+    assert _trainable(model) - trainable == trained_norms
+
     for bad in (-1, 16, True, "3"):
         with pytest.raises(DermtoolError, match="from_block"):
             set_trainable(model, bad)

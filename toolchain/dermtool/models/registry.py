@@ -212,17 +212,20 @@ def _is_batch_norm(layer: Any) -> bool:
     return isinstance(layer, keras.layers.BatchNormalization)
 
 
-def set_trainable(model: "keras.Model", from_block: int | None) -> list[str]:
+def set_trainable(model: "keras.Model", from_block: int | None, train_batch_norm: bool = False) -> list[str]:
     """Make blocks ``from_block``.. of the backbone, the head conv and the classifier head trainable.
 
     ``from_block`` None or 0: the whole backbone (stem included). ``N`` > 0: the stem and blocks < N
     are frozen; blocks >= N, ``head_conv`` and the classifier head train.
 
-    BatchNormalization layers are always frozen (``trainable = False``, which in tf_keras also runs them
-    in inference mode, using the ImageNet moving statistics). This is deliberate: fine-tuning here runs
-    with small batches on CPU, where batch statistics are noisy and updating them degrades the
-    pretrained features; frozen BN also keeps training and inference (and the int8 export, which folds
-    BN into the convolutions) consistent. Recompile the model after calling this.
+    By default BatchNormalization layers stay frozen (``trainable = False``, which in tf_keras also runs
+    them in inference mode, using the ImageNet moving statistics): with small batches, batch statistics
+    are noisy and updating them can degrade the pretrained features, and training and inference behave
+    the same. ``train_batch_norm=True`` makes the BatchNorm layers *of the trainable part* train as well
+    (scale and offset learnt, batch statistics in training, moving statistics updated), so that they
+    follow images whose colour statistics are far from ImageNet's, such as dermoscopy; the BatchNorm of
+    frozen blocks stays frozen. Either way the int8 export folds BN into the convolutions.
+    Recompile the model after calling this.
 
     Returns the names of the layers that have trainable weights afterwards.
     """
@@ -237,16 +240,14 @@ def set_trainable(model: "keras.Model", from_block: int | None) -> list[str]:
         )
     model.trainable = True
     for layer in backbone_layers(model):
-        if _is_batch_norm(layer):
-            layer.trainable = False
-            continue
         index = block_index(layer.name)
         if layer.name.startswith(HEAD_CONV_LAYER_PREFIX):
-            layer.trainable = True
+            trainable = True
         elif index is None:  # the stem
-            layer.trainable = from_block == 0
+            trainable = from_block == 0
         else:
-            layer.trainable = index >= from_block
+            trainable = index >= from_block
+        layer.trainable = trainable and (train_batch_norm or not _is_batch_norm(layer))
     return [layer.name for layer in model.layers if layer.trainable_weights]
 
 

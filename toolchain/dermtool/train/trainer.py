@@ -239,7 +239,8 @@ class _Trainer:
             registry.freeze_backbone(self.model)
             learning_rate: Any = train_config.head_learning_rate
         else:
-            registry.set_trainable(self.model, train_config.finetune_from_block)
+            registry.set_trainable(self.model, train_config.finetune_from_block,
+                                   train_batch_norm=train_config.finetune_batch_norm == "train")
             total = train_config.finetune_epochs * self.steps_per_epoch
             warmup = int(round(train_config.warmup_fraction * total))
             learning_rate = make_warmup_cosine(train_config.finetune_learning_rate, total, warmup)
