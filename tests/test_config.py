@@ -95,6 +95,8 @@ def test_cross_value_checks() -> None:
         config_from_mapping({"train": {"head_epochs": 0, "finetune_epochs": 0}})
     with pytest.raises(DermtoolError, match="image_size must be at least 32"):
         config_from_mapping({"data": {"image_size": 16}})
+    with pytest.raises(DermtoolError, match="prune_learning_rate must be positive"):
+        config_from_mapping({"export": {"prune_learning_rate": 0.0}})
 
 
 def test_overrides_parse_toml_values_and_bare_strings() -> None:

@@ -31,6 +31,10 @@ import click
               help="Training images for int8 calibration, spread across classes [default: 300].")
 @click.option("--qat-epochs", type=int, metavar="N", help="Epochs of quantization-aware fine-tuning [default: 2].")
 @click.option("--prune-epochs", type=int, metavar="N", help="Epochs of pruning fine-tuning [default: 2].")
+@click.option("--qat-learning-rate", type=float, metavar="R",
+              help="Learning rate of the QAT fine-tuning: a gentle nudge [default: 1e-5].")
+@click.option("--prune-learning-rate", type=float, metavar="R",
+              help="Learning rate of the pruning fine-tuning: the kept weights must re-learn [default: 1e-4].")
 @click.option("--distill/--labels", "distill", default=None,
               help="Fine-tune (QAT, pruning) towards the float model's answers (distillation, the default) "
                    "or towards the labels.")
@@ -45,7 +49,7 @@ import click
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None, qat: bool, prune: float | None,
            representative_images: int | None, qat_epochs: int | None, prune_epochs: int | None,
-           distill: bool | None, no_gate: bool,
+           qat_learning_rate: float | None, prune_learning_rate: float | None, distill: bool | None, no_gate: bool,
            max_drop: float | None, min_agreement: float | None, overwrite: bool, data_dir: Path | None,
            quiet: bool) -> None:
     """Write a TFLite model of a trained run, checked against the float model.
@@ -64,7 +68,7 @@ def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None,
       dermtool export runs/lite0 --out lite0_int8.tflite
       dermtool export runs/lite0 --out lite0_fp16.tflite --fp16
       dermtool export runs/lite0 --out lite0_qat.tflite --int8 --qat --qat-epochs 2
-      dermtool export runs/lite0 --out lite0_sparse.tflite --int8 --prune 0.5 --qat
+      dermtool export runs/lite0 --out lite0_sparse.tflite --int8 --prune 0.5
       dermtool export runs/lite0 --out lite0_int8io.tflite --int8 --io int8 --representative 500
     """
     from dermtool.export.tflite import export_model
@@ -93,5 +97,7 @@ def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None,
         overwrite=overwrite,
         data_dir=data_dir,
         progress=not quiet,
+        learning_rate=qat_learning_rate,
+        prune_learning_rate=prune_learning_rate,
     )
     click.echo(result.summary())

@@ -65,6 +65,7 @@ class ExportResult:
     representative_images: int = 0
     fine_tune_target: str | None = None  # "float model (distillation)", "labels", or None (no fine-tuning)
     fine_tune_epochs: dict[str, int] = field(default_factory=dict)  # {"prune": N, "qat": N} as run
+    fine_tune_learning_rates: dict[str, float] = field(default_factory=dict)  # {"prune": r, "qat": r} as run
     float_metrics: dict[str, Any] | None = None  # validation metrics of the float (calibrated) model
     exported_metrics: dict[str, Any] | None = None  # the same for the exported model in LiteRT
     seconds: dict[str, float] = field(default_factory=dict)  # time per step
@@ -105,6 +106,7 @@ class ExportResult:
             "representative_images": self.representative_images,
             "fine_tune_target": self.fine_tune_target,
             "fine_tune_epochs": self.fine_tune_epochs,
+            "fine_tune_learning_rates": self.fine_tune_learning_rates,
             "seconds": self.seconds,
         }
 
@@ -204,6 +206,7 @@ def export_model(
     progress: bool = True,
     *,
     learning_rate: float | None = None,
+    prune_learning_rate: float | None = None,
     seed: int = 0,
     representative_transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> ExportResult:
@@ -218,8 +221,9 @@ def export_model(
     from the training split. Gate: refuse the export when balanced accuracy on the validation split drops
     by more than ``max_balanced_accuracy_drop`` points or top-1 agreement with the float model is below
     ``min_agreement`` (``gate=False``: measure and report only). ``data_dir``: the image folder, when it is
-    not where the run's config says. ``learning_rate``: of the fine-tuning (default: the run config's
-    ``export.qat_learning_rate``). ``representative_transform``: replaces ``normalize`` for the calibration
+    not where the run's config says. ``learning_rate``: of the QAT fine-tuning (default: the run config's
+    ``export.qat_learning_rate``); ``prune_learning_rate``: of the pruning fine-tuning (default:
+    ``export.prune_learning_rate``). ``representative_transform``: replaces ``normalize`` for the calibration
     images only; a test hook that proves the gate catches a wrongly calibrated model, never for real use.
     """
     from dermtool.export import calibration_data, convert, gate as gate_module, metadata, model_card
@@ -282,11 +286,15 @@ def export_model(
                                      class_balanced_sampling=config.train.class_balance != "none")
         val_dataset = None  # the gate measures the result on the validation split; no per-epoch evaluation
         rate = float(learning_rate if learning_rate is not None else config.export.qat_learning_rate)
+        prune_rate = float(prune_learning_rate if prune_learning_rate is not None
+                           else config.export.prune_learning_rate)
+        if rate <= 0 or prune_rate <= 0:
+            raise DermtoolError(f"fine-tuning learning rates must be positive (QAT {rate}, pruning {prune_rate})")
         teacher = reference if distill else None
         if prune > 0:
             from dermtool.optimize.prune import prune_finetune
 
-            candidate = prune_finetune(candidate, train_dataset, val_dataset, prune, prune_epochs, rate, progress,
+            candidate = prune_finetune(candidate, train_dataset, val_dataset, prune, prune_epochs, prune_rate, progress,
                                        teacher=teacher)
             step = lap("prune", step)
         if qat:
@@ -376,6 +384,7 @@ def export_model(
         temperature=temperature, qat=qat, prune=prune, representative_images=used_representative,
         fine_tune_target=fine_tune_target,
         fine_tune_epochs={**({"prune": prune_epochs} if prune > 0 else {}), **({"qat": qat_epochs} if qat else {})},
+        fine_tune_learning_rates={**({"prune": prune_rate} if prune > 0 else {}), **({"qat": rate} if qat else {})},
         float_metrics=float_metrics, exported_metrics=exported_metrics, seconds=seconds,
     )
 
