@@ -3,22 +3,17 @@ exercised by their own modules' tests; the whole script by `make demo`)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from dermtool.bench.runner import run_bench
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "run_ham10000.py"
+from tests.bench.conftest import load_benchmark_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("run_ham10000", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("run_ham10000")
 
 
 def test_arguments(script, tmp_path: Path) -> None:
