@@ -33,6 +33,8 @@ def test_existing_output_is_refused_without_overwrite(tiny_run, tmp_path):
         ({"mode": "int8", "representative_images": 0}, "representative image"),
         ({"mode": "float", "min_agreement": 1.5}, "min-agreement"),
         ({"mode": "float", "max_balanced_accuracy_drop": -1}, "max-drop"),
+        ({"mode": "int8", "prune": 0.5, "prune_learning_rate": 0.0}, "--prune-learning-rate must be positive"),
+        ({"mode": "int8", "qat": True, "learning_rate": -1e-5}, "--qat-learning-rate must be positive"),
     ],
 )
 def test_bad_arguments_are_clear_errors(tiny_run, tmp_path, arguments, message):

@@ -124,6 +124,7 @@ def finetune_augment() -> Any:
 def _check_arguments(
     mode: str, io: str, qat: bool, prune: float, representative_images: int, qat_epochs: int, prune_epochs: int,
     max_balanced_accuracy_drop: float, min_agreement: float,
+    learning_rates: dict[str, float | None] | None = None,
 ) -> None:
     from dermtool.export.convert import check_mode
 
@@ -142,6 +143,9 @@ def _check_arguments(
         raise DermtoolError(f"--max-drop is a number of points >= 0, got {max_balanced_accuracy_drop}")
     if not 0.0 <= min_agreement <= 1.0:
         raise DermtoolError(f"--min-agreement is a fraction in [0, 1] such as 0.97, got {min_agreement}")
+    for option, rate in (learning_rates or {}).items():  # given ones; the config's are checked when it loads
+        if rate is not None and rate <= 0:
+            raise DermtoolError(f"{option} must be positive (such as 1e-4), got {rate}")
 
 
 def _check_output(out_path: Path, overwrite: bool) -> None:
@@ -240,7 +244,8 @@ def export_model(
         return now
 
     _check_arguments(mode, io, qat, prune, representative_images, qat_epochs, prune_epochs,
-                     max_balanced_accuracy_drop, min_agreement)
+                     max_balanced_accuracy_drop, min_agreement,
+                     {"--qat-learning-rate": learning_rate, "--prune-learning-rate": prune_learning_rate})
     out_path = Path(out_path)
     _check_output(out_path, overwrite)
     io_type = convert.effective_io(mode, io)
@@ -288,8 +293,6 @@ def export_model(
         rate = float(learning_rate if learning_rate is not None else config.export.qat_learning_rate)
         prune_rate = float(prune_learning_rate if prune_learning_rate is not None
                            else config.export.prune_learning_rate)
-        if rate <= 0 or prune_rate <= 0:
-            raise DermtoolError(f"fine-tuning learning rates must be positive (QAT {rate}, pruning {prune_rate})")
         teacher = reference if distill else None
         if prune > 0:
             from dermtool.optimize.prune import prune_finetune
