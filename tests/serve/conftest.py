@@ -66,12 +66,9 @@ class LiveServer:
 
 def load_mobile_demo_script(name: str) -> Any:
     """mobile_demo/NAME.py as a module (the demo's build and serve scripts are not part of the package)."""
-    import importlib.util
+    from tests.scripts import load_script
 
-    spec = importlib.util.spec_from_file_location(f"mobile_demo_{name}", REPO_ROOT / "mobile_demo" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO_ROOT / "mobile_demo" / f"{name}.py", f"mobile_demo_{name}")
 
 
 def require_chromium() -> None:
