@@ -66,9 +66,8 @@ def measure(model_path: Path) -> dict:
         "bytes": len(content),
         "gzip_bytes": len(gzip.compress(content, compresslevel=9)),
         "xz_bytes": len(lzma.compress(content, preset=9)),
-        "int8_weights": int(weights),
+        "int8_weights": int(weights),  # one byte each
         "int8_weight_zero_fraction": zeros / weights if weights else 0.0,
-        "int8_weight_bytes": int(weights),
         "int8_weight_entropy_bound_bytes": int(round(bound_bits / 8)),
         "other_bytes": len(content) - int(weights),
     }

@@ -66,7 +66,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # to reach 0.6x (benchmarks/bench_compression.py)
     "pruned50_int8": {"mode": "int8", "qat": False, "prune": 0.5},
     "pruned75_int8": {"mode": "int8", "qat": False, "prune": 0.75},
-    "pruned75_qat_int8": {"mode": "int8", "qat": True, "prune": 0.75},
 }
 DEFAULT_VARIANTS = "float,int8_ptq,int8_qat,pruned50_qat_int8"
 QUICK_VARIANTS = "float,int8_ptq"

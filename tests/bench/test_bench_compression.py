@@ -31,6 +31,6 @@ def test_measures_an_exported_int8_model(script, exported_models: dict[str, Path
     assert len(rows) == 2 and rows[0]["gzip_ratio"] == rows[1]["gzip_ratio"] == 1.0
     row = rows[0]
     assert row["int8_weights"] > 0 and 0.0 <= row["int8_weight_zero_fraction"] < 0.5
-    assert 0 < row["int8_weight_entropy_bound_bytes"] <= row["int8_weight_bytes"] < row["bytes"]
+    assert 0 < row["int8_weight_entropy_bound_bytes"] <= row["int8_weights"] < row["bytes"]
     assert row["gzip_bytes"] < row["bytes"]
     assert model.name in capsys.readouterr().out
