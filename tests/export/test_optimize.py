@@ -285,3 +285,65 @@ def test_qat_activation_ranges_start_at_the_data_ranges(tiny_trained, datasets):
     logits = keras.Model(tiny_trained.input, tiny_trained.get_layer("logits").output)
     low = np.mean([min(0.0, float(np.min(logits(images, training=False)))) for images, _ in val])
     assert variables["quant_logits/post_activation_min"].numpy() == pytest.approx(low, rel=0.2, abs=0.05)
+
+
+def _with_dead_channels(model, layer_name: str, channels: list[int], offset: float):
+    """A copy of ``model`` whose ``layer_name`` conv has all-zero output ``channels`` (as pruning leaves a
+    few) and whose following BatchNorm gives them a constant ``offset``: such a channel's only output is the
+    folded BatchNorm bias."""
+    from dermtool.export.convert import clone_with_weights
+
+    copy = clone_with_weights(model)
+    conv = copy.get_layer(layer_name)
+    kernel = conv.get_weights()[0]
+    kernel[..., channels] = 0.0
+    conv.set_weights([kernel])
+    batch_norm = copy.get_layer(layer_name.replace("_conv", "_bn"))
+    gamma, beta, mean, variance = batch_norm.get_weights()
+    beta[channels], mean[channels] = offset, 0.0
+    batch_norm.set_weights([gamma, beta, mean, variance])
+    return copy
+
+
+def test_all_zero_weight_channels_keep_their_bias_in_the_int8_model(tiny_trained, datasets, tiny_data):
+    """Regression: a QAT model with all-zero kernel channels (50 %-pruned Lite0: 66 of them) converted to an
+    int8 model that disagreed with it (balanced accuracy 0.69 in Keras, 0.38 in TFLite): their [0, 0] range
+    became a ~1e-9 weight scale and the channel's bias saturated int32. widen_zero_weight_ranges gives them
+    their layer's median range; the TFLite model then computes what the QAT model computes."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from dermtool.data.preprocess import normalize
+    from dermtool.export.calibration_data import representative_batches
+    from dermtool.export.convert import convert
+    from dermtool.optimize.qat import (
+        calibrate_activation_ranges,
+        quantize_for_training,
+        weight_range_variables,
+        widen_zero_weight_ranges,
+    )
+
+    images, _, spec = tiny_data
+    _, val = datasets
+    model = _with_dead_channels(tiny_trained, "head_conv", channels=[0, 1, 2], offset=3.0)
+    qat_model = quantize_for_training(model)
+    calibrate_activation_ranges(qat_model, val)  # a training-mode pass sets the weight ranges from the weights
+    head_range = [pair for pair in weight_range_variables(qat_model) if "head_conv" in pair[1].name][0]
+    assert np.all(head_range[1].numpy()[:3] == 0.0) and np.all(head_range[1].numpy()[3:] > 0.0)
+    assert widen_zero_weight_ranges(qat_model) == 3
+    np.testing.assert_allclose(head_range[1].numpy()[:3], np.median(head_range[1].numpy()[3:]))
+    np.testing.assert_allclose(head_range[0].numpy()[:3], -np.median(head_range[1].numpy()[3:]))
+    assert widen_zero_weight_ranges(qat_model) == 0  # nothing left to widen
+
+    interpreter = Interpreter(model_content=convert(qat_model, "int8", "float32",
+                                                    representative_batches(images[:16], spec)))
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    normalised = normalize(images[:48], spec).astype(np.float32)
+    converted = []
+    for image in normalised:
+        interpreter.set_tensor(input_index, image[None])
+        interpreter.invoke()
+        converted.append(interpreter.get_tensor(output_index)[0])
+    expected = qat_model.predict(normalised, verbose=0)
+    assert np.max(np.abs(np.asarray(converted) - expected)) < 0.05

@@ -11,6 +11,12 @@ quantizes; :func:`unquantized_layers` checks that nothing with weights was left 
 With ``prune_preserve=True`` (a model pruned by :func:`dermtool.optimize.prune.prune_finetune` and
 stripped) the scheme is ``Default8BitPrunePreserveQuantizeScheme``: the zeros stay zeros through QAT.
 
+Before conversion, :func:`widen_zero_weight_ranges` gives every all-zero output channel of a kernel (pruning
+leaves a few) the typical range of its layer: a zero-width range becomes a weight scale near 1e-9 in the
+converter, the channel's bias then overflows int32, and the error grows from layer to layer (measured: the
+50 %-pruned ham10000_cpu model fell from 0.69 to 0.38 balanced accuracy in TFLite while its Keras QAT
+model held 0.69).
+
 The returned model is a QAT model: convert it with the TFLite converter (``Optimize.DEFAULT``); its
 quantisation ranges come from training, no representative data set is needed. The input range is pinned
 to the full pixel range (:func:`pin_input_range`) so that raw uint8 pixels are the exported model's input.
@@ -55,6 +61,47 @@ def pin_input_range(model: Any, input_spec: Any) -> None:
                     pinned += 1
     if pinned != 2:
         raise DermtoolError(f"cannot find the QAT model's input quantizer range (found {pinned} of 2 variables)")
+
+
+def weight_range_variables(model: Any) -> list[tuple[Any, Any]]:
+    """The ``(min, max)`` variable pairs of a QAT model's weight quantizers (``kernel_min`` / ``kernel_max``,
+    ``depthwise_kernel_min`` / ``..._max``): per output channel for convolutions, one pair for dense."""
+    pairs = []
+    for layer in model.layers:
+        if not type(layer).__name__.startswith("QuantizeWrapper"):
+            continue
+        by_name = {weight.name.split("/")[-1].split(":")[0]: weight for weight in layer.non_trainable_weights}
+        for short_name, weight in by_name.items():
+            if "kernel" in short_name and short_name.endswith("_min") and short_name[:-4] + "_max" in by_name:
+                pairs.append((weight, by_name[short_name[:-4] + "_max"]))
+    return pairs
+
+
+def widen_zero_weight_ranges(model: Any, fallback: float = 1e-3) -> int:
+    """Give each zero-width weight range of a QAT model (an all-zero output channel) the median range of
+    its layer's other channels (``fallback`` if it has none); returns the number of channels widened.
+
+    Pruning zeroes whole output channels now and then (66 of the 50 %-pruned EfficientNet-Lite0's). Their
+    fake-quant range is [0, 0], which the TFLite converter turns into a weight scale near 1e-9; the
+    channel's bias (the folded BatchNorm offset, its only output) divided by ``input scale x weight scale``
+    then saturates int32, so the channel's constant output is wrong in the int8 model and every later layer
+    inherits the error. The weights stay zero under any range; only the bias scale becomes sane. Call it
+    after fine-tuning (a training step resets the ranges from the weights) and before conversion.
+    """
+    import numpy as np
+
+    widened = 0
+    for minimum, maximum in weight_range_variables(model):
+        low, high = minimum.numpy(), maximum.numpy()
+        width = np.maximum(np.abs(low), np.abs(high))
+        zero = width <= 0
+        if not np.any(zero):
+            continue
+        half_width = float(np.median(width[~zero])) if np.any(~zero) else fallback
+        minimum.assign(np.where(zero, -half_width, low).astype(np.float32))
+        maximum.assign(np.where(zero, half_width, high).astype(np.float32))
+        widened += int(np.sum(zero))
+    return widened
 
 
 #: TF-MOT's MovingAverageQuantizer: ``range <- decay * range + (1 - decay) * batch range``, no bias correction.
@@ -173,10 +220,12 @@ def quantization_aware_finetune(
         progress=progress,
         teacher=teacher,
     )
+    widen_zero_weight_ranges(quantized)
     if input_spec is not None:
         pin_input_range(quantized, input_spec)
     return quantized
 
 
 __all__ = ["quantization_aware_finetune", "quantize_for_training", "unquantized_layers", "pin_input_range",
-           "calibrate_activation_ranges", "activation_range_variables"]
+           "calibrate_activation_ranges", "activation_range_variables", "weight_range_variables",
+           "widen_zero_weight_ranges"]
