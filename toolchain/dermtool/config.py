@@ -99,8 +99,9 @@ class ExportConfig:
     qat_learning_rate: float = 1e-5
     prune_sparsity: float = 0.0
     prune_epochs: int = 2
-    # Pruning re-learns around the zeroed weights and needs a larger step than QAT's gentle nudge:
-    # at 1e-5 a 50 % pruned Lite0 collapsed (balanced accuracy 0.375); at 1e-4 it kept 0.710 on val.
+    # Pruning re-learns around the zeroed weights and takes a larger step than QAT's gentle nudge
+    # (measured at 1e-4: the 50 % pruned Lite0 kept 0.69 on val, RESULTS.md). The collapse to 0.375 once
+    # put down to 1e-5 was the int8 conversion of all-zero channels (optimize/qat.widen_zero_weight_ranges).
     prune_learning_rate: float = 1e-4
     distill: bool = True  # QAT / pruning fine-tunes learn the float model's softmax, not the labels
     gate_max_balanced_accuracy_drop: float = 1.5  # points of balanced accuracy
