@@ -307,8 +307,8 @@ def _with_dead_channels(model, layer_name: str, channels: list[int], offset: flo
 
 def test_all_zero_weight_channels_keep_their_bias_in_the_int8_model(tiny_trained, datasets, tiny_data):
     """Regression: a QAT model with all-zero kernel channels (50 %-pruned Lite0: 66 of them) converted to an
-    int8 model that disagreed with it (balanced accuracy 0.69 in Keras, 0.38 in TFLite): their [0, 0] range
-    became a ~1e-9 weight scale and the channel's bias saturated int32. widen_zero_weight_ranges gives them
+    int8 model that disagreed with it (validation balanced accuracy 0.69 in Keras, 0.39 in TFLite): their
+    [0, 0] range became a ~1e-9 weight scale and the channel's bias saturated int32. widen_zero_weight_ranges gives them
     their layer's median range; the TFLite model then computes what the QAT model computes."""
     from ai_edge_litert.interpreter import Interpreter
 

@@ -101,9 +101,10 @@ def prune_finetune(
     """Fine-tune ``model`` with magnitude pruning to ``target_sparsity``; returns the stripped model.
 
     ``model`` is not modified (pruning works on a clone). ``learning_rate``: pruning needs room to re-learn
-    around the zeroed weights, a larger step than QAT's (``export.prune_learning_rate``, 1e-4). Datasets: ``(normalised images, one-hot)``
-    batches from :func:`dermtool.data.pipeline.make_dataset`, one pass per epoch. ``teacher``: distil
-    from this model's softmax instead of the labels (:mod:`dermtool.optimize.distill`).
+    around the zeroed weights, a larger step than QAT's (``export.prune_learning_rate``, 1e-4).
+    Datasets: ``(normalised images, one-hot)`` batches from :func:`dermtool.data.pipeline.make_dataset`,
+    one pass per epoch. ``teacher``: distil from this model's softmax instead of the labels
+    (:mod:`dermtool.optimize.distill`).
     """
     import tensorflow_model_optimization as tfmot
 
