@@ -69,7 +69,6 @@ def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None,
       dermtool export runs/lite0 --out lite0_fp16.tflite --fp16
       dermtool export runs/lite0 --out lite0_qat.tflite --int8 --qat --qat-epochs 2
       dermtool export runs/lite0 --out lite0_sparse.tflite --int8 --prune 0.5
-      dermtool export runs/lite0 --out lite0_sparse_qat.tflite --int8 --prune 0.5 --qat
       dermtool export runs/lite0 --out lite0_int8io.tflite --int8 --io int8 --representative 500
     """
     from dermtool.export.tflite import export_model
