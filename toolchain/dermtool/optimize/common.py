@@ -10,6 +10,11 @@ from dermtool import DermtoolError
 logger = logging.getLogger(__name__)
 
 
+def variable_short_name(variable: Any) -> str:
+    """A variable's own name without its layer scope and index: ``"quant_x/kernel_min:0"`` -> ``"kernel_min"``."""
+    return variable.name.split("/")[-1].split(":")[0]
+
+
 def check_keras2_model(model: Any, purpose: str) -> None:
     """TF-MOT accepts only tf_keras (Keras 2) models: a clear error for anything else."""
     import tf_keras as keras

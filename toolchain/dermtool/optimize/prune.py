@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dermtool import DermtoolError
-from dermtool.optimize.common import check_keras2_model, compile_and_fit, count_batches
+from dermtool.optimize.common import check_keras2_model, compile_and_fit, count_batches, variable_short_name
 
 #: Share of the fine-tuning steps after which the target sparsity is reached.
 RAMP_FRACTION = 0.75
@@ -56,7 +56,7 @@ def _prunable_kernels(model: Any) -> list[tuple[str, np.ndarray]]:
         else:
             continue
         # the variable itself (a wrapper may have replaced the layer attribute by a quantized tensor)
-        variables = [weight for weight in layer.weights if weight.name.split("/")[-1].split(":")[0] == kernel_name]
+        variables = [weight for weight in layer.weights if variable_short_name(weight) == kernel_name]
         if variables:
             kernels.append((f"{base.name}/{kernel_name}", variables[0].numpy()))
     return kernels

@@ -27,7 +27,17 @@ from __future__ import annotations
 from typing import Any
 
 from dermtool import DermtoolError
-from dermtool.optimize.common import check_keras2_model, compile_and_fit, freeze_batch_normalization
+from dermtool.optimize.common import (
+    check_keras2_model,
+    compile_and_fit,
+    freeze_batch_normalization,
+    variable_short_name,
+)
+
+
+def _quantize_wrappers(model: Any) -> list[Any]:
+    """The layers of a QAT model that TF-MOT wrapped (``QuantizeWrapper`` / ``QuantizeWrapperV2``)."""
+    return [layer for layer in model.layers if type(layer).__name__.startswith("QuantizeWrapper")]
 
 
 def unquantized_layers(model: Any) -> list[str]:
@@ -52,7 +62,7 @@ def pin_input_range(model: Any, input_spec: Any) -> None:
     for layer in model.layers:
         if type(layer).__name__ == "QuantizeLayer":
             for weight in layer.weights:  # named "<layer name>_min:0" and "<layer name>_max:0"
-                short_name = weight.name.split("/")[-1].split(":")[0]
+                short_name = variable_short_name(weight)
                 if short_name == f"{layer.name}_min":
                     weight.assign(low)
                     pinned += 1
@@ -67,10 +77,8 @@ def weight_range_variables(model: Any) -> list[tuple[Any, Any]]:
     """The ``(min, max)`` variable pairs of a QAT model's weight quantizers (``kernel_min`` / ``kernel_max``,
     ``depthwise_kernel_min`` / ``..._max``): per output channel for convolutions, one pair for dense."""
     pairs = []
-    for layer in model.layers:
-        if not type(layer).__name__.startswith("QuantizeWrapper"):
-            continue
-        by_name = {weight.name.split("/")[-1].split(":")[0]: weight for weight in layer.non_trainable_weights}
+    for layer in _quantize_wrappers(model):
+        by_name = {variable_short_name(weight): weight for weight in layer.non_trainable_weights}
         for short_name, weight in by_name.items():
             if "kernel" in short_name and short_name.endswith("_min") and short_name[:-4] + "_max" in by_name:
                 pairs.append((weight, by_name[short_name[:-4] + "_max"]))
@@ -113,11 +121,9 @@ def activation_range_variables(model: Any) -> list[Any]:
     quantizers. Not the weight quantizers' (``kernel_min`` ...: set from the weights at every step) nor the
     input quantizer's (a running min / max, and pinned by :func:`pin_input_range`)."""
     variables = []
-    for layer in model.layers:
-        if not type(layer).__name__.startswith("QuantizeWrapper"):
-            continue
+    for layer in _quantize_wrappers(model):
         for weight in layer.non_trainable_weights:
-            short_name = weight.name.split("/")[-1].split(":")[0]
+            short_name = variable_short_name(weight)
             if short_name.endswith(("_min", "_max")) and "kernel" not in short_name:
                 variables.append(weight)
     return variables
