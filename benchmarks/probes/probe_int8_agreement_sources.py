@@ -19,11 +19,15 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ai_edge_litert.interpreter import Interpreter
+
 from dermtool.export import calibration_data
 from dermtool.export.calibration_data import load_split, representative_batches, stratified_sample
 from dermtool.export.convert import _converter
+from dermtool.metrics import softmax
 from dermtool.run import RunFolder
 from dermtool.runtime import TFLiteModel
+from probe_common import ROUNDED_KERNEL_AXES, balanced_accuracy, round_kernel_to_int8
 
 run_path = sys.argv[1] if len(sys.argv) > 1 else "runs/ham10000/run"
 int8_path = sys.argv[2] if len(sys.argv) > 2 else "runs/ham10000/models/int8_ptq.tflite"
@@ -34,19 +38,9 @@ records = calibration_data.split_records(run, folder)
 test = load_split(records["test"], "test", spec, progress=False)
 print(f"test images: {len(test.labels)}", flush=True)
 
-
-def softmax(logits):
-    shifted = np.exp(logits - logits.max(1, keepdims=True))
-    return shifted / shifted.sum(1, keepdims=True)
-
-
-def balanced_accuracy(labels, predicted):
-    return float(np.mean([np.mean(predicted[labels == c] == c) for c in np.unique(labels)]))
-
-
 float_logits = run.predict_logits(test.images)
 float_top1 = float_logits.argmax(1)
-probabilities = softmax(float_logits / run.temperature)
+probabilities = softmax(float_logits, run.temperature)
 top2 = np.sort(probabilities, 1)
 margin = top2[:, -1] - top2[:, -2]
 for limit in (0.01, 0.02, 0.05):
@@ -63,24 +57,14 @@ def report(name, predicted):
 # 1. weights rounded to int8, activations float
 model = run.load_model()
 for layer in model.layers:
-    kind = type(layer).__name__
-    if kind not in ("Conv2D", "DepthwiseConv2D", "Dense"):
-        continue
-    weights = layer.get_weights()
-    kernel = weights[0]
-    # one scale per output channel; a depthwise kernel (h, w, channels, 1) has one per channel
-    axes = {"Conv2D": (0, 1, 2), "DepthwiseConv2D": (0, 1, 3), "Dense": (0,)}[kind]
-    scale = np.maximum(np.abs(kernel).max(axis=axes, keepdims=True), 1e-12) / 127.0
-    weights[0] = (np.round(kernel / scale) * scale).astype(kernel.dtype)
-    layer.set_weights(weights)
+    if type(layer).__name__ in ROUNDED_KERNEL_AXES:
+        round_kernel_to_int8(layer)
 run._cached_logits_model = run.logits_model(model)
 run._cached_graph_logits = None
 report("float, weights rounded to int8", run.predict_logits(test.images).argmax(1))
 
 # 2. the full-integer int8 model, and the float logits rounded to its logits' int8 grid (then its uint8
 #    softmax grid): what the rounding of the last two tensors alone costs
-from ai_edge_litert.interpreter import Interpreter
-
 interpreter = Interpreter(model_path=int8_path)
 interpreter.allocate_tensors()
 tensors = interpreter.get_tensor_details()

@@ -10,7 +10,7 @@ from dermtool.run import RunFolder
 from dermtool.data.layouts import read_dataset
 from dermtool.data.pipeline import load_images
 from dermtool import metrics
-def balanced_accuracy_score(y,p): return np.mean([np.mean(p[y==c]==c) for c in np.unique(y)])
+from probe_common import balanced_accuracy
 run = RunFolder(sys.argv[1])
 ds = read_dataset("../shared/data/ham10000")
 idx = {l:i for i,l in enumerate(run.labels)}
@@ -28,8 +28,8 @@ for split in ("val","test"):
     out[split]=(L,y)
 train_counts = np.bincount([idx[r.label] for r in run.split_rows if r.split == "train"], minlength=len(run.labels))
 print("train counts", train_counts)
-def ba(L,y): return balanced_accuracy_score(y, L.argmax(1))
-def sm(L): e=np.exp(L-L.max(-1,keepdims=True)); return e/e.sum(-1,keepdims=True)
+def ba(L,y): return balanced_accuracy(y, L.argmax(1))
+sm = metrics.softmax  # along the last axis, so also for the stacked views
 for s,(L,y) in out.items():
     print(s, "plain %.4f  flip4-logit %.4f flip4-prob %.4f  d8-prob %.4f" % (ba(L[0],y), ba(L[:4].mean(0),y), ba(sm(L[:4]).mean(0),y), ba(sm(L).mean(0),y)))
 lp = np.log(train_counts/train_counts.sum())

@@ -15,10 +15,7 @@ import numpy as np
 from dermtool.data.layouts import read_dataset
 from dermtool.data.pipeline import load_images
 from dermtool.run import RunFolder
-
-
-def balanced_accuracy(labels, predicted):
-    return float(np.mean([np.mean(predicted[labels == c] == c) for c in np.unique(labels)]))
+from probe_common import balanced_accuracy
 
 
 def report(name, split, labels, logits, melanoma):
