@@ -66,6 +66,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # to reach 0.6x (benchmarks/bench_compression.py)
     "pruned50_int8": {"mode": "int8", "qat": False, "prune": 0.5},
     "pruned75_int8": {"mode": "int8", "qat": False, "prune": 0.75},
+    # int8 without the bias correction of the weight rounding (how int8 was exported until 2026-11-26)
+    "int8_ptq_uncorrected": {"mode": "int8", "qat": False, "prune": 0.0, "bias_correction": False},
+    "int8_qat_uncorrected": {"mode": "int8", "qat": True, "prune": 0.0, "bias_correction": False},
 }
 DEFAULT_VARIANTS = "float,int8_ptq,int8_qat,pruned50_qat_int8"
 QUICK_VARIANTS = "float,int8_ptq"
@@ -169,6 +172,7 @@ def export_stage(run_dir: Path, data_dir: str, variant: str, model_path: Path, f
         mode=settings["mode"],
         qat=settings["qat"],
         prune=settings["prune"],
+        bias_correction=settings.get("bias_correction", None if export_config.bias_correction else False),
         representative_images=export_config.representative_images,
         qat_epochs=qat_epochs if qat_epochs is not None else export_config.qat_epochs,
         prune_epochs=prune_epochs if prune_epochs is not None else export_config.prune_epochs,

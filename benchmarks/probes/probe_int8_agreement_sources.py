@@ -2,7 +2,8 @@
 
     python benchmarks/probes/probe_int8_agreement_sources.py [RUN] [INT8_TFLITE]
 
-Defaults: runs/ham10000/run and runs/ham10000/models/int8_ptq.tflite. On the test split, top-1 agreement
+Defaults: runs/ham10000/run and runs/ham10000/models/int8_ptq_uncorrected.tflite (int8 PTQ without bias
+correction, as published). On the test split, top-1 agreement
 with the float Keras model of:
   1. the float model with only its weights rounded to int8 (per output channel, symmetric, as the
      TFLite converter quantizes conv kernels; activations stay float32);
@@ -26,11 +27,12 @@ from dermtool.export.calibration_data import load_split, representative_batches,
 from dermtool.export.convert import _converter
 from dermtool.metrics import softmax
 from dermtool.run import RunFolder
+from dermtool.optimize.bias_correction import round_kernel_to_int8, rounded_layers
 from dermtool.runtime import TFLiteModel
-from probe_common import ROUNDED_KERNEL_AXES, balanced_accuracy, round_kernel_to_int8
+from probe_common import balanced_accuracy
 
 run_path = sys.argv[1] if len(sys.argv) > 1 else "runs/ham10000/run"
-int8_path = sys.argv[2] if len(sys.argv) > 2 else "runs/ham10000/models/int8_ptq.tflite"
+int8_path = sys.argv[2] if len(sys.argv) > 2 else "runs/ham10000/models/int8_ptq_uncorrected.tflite"
 run = RunFolder(run_path)
 spec = run.input_spec
 folder = calibration_data.resolve_data_dir(run, None)
@@ -56,9 +58,8 @@ def report(name, predicted):
 
 # 1. weights rounded to int8, activations float
 model = run.load_model()
-for layer in model.layers:
-    if type(layer).__name__ in ROUNDED_KERNEL_AXES:
-        round_kernel_to_int8(layer)
+for layer in rounded_layers(model):
+    round_kernel_to_int8(layer)
 run._cached_logits_model = run.logits_model(model)
 run._cached_graph_logits = None
 report("float, weights rounded to int8", run.predict_logits(test.images).argmax(1))

@@ -4,7 +4,7 @@ QAT default scheme (calibrated, no fit), PQAT (calibrated, no fit), then each af
 
     python benchmarks/probes/probe_pruned_qat.py
 """
-import numpy as np, time, sys
+import numpy as np, time
 from dermtool.run import RunFolder
 from dermtool.export.calibration_data import resolve_data_dir, split_records, load_split
 from dermtool.data.pipeline import make_dataset
@@ -14,7 +14,6 @@ from dermtool.optimize.qat import quantize_for_training, calibrate_activation_ra
 from dermtool.optimize.prune import prune_finetune
 from dermtool.optimize.common import compile_and_fit
 from dermtool.export.tflite import finetune_augment
-from dermtool import metrics
 run = RunFolder("runs/ham10000/run"); spec = run.input_spec
 rec = split_records(run, resolve_data_dir(run, None))
 val = load_split(rec["val"], "val", spec, progress=False)

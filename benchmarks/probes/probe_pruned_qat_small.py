@@ -3,7 +3,6 @@ with the float model on 400 val images, in Keras. About 10 minutes on 2 cores.
 
     python benchmarks/probes/probe_pruned_qat_small.py
 """
-import numpy as np, tensorflow as tf
 from dermtool.run import RunFolder
 from dermtool.export.calibration_data import resolve_data_dir, split_records, load_split
 from dermtool.data.pipeline import make_dataset

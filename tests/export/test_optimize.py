@@ -3,43 +3,20 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dermtool import DermtoolError
+from tests.export.conftest import TINY_SIZE
 from tests.export.tiny_models import (
     build_tiny_classifier,
     conv_and_dense_weight_zero_fraction,
     train_tiny_classifier,
 )
 
-SIZE = 32
+SIZE = TINY_SIZE
 TARGET = 0.5
-
-
-@pytest.fixture(scope="module")
-def tiny_data(small_ham: Path):
-    """Real images of small_ham at 32 px: (uint8 images, labels, InputSpec)."""
-    from dermtool.data.layouts import read_dataset
-    from dermtool.data.pipeline import load_images
-    from dermtool.data.preprocess import InputSpec
-
-    spec = InputSpec(image_size=SIZE, resize_policy="squash", mean=127.0, std=128.0)
-    dataset = read_dataset(small_ham)
-    images, failed = load_images([record.path for record in dataset.records], spec, progress=False)
-    assert not failed
-    labels = np.asarray([dataset.classes.index(record.label) for record in dataset.records])
-    return images, labels, spec
-
-
-@pytest.fixture(scope="module")
-def tiny_trained(tiny_data):
-    from dermtool.data.preprocess import normalize
-
-    images, labels, spec = tiny_data
-    return train_tiny_classifier(build_tiny_classifier(7, SIZE), normalize(images, spec), labels, epochs=6)
 
 
 @pytest.fixture(scope="module")

@@ -99,11 +99,13 @@ def test_cli_exports_int8_with_int8_io_and_reports(tiny_run, tmp_path):
     out = tmp_path / "lite0_int8io.tflite"
     runner = CliRunner()
     result = runner.invoke(cli, ["export", str(tiny_run), "--out", str(out), "--int8", "--io", "int8",
-                                 "--representative", "32", "--no-gate", "--quiet"])
+                                 "--representative", "32", "--no-gate", "--quiet", "--no-bias-correction"])
     assert result.exit_code == 0, result.output
     for text in ("size:", "gzip", "sparsity", "balanced accuracy", "top-1 agreement", "model card:",
                  "lite0_int8io.model_card.md"):
         assert text in result.output, text
+    assert "bias correction:" not in result.output  # --no-bias-correction (on by default for int8)
+    assert "--no-bias-correction" in runner.invoke(cli, ["export", "--help"]).output
     model = TFLiteModel(out)
     spec = RunFolder(tiny_run).input_spec
     assert (model.input.dtype, model.output.dtype) == ("int8", "int8")
@@ -115,3 +117,6 @@ def test_cli_exports_int8_with_int8_io_and_reports(tiny_run, tmp_path):
     assert again.output.strip().splitlines()[-1].startswith("Error: ") and "--overwrite" in again.output
     wrong_io = runner.invoke(cli, ["export", str(tiny_run), "--out", str(tmp_path / "x.tflite"), "--fp16", "--io", "int8"])
     assert wrong_io.exit_code == 2 and "--io" in wrong_io.output
+    float_corrected = runner.invoke(cli, ["export", str(tiny_run), "--out", str(tmp_path / "y.tflite"), "--fp16",
+                                          "--bias-correction"])
+    assert float_corrected.exit_code == 2 and "add --int8" in float_corrected.output

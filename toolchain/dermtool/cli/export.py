@@ -27,6 +27,10 @@ import click
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning before int8 conversion.")
 @click.option("--prune", type=float, metavar="SPARSITY",
               help="Magnitude pruning to this fraction of zero weights (e.g. 0.5) before conversion.")
+@click.option("--bias-correction/--no-bias-correction", "bias_correction", default=None,
+              help="int8: round the weights to their int8 grid first and take the mean shift this causes out of "
+                   "the biases, measured on the representative images (no training; same file size) "
+                   "[default: on, or the run's export.bias_correction].")
 @click.option("--representative", "representative_images", type=int, metavar="N",
               help="Training images for int8 calibration, spread across classes [default: 300].")
 @click.option("--qat-epochs", type=int, metavar="N", help="Epochs of quantization-aware fine-tuning [default: 2].")
@@ -51,7 +55,7 @@ def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None,
            representative_images: int | None, qat_epochs: int | None, prune_epochs: int | None,
            qat_learning_rate: float | None, prune_learning_rate: float | None, distill: bool | None, no_gate: bool,
            max_drop: float | None, min_agreement: float | None, overwrite: bool, data_dir: Path | None,
-           quiet: bool) -> None:
+           quiet: bool, bias_correction: bool | None) -> None:
     """Write a TFLite model of a trained run, checked against the float model.
 
     The calibration temperature is folded into the model, so its softmax output is calibrated. The
@@ -99,5 +103,7 @@ def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None,
         progress=not quiet,
         learning_rate=qat_learning_rate,
         prune_learning_rate=prune_learning_rate,
+        # None: on for int8 (the export decides); the config can only switch it off
+        bias_correction=bias_correction if bias_correction is not None else (None if defaults.bias_correction else False),
     )
     click.echo(result.summary())

@@ -119,6 +119,7 @@ def build_model_card(
     gzip_bytes: int,
     gate: Mapping[str, Any] | None,
     fine_tune_target: str | None = None,
+    bias_correction: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The model card as a JSON-serialisable dict with the :data:`SECTIONS` keys (plus ``created``)."""
     ece_before = (run_metrics.get("ece_before_calibration") or {}).get("val")
@@ -156,6 +157,7 @@ def build_model_card(
             "representative_source": "training split, stratified by class, prepared with load_image + normalize"
             if representative_images else None,
             "quantization_aware_training": qat,
+            "bias_correction": dict(bias_correction) if bias_correction else None,
             "pruning_target_sparsity": prune,
             "fine_tune_target": fine_tune_target,
             "sparsity": sparsity,
@@ -184,6 +186,15 @@ def build_model_card(
         "licence": LICENCE,
     }
     return card
+
+
+def _bias_correction_line(report: Mapping[str, Any] | None) -> str:
+    """One line on the bias correction of the model card, from BiasCorrectionReport.to_dict() or None."""
+    if not report:
+        return "no"
+    return (f"yes, {report['corrected_offsets']} biases on {report['images']} representative images "
+            f"(mean channel shift of the worst layer {_number(report['shift_before'])} -> "
+            f"{_number(report['shift_after'], 4)} standard deviations)")
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -250,6 +261,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
               f"zero point {quantization['output']['zero_point']}",
               f"- Representative images: {quantization['representative_images']}"
               + (f" ({quantization['representative_source']})" if quantization["representative_source"] else ""),
+              f"- Bias correction of the int8 weight rounding: {_bias_correction_line(quantization.get('bias_correction'))}",
               f"- Quantization-aware training: {'yes' if quantization['quantization_aware_training'] else 'no'}",
               f"- Fine-tuned towards: {quantization.get('fine_tune_target') or 'no fine-tuning'}",
               f"- Pruning: target sparsity {quantization['pruning_target_sparsity']:.0%}, "
