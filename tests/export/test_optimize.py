@@ -128,7 +128,8 @@ def test_optimizers_reject_what_tfmot_cannot_handle(tiny_trained, datasets):
 
 
 def test_export_with_pruning_and_qat_end_to_end(tiny_run, tmp_path):
-    """export_model(qat=True, prune=0.5) on a copy of the tiny run whose model is the tiny classifier."""
+    """export_model(qat=True, prune=0.5, bias_correction=True) on a copy of the tiny run whose model is the tiny
+    classifier: prune, round to int8 and correct the biases, prune-preserving QAT, convert."""
     from dermtool.data.preprocess import normalize
     from dermtool.export.calibration_data import load_split, resolve_data_dir, split_records
     from dermtool.export.metadata import read_metadata
@@ -149,16 +150,17 @@ def test_export_with_pruning_and_qat_end_to_end(tiny_run, tmp_path):
     out = tmp_path / "sparse_qat.tflite"
     result = export_model(run_copy, out, mode="int8", qat=True, prune=TARGET, qat_epochs=1, prune_epochs=1,
                           gate=False, representative_images=32, learning_rate=1e-3, prune_learning_rate=2e-3,
-                          progress=False)
+                          progress=False, bias_correction=True)
     assert result.fine_tune_learning_rates == {"prune": 2e-3, "qat": 1e-3}
     assert abs(result.sparsity - TARGET) <= 0.01
     assert conv_and_dense_weight_zero_fraction(out) >= TARGET - 0.01
     assert result.gzip_bytes < result.bytes  # the zeros compress
-    assert {"prune", "qat", "convert", "gate"} <= set(result.seconds)
+    assert {"prune", "bias_correction", "qat", "convert", "gate"} <= set(result.seconds)
+    assert result.bias_correction["corrected_offsets"] > 0
     model_file = TFLiteModel(out)
     assert model_file.input_quantization == (pytest.approx(1 / spec.std), round(spec.mean))
     metadata = read_metadata(out)
-    assert metadata["qat"] is True and metadata["prune"] == TARGET
+    assert metadata["qat"] is True and metadata["prune"] == TARGET and metadata["bias_correction"] is True
     card = result.model_card_json.read_text()
     assert '"quantization_aware_training": true' in card and '"pruning_target_sparsity": 0.5' in card
 

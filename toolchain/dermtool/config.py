@@ -104,8 +104,9 @@ class ExportConfig:
     # put down to 1e-5 was the int8 conversion of all-zero channels (optimize/qat.widen_zero_weight_ranges).
     prune_learning_rate: float = 1e-4
     distill: bool = True  # QAT / pruning fine-tunes learn the float model's softmax, not the labels
-    # int8 only: round the kernels to their int8 grid and take the mean shift out of the biases
-    # (optimize/bias_correction.py; int8 PTQ agreement with float 0.973 -> 0.983 on the HAM10000 Lite0 run)
+    # post-training int8 (not with QAT unless asked): round the kernels to their int8 grid and take the mean
+    # shift out of the biases (optimize/bias_correction.py; int8 PTQ test agreement with float 0.973 -> 0.983
+    # on the HAM10000 Lite0 run)
     bias_correction: bool = True
     gate_max_balanced_accuracy_drop: float = 1.5  # points of balanced accuracy
     gate_min_agreement: float = 0.97

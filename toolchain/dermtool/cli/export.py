@@ -30,7 +30,7 @@ import click
 @click.option("--bias-correction/--no-bias-correction", "bias_correction", default=None,
               help="int8: round the weights to their int8 grid first and take the mean shift this causes out of "
                    "the biases, measured on the representative images (no training; same file size) "
-                   "[default: on, or the run's export.bias_correction].")
+                   "[default: on for post-training int8, off with --qat; the run's export.bias_correction].")
 @click.option("--representative", "representative_images", type=int, metavar="N",
               help="Training images for int8 calibration, spread across classes [default: 300].")
 @click.option("--qat-epochs", type=int, metavar="N", help="Epochs of quantization-aware fine-tuning [default: 2].")
@@ -103,7 +103,7 @@ def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None,
         progress=not quiet,
         learning_rate=qat_learning_rate,
         prune_learning_rate=prune_learning_rate,
-        # None: on for int8 (the export decides); the config can only switch it off
+        # None: on for post-training int8 (the export decides); the config can only switch it off
         bias_correction=bias_correction if bias_correction is not None else (None if defaults.bias_correction else False),
     )
     click.echo(result.summary())
