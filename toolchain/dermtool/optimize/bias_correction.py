@@ -226,9 +226,10 @@ def correct_int8_rounding_bias(
     cached = {_producer(model.inputs[0]): images}
     sequence = [layer for layer in model.layers if layer is not input_layer]
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
-        sequence = tqdm(sequence, desc="bias correction", unit="layer", leave=False)
+        # disable=None: off when stderr is not a terminal, as the fine-tuning bars
+        sequence = tqdm(sequence, desc="bias correction", unit="layer", leave=False, disable=None)
     for layer in sequence:
         output = _run_layer(layer, cached, len(images), batch_size)
         if layer.name in offsets:
