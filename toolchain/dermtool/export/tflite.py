@@ -239,10 +239,10 @@ def export_model(
     representative images (:mod:`dermtool.optimize.bias_correction`); measured on the HAM10000 Lite0 run, it
     removed 16 of the 41 test images on which int8 PTQ disagreed with the float model. With ``qat=True``,
     QAT starts from the corrected model (measured there: no gain in agreement, test balanced accuracy 1.6
-    points lower, so not the default). Gate: refuse the export when balanced
-    accuracy on the validation split drops by more than ``max_balanced_accuracy_drop`` points or top-1
-    agreement with the float model is below ``min_agreement`` (``gate=False``: measure and report only). ``data_dir``: the image folder, when it is
-    not where the run's config says. ``learning_rate``: of the QAT fine-tuning (default: the run config's
+    points lower, so not the default). Gate: refuse the export when balanced accuracy on the validation
+    split drops by more than ``max_balanced_accuracy_drop`` points or top-1 agreement with the float model
+    is below ``min_agreement`` (``gate=False``: measure and report only). ``data_dir``: the image folder,
+    when it is not where the run's config says. ``learning_rate``: of the QAT fine-tuning (default: the run config's
     ``export.qat_learning_rate``); ``prune_learning_rate``: of the pruning fine-tuning (default:
     ``export.prune_learning_rate``). ``representative_transform``: replaces ``normalize`` for the calibration
     images only; a test hook that proves the gate catches a wrongly calibrated model, never for real use.
