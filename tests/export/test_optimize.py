@@ -225,6 +225,21 @@ def test_distillation_teaches_the_student_the_teachers_answers(tiny_trained, dat
     assert tiny_trained.trainable and isinstance(student, keras.Model)
 
 
+def test_fine_tuning_prints_one_summary_line_per_epoch_unless_quiet(tiny_trained, datasets, capsys):
+    """Long fine-tunes show their epochs on stderr even when it is not a terminal (no bars there); quiet is quiet."""
+    from dermtool.optimize.common import compile_and_fit
+
+    train, val = datasets
+    student = build_tiny_classifier(7, SIZE, seed=2)
+    compile_and_fit(student, train, val, epochs=2, learning_rate=1e-4, description="QAT", progress=True,
+                    teacher=tiny_trained)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("QAT epoch")]
+    assert [line.split(":")[0] for line in lines] == ["QAT epoch 1/2", "QAT epoch 2/2"]
+    assert all("agreement" in line and "val_agreement" in line for line in lines)
+    compile_and_fit(student, train, None, epochs=1, learning_rate=1e-4, description="QAT", progress=False)
+    assert "QAT epoch" not in capsys.readouterr().err
+
+
 def test_qat_with_distillation_agrees_with_the_float_model(tiny_trained, datasets, tiny_data):
     """QAT fine-tuned towards the float model stays closer to it (agreement, divergence) than QAT on the labels."""
     from dermtool.data.preprocess import normalize
