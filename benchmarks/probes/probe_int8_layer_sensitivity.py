@@ -1,6 +1,6 @@
 """Probe (RESULTS.md section 2): which tensors' 8-bit activations cost the bias-corrected int8 model its agreement.
 
-    python benchmarks/probes/probe_int8_layer_sensitivity.py [RUN] [--top 1,3,8]
+    python benchmarks/probes/probe_int8_layer_sensitivity.py [RUN] [--top 1,3,8,16 | --groups]
 
 Default run: runs/ham10000/run. Bias-corrects the float model as ``dermtool export --int8`` does (300
 stratified training images), then runs TensorFlow Lite's own ``QuantizationDebugger`` (the tool the converter
@@ -8,8 +8,10 @@ ships for this) on 64 of those images: per quantized tensor, the root-mean-squar
 by the tensor's scale (1/sqrt(12) = 0.289 for pure rounding noise; more means clipping or a skewed range)
 and the mean error. It prints the worst tensors, then converts the same model with the ``k`` worst tensors
 left in float (the debugger's ``denylisted_nodes``; everything else int8, float input and output) for each
-``k`` of ``--top`` (or, with ``--groups``, each kind of layer in turn) and prints top-1 agreement with the float Keras model on the test split. This answers
-whether a few tensors carry the flips (a range worth fixing) or the noise is spread over the whole network.
+``k`` of ``--top`` (or, with ``--groups``, each kind of layer in turn) and prints top-1 agreement with the
+float Keras model on the test split. Calibration uses the package's ``representative_batches``, as export
+does. This answers whether a few tensors carry the flips (a range worth fixing) or the noise is spread over
+the whole network.
 About 10 minutes on 2 cores.
 """
 import argparse
@@ -21,7 +23,7 @@ import numpy as np
 
 from dermtool.data.preprocess import normalize
 from dermtool.export import calibration_data
-from dermtool.export.calibration_data import load_split, stratified_sample
+from dermtool.export.calibration_data import load_split, representative_batches, stratified_sample
 from dermtool.export.convert import _converter
 from dermtool.optimize.bias_correction import correct_int8_rounding_bias
 from dermtool.run import RunFolder
@@ -44,15 +46,10 @@ records = calibration_data.split_records(run, calibration_data.resolve_data_dir(
 test = load_split(records["test"], "test", spec, progress=False)
 train_records = records["train"]
 chosen = stratified_sample([label for _, _, label in train_records], 300, 0)
-calibration = normalize(load_split([train_records[i] for i in chosen], "train", spec, progress=False).images,
-                        spec).astype(np.float32)
+calibration_raw = load_split([train_records[i] for i in chosen], "train", spec, progress=False).images
+calibration = normalize(calibration_raw, spec).astype(np.float32)
 float_top1 = run.predict_logits(test.images).argmax(1)
 corrected, _ = correct_int8_rounding_bias(run.load_model(), calibration)
-
-
-def representative():
-    for image in calibration:
-        yield [image[None]]
 
 
 def debug_images():
@@ -72,7 +69,8 @@ def report(name, content):
 
 converter = _converter(corrected)
 converter.optimizations = [tf.lite.Optimize.DEFAULT]
-converter.representative_dataset = representative
+calibration_batches = representative_batches(calibration_raw, spec)
+converter.representative_dataset = lambda: ([batch] for batch in calibration_batches())
 started = time.perf_counter()
 debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_images)
 debugger.run()
