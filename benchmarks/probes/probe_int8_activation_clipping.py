@@ -12,14 +12,15 @@ is smallest is the usual remedy ("MSE calibration"). This probe:
 2. calibrates it with the TFLite converter only (``_experimental_calibrate_only``: a float model whose
    activation tensors carry the calibrated min and max);
 3. runs that model over the calibration images, keeps a histogram of every calibrated activation tensor,
-   and picks for each the range [lower, upper] (each end shrunk by a factor from ``--smallest-factor`` to 1) with the least
-   expected squared error;
+   and picks for each the range [lower, upper] with the least expected squared error (each end shrunk by one
+   of 96 factors from ``--smallest-factor`` to 1);
 4. quantizes the calibrated model twice with the call the converter itself makes after calibrating
-   (``mlir_quantize``, uint8 input and output, per-channel weights): ranges as calibrated (what export does) and clipped. The classifier's
-   last tensors (pooling, logits, softmax) and the input keep their ranges: clipping logits would make ties.
+   (``mlir_quantize``, uint8 input and output, per-channel weights): ranges as calibrated (what export does)
+   and clipped. The classifier's last tensors (pooling, logits, softmax) and the input keep their ranges:
+   clipping logits would make ties.
 
 Prints, for the validation and the test split, top-1 agreement with the float Keras model and balanced
-accuracy of each int8 model, and the tensors whose range shrank most. About 10 minutes on 2 cores.
+accuracy of each int8 model, and the tensors whose range shrank most. About 5 minutes on 2 cores.
 """
 import argparse
 import time
