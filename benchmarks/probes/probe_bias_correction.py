@@ -21,7 +21,7 @@ import numpy as np
 
 from dermtool.data.preprocess import normalize
 from dermtool.export import calibration_data
-from dermtool.export.calibration_data import load_split, representative_batches, stratified_sample
+from dermtool.export.calibration_data import load_representative_images, load_split, representative_batches
 from dermtool.export.convert import convert
 from dermtool.optimize.bias_correction import correct_int8_rounding_bias
 from dermtool.run import RunFolder
@@ -32,9 +32,7 @@ run = RunFolder(sys.argv[1] if len(sys.argv) > 1 else "runs/ham10000/run")
 spec = run.input_spec
 records = calibration_data.split_records(run, calibration_data.resolve_data_dir(run, None))
 test = load_split(records["test"], "test", spec, progress=False)
-train_records = records["train"]
-chosen = stratified_sample([label for _, _, label in train_records], 300, 0)
-calibration_raw = load_split([train_records[i] for i in chosen], "train", spec, progress=False).images
+calibration_raw = load_representative_images(records["train"], 300, spec, progress=False)
 float_top1 = run.predict_logits(test.images).argmax(1)
 
 

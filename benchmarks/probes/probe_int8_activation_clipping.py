@@ -29,8 +29,8 @@ import numpy as np
 
 from dermtool.data.preprocess import normalize
 from dermtool.export import calibration_data
-from dermtool.export.calibration_data import load_split, representative_batches, stratified_sample
-from dermtool.export.convert import _converter
+from dermtool.export.calibration_data import load_representative_images, load_split, representative_batches
+from dermtool.export.convert import _converter, configure_full_integer
 from dermtool.optimize.bias_correction import correct_int8_rounding_bias
 from dermtool.run import RunFolder
 from dermtool.runtime import TFLiteModel
@@ -56,18 +56,12 @@ spec = run.input_spec
 records = calibration_data.split_records(run, calibration_data.resolve_data_dir(run, None))
 splits = {name: load_split(records[name], name, spec, progress=False) for name in ("val", "test")}
 float_top1 = {name: run.predict_logits(split.images).argmax(1) for name, split in splits.items()}
-train_records = records["train"]
-chosen = stratified_sample([label for _, _, label in train_records], 300, 0)
-calibration_raw = load_split([train_records[i] for i in chosen], "train", spec, progress=False).images
+calibration_raw = load_representative_images(records["train"], 300, spec, progress=False)
 corrected, _ = correct_int8_rounding_bias(run.load_model(), normalize(calibration_raw, spec).astype(np.float32))
 calibration_batches = representative_batches(calibration_raw, spec)
 
 converter = _converter(corrected)
-converter.optimizations = [tf.lite.Optimize.DEFAULT]
-converter.representative_dataset = lambda: ([batch] for batch in calibration_batches())
-converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-converter.inference_input_type = tf.uint8
-converter.inference_output_type = tf.uint8
+configure_full_integer(converter, "uint8", calibration_batches)  # as export's convert() does
 converter._experimental_calibrate_only = True
 started = time.perf_counter()
 calibrated = bytes(converter.convert())

@@ -23,7 +23,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from dermtool.export import calibration_data
-from dermtool.export.calibration_data import load_split, representative_batches, stratified_sample
+from dermtool.export.calibration_data import load_representative_images, load_split, representative_batches
 from dermtool.export.convert import _converter
 from dermtool.metrics import softmax
 from dermtool.run import RunFolder
@@ -81,9 +81,7 @@ report("  ... and probabilities to the uint8 grid", output.argmax(1))
 report(f"int8 TFLite ({int8_path.split('/')[-1]})", TFLiteModel(int8_path).predict(test.images).argmax(1))
 
 # 3. 16x8: int8 weights, int16 activations
-train_records = records["train"]
-indices = stratified_sample([label for _, _, label in train_records], 300, 0)
-calibration = load_split([train_records[i] for i in indices], "train", spec, progress=False).images
+calibration = load_representative_images(records["train"], 300, spec, progress=False)
 converter = _converter(run.load_model())
 converter.optimizations = [tf.lite.Optimize.DEFAULT]
 converter.representative_dataset = lambda: ([batch] for batch in representative_batches(calibration, spec)())

@@ -110,6 +110,15 @@ def load_split(
     )
 
 
+def load_representative_images(
+    train_records: Sequence[tuple[str, Path, int]], count: int, spec: Any, seed: int = 0, progress: bool = True
+) -> np.ndarray:
+    """Decode a class-stratified sample of ``count`` training images (:func:`stratified_sample`), the images
+    export calibrates int8 and bias correction on, without decoding the rest of the split."""
+    indices = stratified_sample([label for _, _, label in train_records], count, seed)
+    return load_split([train_records[i] for i in indices], "train", spec, progress).images
+
+
 def with_range_anchor(images: np.ndarray) -> np.ndarray:
     """A copy of ``images`` whose first image has one black and one white pixel (in a corner).
 
@@ -151,6 +160,7 @@ __all__ = [
     "split_records",
     "stratified_sample",
     "load_split",
+    "load_representative_images",
     "with_range_anchor",
     "representative_batches",
 ]

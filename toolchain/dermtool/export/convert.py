@@ -120,6 +120,21 @@ def _converter(model: Any) -> Any:
     return converter
 
 
+def configure_full_integer(
+    converter: Any, io_type: str, representative_batches: Callable[[], Iterable[np.ndarray]]
+) -> None:
+    """Set ``converter`` up for full-integer int8 with ``io_type`` ("uint8", "int8" or "float32") input and
+    output, calibrated on ``representative_batches`` (see :func:`convert`)."""
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([batch] for batch in representative_batches())
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    edge_type = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[io_type]
+    converter.inference_input_type = edge_type
+    converter.inference_output_type = edge_type
+
+
 def convert(
     model: Any,
     mode: str,
@@ -144,12 +159,7 @@ def convert(
     elif mode == "int8":
         if representative_batches is None:
             raise DermtoolError("int8 export needs representative images for calibration")
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([batch] for batch in representative_batches())
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        edge_type = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[io_type]
-        converter.inference_input_type = edge_type
-        converter.inference_output_type = edge_type
+        configure_full_integer(converter, io_type, representative_batches)
     try:
         with warnings.catch_warnings():
             # uint8/int8 input without "quantized input stats" is what we want: the calibrated input range
@@ -187,6 +197,7 @@ __all__ = [
     "effective_io",
     "fold_temperature",
     "clone_with_weights",
+    "configure_full_integer",
     "convert",
     "tensor_quantization",
     "TensorQuantization",

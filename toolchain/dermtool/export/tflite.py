@@ -248,7 +248,12 @@ def export_model(
     images only; a test hook that proves the gate catches a wrongly calibrated model, never for real use.
     """
     from dermtool.export import calibration_data, convert, gate as gate_module, metadata, model_card
-    from dermtool.export.calibration_data import load_split, representative_batches, stratified_sample
+    from dermtool.export.calibration_data import (
+        load_representative_images,
+        load_split,
+        representative_batches,
+        stratified_sample,
+    )
     from dermtool.io_utils import atomic_path
     from dermtool.run import RunFolder
 
@@ -304,8 +309,7 @@ def export_model(
             chosen = stratified_sample(train.labels, representative_images, seed)
             calibration_images = train.images[chosen]
         else:
-            indices = stratified_sample([label for _, _, label in train_records], representative_images, seed)
-            calibration_images = load_split([train_records[i] for i in indices], "train", spec, progress).images
+            calibration_images = load_representative_images(train_records, representative_images, spec, seed, progress)
         if len(calibration_images) == 0:
             raise DermtoolError("none of the representative training images could be read")
         used_representative = len(calibration_images)
