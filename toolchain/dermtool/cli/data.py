@@ -177,6 +177,40 @@ def check_command(data_dir: Path, labels_csv: Path | None, split_csv: Path | Non
         raise click.exceptions.Exit(1)
 
 
+def cross_split_duplicates(records: Any, rows: Any) -> list[list[tuple[str, str]]]:
+    """Groups of byte-identical image files whose copies the split put in different splits, each as
+    ``[(image_id, split), ...]``. Files are compared by size first; only equal sizes are hashed (sha256)."""
+    import hashlib
+    import os
+    from collections import defaultdict
+
+    from dermtool.data.images import read_image_file
+
+    split_of = {row.image_id: row.split for row in rows}
+    by_size: dict[int, list[Any]] = defaultdict(list)
+    for record in records:
+        if record.image_id in split_of:
+            try:
+                by_size[os.stat(record.path).st_size].append(record)
+            except OSError:
+                continue
+    leaks = []
+    for same_size in by_size.values():
+        if len(same_size) < 2:
+            continue
+        by_digest: dict[str, list[Any]] = defaultdict(list)
+        for record in same_size:
+            try:  # regular files within the decoding budget only (a FIFO must not hang the split)
+                digest = hashlib.sha256(read_image_file(record.path)).hexdigest()
+            except DermtoolError:
+                continue
+            by_digest[digest].append(record)
+        for copies in by_digest.values():
+            if len({split_of[record.image_id] for record in copies}) > 1:
+                leaks.append(sorted((record.image_id, split_of[record.image_id]) for record in copies))
+    return sorted(leaks)
+
+
 @data.command("split", short_help="Write a lesion-grouped, stratified train/val/test split.")
 @click.argument("data_dir", metavar="DATA", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -196,7 +230,8 @@ def split_command(data_dir: Path, out_path: Path, labels_csv: Path | None, seed:
     All images of one lesion (lesion_id, or patient_id) go to the same split, so the test score is not
     inflated by near-identical images seen in training. Each class is split separately to the requested
     fractions; a class with at least three lesions appears in every split. The same DATA and seed always
-    give the same split. Prints images (lesions) per class and split, and the leakage check.
+    give the same split. Prints images (lesions) per class and split, and the leakage check, and warns
+    when byte-identical image files (listed under different lesions) landed in different splits.
 
     \b
     Examples:
@@ -223,6 +258,13 @@ def split_command(data_dir: Path, out_path: Path, labels_csv: Path | None, seed:
         click.echo(f"Note: {len(dataset.missing)} listed image(s) have no file and are left out "
                    f"(e.g. {', '.join(dataset.missing[:SHOWN])}); run 'dermtool data check' for details")
     click.echo(table)
+    leaks = cross_split_duplicates(dataset.records, rows)
+    if leaks:
+        shown = "; ".join(" = ".join(f"{image_id} ({split})" for image_id, split in group) for group in leaks[:SHOWN])
+        click.echo(f"Warning: {len(leaks)} group(s) of byte-identical images landed in different splits "
+                   f"(e.g. {shown}): the test score is inflated by images seen in training. Give the copies "
+                   "one lesion_id, or remove them; `dermtool data check DATA --split SPLIT.csv` lists them all.",
+                   err=True)
     click.echo(f"Split written to {out_path}")
 
 

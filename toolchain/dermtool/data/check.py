@@ -4,7 +4,8 @@ Every listed image is read, hashed (sha256) and fully decoded in a thread pool; 
 the check goes on. The report holds:
 
 - ``errors``: images that cannot be used, each ``{image_id, path, reason, message}`` (reasons of
-  :class:`dermtool.data.images.ImageError`: empty, not_an_image, truncated, too_large, unreadable);
+  :class:`dermtool.data.images.ImageError`: empty, not_an_image, truncated, too_large, unreadable; and
+  ``outside_data`` for a CSV row whose image id names a path outside the folder, which is never read);
 - ``warnings``: usable images with something unusual (``{image_id, path, issue}``: greyscale, rgba, cmyk,
   16-bit, palette, exif_rotated, tiny ...) and problems of the label file (duplicate rows, rows without a
   label, ...; with a ``detail``);
@@ -33,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from dermtool import DermtoolError
-from dermtool.data.images import ImageError, ImageInfo, inspect_bytes
-from dermtool.data.layouts import Dataset, Record, read_csv_head, read_dataset
+from dermtool.data.images import ImageError, ImageInfo, inspect_bytes, read_image_file
+from dermtool.data.layouts import OUTSIDE_DATA, Dataset, Record, read_csv_head, read_dataset
 from dermtool.data.split import SPLIT_COLUMNS, SPLITS, SplitRow, read_split_csv, shared_groups
 
 #: How many examples of a long list the report keeps inline (the full lists stay in the dataclass).
@@ -98,12 +99,10 @@ class _Outcome:
 
 
 def _check_one(record: Record) -> _Outcome:
-    try:
-        with open(record.path, "rb") as handle:
-            data = handle.read()
-    except OSError as error:
-        message = f"{record.path}: cannot read the file ({error.strerror or error})"
-        return _Outcome(record, None, None, ImageError("unreadable", message, record.path))
+    try:  # regular files only, within the decoding budget: a FIFO or /dev/zero never hangs the check
+        data = read_image_file(record.path)
+    except ImageError as error:
+        return _Outcome(record, None, None, error)
     digest = hashlib.sha256(data).hexdigest() if data else None
     try:
         return _Outcome(record, digest, inspect_bytes(data, str(record.path)), None)
@@ -197,7 +196,7 @@ def check_dataset(
         raise DermtoolError(f"--min-per-class must be 0 or more, got {min_per_class}")
     if workers is not None and workers < 1:
         raise DermtoolError(f"workers must be at least 1, got {workers}")
-    dataset = read_dataset(data_dir, labels_csv)
+    dataset = read_dataset(data_dir, labels_csv, allow_outside=True)
     split_path = Path(split_csv) if split_csv else _find_split_file(dataset)
     split_rows = read_split_csv(split_path) if split_path else None
 
@@ -219,6 +218,10 @@ def check_dataset(
         for issue in outcome.info.problems:
             warnings.append({"image_id": record.image_id, "path": str(record.path), "issue": issue})
     for note in dataset.notes:
+        if note.issue == OUTSIDE_DATA:  # a defect: the id names a file outside DATA (never read)
+            image_id = note.detail.split(": refused", 1)[0]
+            errors.append({"image_id": image_id, "path": image_id, "reason": OUTSIDE_DATA, "message": note.detail})
+            continue
         warnings.append({"image_id": "", "path": note.path, "issue": note.issue, "detail": note.detail})
 
     duplicates = []

@@ -13,10 +13,21 @@ Both raise :class:`ImageError`, whose ``reason`` is one short code:
 empty      the file has zero bytes
 not_an_image the bytes are not an image format Pillow knows (text, HTML, ...)
 truncated  the file starts as an image but its data stops early or is cut
-too_large  the header claims more than :data:`MAX_IMAGE_PIXELS` pixels
-           (refused from the header alone, before any decoding)
-unreadable the file cannot be read, or its image data is corrupt
+too_large  over the decoding budget (:class:`DecodeLimits`): the file has more bytes than
+           ``max_bytes``, or its header claims more than ``max_pixels`` pixels, or decoding it would
+           need more than ``max_decode_bytes`` of memory (refused from the header alone, before any
+           decoding; the message names the limit and the environment variable that raises it)
+unreadable the file cannot be read, is not a regular file (a FIFO, a device such as /dev/zero, a
+           socket), or its image data is corrupt
 ========== ===============================================================
+
+The decoding budget is one for every entry point (the command line, the Python API, the web app and the
+training pipeline all decode through :func:`load_rgb`): only regular files are opened (without blocking,
+so a FIFO never hangs a command), at most ``max_bytes`` bytes are read, and the memory a decode needs is
+estimated from the header, counting channels and bit depth (:func:`decode_cost`), before a pixel is
+decoded. The limits are read from the environment on every call: ``DERMTOOL_MAX_IMAGE_MB`` (file size,
+default 64), ``DERMTOOL_MAX_IMAGE_MEGAPIXELS`` (default 40) and ``DERMTOOL_MAX_DECODE_MB`` (decoded
+memory, default 256).
 
 Pillow is strict here: ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set, and every decode calls
 ``.load()`` so that errors surface now rather than later, in the middle of training.
@@ -27,6 +38,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +51,15 @@ from dermtool import DermtoolError
 
 #: Decompression-bomb guard: an image whose header claims more pixels than this is refused unread.
 MAX_IMAGE_PIXELS = 40_000_000
+#: Files (and uploads handed over as bytes) larger than this are refused unread.
+MAX_IMAGE_BYTES = 64_000_000
+#: Memory a decode may need (the decoded pixels, the conversion to 8-bit RGB and the result), estimated
+#: from the header by :func:`decode_cost` before any pixel is decoded.
+MAX_DECODE_BYTES = 256_000_000
+
+ENV_MAX_BYTES = "DERMTOOL_MAX_IMAGE_MB"
+ENV_MAX_PIXELS = "DERMTOOL_MAX_IMAGE_MEGAPIXELS"
+ENV_MAX_DECODE = "DERMTOOL_MAX_DECODE_MB"
 
 # Pillow's own guard raises DecompressionBombError above twice its limit (and only warns between one and
 # two times). Tighten it to ours, never loosen a stricter value set by someone else; the explicit check in
@@ -66,6 +87,61 @@ _IMAGE_SIGNATURES = (
 )
 
 PathOrBytes = Union[str, os.PathLike, bytes, bytearray, memoryview]
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """The decoding budget. :func:`decode_limits` reads it from the environment (defaults above)."""
+
+    max_bytes: int = MAX_IMAGE_BYTES
+    max_pixels: int = MAX_IMAGE_PIXELS
+    max_decode_bytes: int = MAX_DECODE_BYTES
+
+
+def _env_number(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise DermtoolError(f"the environment variable {name}={text!r} is not a number") from None
+    if not value > 0:
+        raise DermtoolError(f"the environment variable {name}={text!r} must be positive")
+    return value
+
+
+def decode_limits() -> DecodeLimits:
+    """The decoding budget now: the defaults, or what ``DERMTOOL_MAX_IMAGE_MB``,
+    ``DERMTOOL_MAX_IMAGE_MEGAPIXELS`` and ``DERMTOOL_MAX_DECODE_MB`` say (read on every call)."""
+    return DecodeLimits(
+        max_bytes=int(_env_number(ENV_MAX_BYTES, MAX_IMAGE_BYTES / 1e6) * 1e6),
+        max_pixels=int(_env_number(ENV_MAX_PIXELS, MAX_IMAGE_PIXELS / 1e6) * 1e6),
+        max_decode_bytes=int(_env_number(ENV_MAX_DECODE, MAX_DECODE_BYTES / 1e6) * 1e6),
+    )
+
+
+#: Bytes per pixel of each Pillow mode as Pillow holds it in memory (RGB is stored as 4 bytes).
+_STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+#: Modes decoded through a scaling pass (see _to_rgb_array): 4 more bytes per pixel of working memory.
+_HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def decode_cost(width: int, height: int, mode: str) -> int:
+    """Bytes of memory decoding a ``width x height`` image of Pillow ``mode`` into 8-bit RGB needs.
+
+    Counts the decoded pixels as Pillow stores them (1 byte per pixel for 1-bit, greyscale and palette
+    images, 2 for 16-bit greyscale, 4 for every colour, alpha, 32-bit and float mode), the working copy of
+    the conversion (4 bytes per pixel: another colour image, or a 32-bit scaling buffer for 16-bit, 32-bit
+    and float data; none for plain RGB) and the ``uint8 (H, W, 3)`` result (3 bytes per pixel).
+    """
+    stored = _STORED_BYTES.get(mode, 4)
+    working = 0 if mode == "RGB" else 4
+    return int(width) * int(height) * (stored + working + 3)
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:,.0f} MB" if value >= 1e6 else f"{value / 1e6:.2f} MB"
 
 
 class ImageError(DermtoolError):
@@ -106,30 +182,75 @@ def _describe(source: PathOrBytes) -> str:
     return str(source)
 
 
-def _read_bytes(source: PathOrBytes) -> tuple[bytes, str]:
-    """The raw bytes of ``source`` and a name for messages."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), _describe(source)
-    name = str(source)
+def _too_many_bytes(name: str, size: int, limits: DecodeLimits) -> ImageError:
+    return ImageError(
+        "too_large",
+        f"{name}: refused, the file has {size:,} bytes (the limit is {_mb(limits.max_bytes)}; raise it with the "
+        f"environment variable {ENV_MAX_BYTES})",
+        name,
+    )
+
+
+def read_image_file(path: str | os.PathLike, limits: DecodeLimits | None = None) -> bytes:
+    """The bytes of an image file, within the budget: only a regular file is read (a FIFO, a device such as
+    /dev/zero or a socket is refused, even through a symbolic link, without blocking), and at most
+    ``limits.max_bytes`` bytes. Raises :class:`ImageError`."""
+    limits = limits or decode_limits()
+    name = str(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(source, "rb") as handle:
-            return handle.read(), name
+        descriptor = os.open(path, flags)
     except FileNotFoundError:
-        raise ImageError("unreadable", f"{name}: no such file", source) from None
+        raise ImageError("unreadable", f"{name}: no such file", path) from None
     except IsADirectoryError:
-        raise ImageError("unreadable", f"{name}: is a folder, not an image file", source) from None
+        raise ImageError("unreadable", f"{name}: is a folder, not an image file", path) from None
     except OSError as error:
-        raise ImageError("unreadable", f"{name}: cannot read the file ({error.strerror or error})", source) from None
+        raise ImageError("unreadable", f"{name}: cannot read the file ({error.strerror or error})", path) from None
+    try:
+        status = os.fstat(descriptor)
+        if stat.S_ISDIR(status.st_mode):
+            raise ImageError("unreadable", f"{name}: is a folder, not an image file", path)
+        if not stat.S_ISREG(status.st_mode):
+            raise ImageError(
+                "unreadable", f"{name}: not a regular file (a FIFO, device or socket); only image files are read",
+                path,
+            )
+        if status.st_size > limits.max_bytes:
+            raise _too_many_bytes(name, status.st_size, limits)
+        with os.fdopen(descriptor, "rb") as handle:
+            descriptor = -1  # closed by the file object
+            data = handle.read(limits.max_bytes + 1)
+    except OSError as error:
+        raise ImageError("unreadable", f"{name}: cannot read the file ({error.strerror or error})", path) from None
+    finally:
+        if descriptor >= 0:
+            os.close(descriptor)
+    if len(data) > limits.max_bytes:  # the file grew while being read
+        raise _too_many_bytes(name, len(data), limits)
+    return data
 
 
-def _open(data: bytes, name: str) -> Image.Image:
-    """Open (header only) and check the size claim; no pixel is decoded yet."""
+def _read_bytes(source: PathOrBytes, limits: DecodeLimits) -> tuple[bytes, str]:
+    """The raw bytes of ``source`` (within the byte limit) and a name for messages."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name = _describe(source)
+        if len(source) > limits.max_bytes:
+            raise _too_many_bytes(name, len(source), limits)
+        return bytes(source), name
+    return read_image_file(source, limits), str(source)
+
+
+def _open(data: bytes, name: str, limits: DecodeLimits | None = None) -> Image.Image:
+    """Open (header only) and check the size claim and the decoding budget; no pixel is decoded yet."""
+    limits = limits or decode_limits()
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limits.max_pixels:
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels  # raised on purpose (DERMTOOL_MAX_IMAGE_MEGAPIXELS)
     if not data:
         raise ImageError("empty", f"{name}: empty file (0 bytes)", name)
     try:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as error:
-        raise _too_large(name, error) from None
+        raise _too_large(name, error, limits) from None
     except UnidentifiedImageError:
         if data.startswith(_IMAGE_SIGNATURES):
             raise ImageError(
@@ -140,24 +261,37 @@ def _open(data: bytes, name: str) -> Image.Image:
         reason = "truncated" if _looks_truncated(error) else "unreadable"
         raise ImageError(reason, f"{name}: cannot open the image ({error})", name) from None
     width, height = image.size
-    if width * height > MAX_IMAGE_PIXELS:
+    if width * height > limits.max_pixels:
         raise ImageError(
             "too_large",
             f"{name}: refused, the header claims {width}x{height} = {width * height:,} pixels "
-            f"(the limit is {MAX_IMAGE_PIXELS:,})",
+            f"(the limit is {limits.max_pixels:,}; raise it with the environment variable {ENV_MAX_PIXELS})",
             name,
         )
     if width <= 0 or height <= 0:
         raise ImageError("unreadable", f"{name}: the header claims an empty image ({width}x{height})", name)
+    cost = decode_cost(width, height, image.mode)
+    if cost > limits.max_decode_bytes:
+        raise ImageError(
+            "too_large",
+            f"{name}: refused, decoding this {width}x{height} {image.mode} image needs about {_mb(cost)} of "
+            f"memory (the limit is {_mb(limits.max_decode_bytes)}; raise it with the environment variable "
+            f"{ENV_MAX_DECODE})",
+            name,
+        )
     return image
 
 
-def _too_large(name: str, error: Exception) -> ImageError:
+def _too_large(name: str, error: Exception, limits: DecodeLimits | None = None) -> ImageError:
     """Pillow's own guard fired (more than twice its limit): say it in our terms."""
+    limits = limits or decode_limits()
     claimed = re.search(r"\((\d+) pixels\)", str(error))
     pixels = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
     return ImageError(
-        "too_large", f"{name}: refused, the header claims {pixels} (the limit is {MAX_IMAGE_PIXELS:,})", name
+        "too_large",
+        f"{name}: refused, the header claims {pixels} (the limit is {limits.max_pixels:,}; raise it with the "
+        f"environment variable {ENV_MAX_PIXELS})",
+        name,
     )
 
 
@@ -190,17 +324,28 @@ def _exif_orientation(image: Image.Image) -> int | None:
 def _to_rgb_array(image: Image.Image, name: str) -> np.ndarray:
     """Any Pillow mode as 8-bit RGB: 16-bit and 32-bit data are scaled, not clipped; alpha is dropped."""
     mode = image.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        values = np.asarray(image).astype(np.float64)
-        finite = values[np.isfinite(values)]
-        peak = float(finite.max()) if finite.size else 0.0
+    if mode.startswith("I;16"):
+        # 0..65535 onto 0..255, rounded, in integers (no float copy of a large image)
+        values = np.asarray(image).astype(np.uint32)
+        values += 128
+        values //= 257
+        grey = values.astype(np.uint8)
+        del values
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float32).copy()  # one float32 working buffer, scaled in place
+        finite = np.isfinite(values)
+        peak = float(values.max(where=finite, initial=0.0))
+        np.copyto(values, 0.0, where=~finite)
+        del finite
         if mode == "F" and peak <= 1.0:
-            scaled = values * 255.0  # floats in [0, 1]
-        elif mode.startswith("I;16") or peak > 255.0:
-            scaled = values / 257.0  # 16-bit range 0..65535 onto 0..255
-        else:
-            scaled = values
-        grey = np.clip(np.nan_to_num(scaled), 0, 255).round().astype(np.uint8)
+            values *= 255.0  # floats in [0, 1]
+        elif peak > 255.0:
+            values /= 257.0  # 16-bit range 0..65535 onto 0..255
+        np.clip(values, 0, 255, out=values)
+        np.rint(values, out=values)
+        grey = values.astype(np.uint8)
+        del values
         return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
     try:
         if mode in ("P", "PA") or (mode == "L" and "transparency" in image.info):
@@ -233,8 +378,9 @@ def load_rgb(path_or_bytes: PathOrBytes) -> np.ndarray:
     >>> pixels.shape, pixels.dtype
     ((150, 200, 3), dtype('uint8'))
     """
-    data, name = _read_bytes(path_or_bytes)
-    image = _open(data, name)
+    limits = decode_limits()
+    data, name = _read_bytes(path_or_bytes, limits)
+    image = _open(data, name, limits)
     _decode(image, name)
     try:
         oriented = ImageOps.exif_transpose(image)
@@ -292,7 +438,10 @@ def _problems(image: Image.Image, bits: int, orientation: int | None) -> list[st
 
 def inspect_bytes(data: bytes, name: str = "<bytes>") -> ImageInfo:
     """:func:`inspect_image` on bytes already in memory (``name`` is used in messages)."""
-    image = _open(data, name)
+    limits = decode_limits()
+    if len(data) > limits.max_bytes:
+        raise _too_many_bytes(name, len(data), limits)
+    image = _open(data, name, limits)
     _decode(image, name)
     extra: list[str] = []
     try:
@@ -320,13 +469,19 @@ def inspect_image(path: str | os.PathLike) -> ImageInfo:
     >>> info.width, info.height, info.mode, info.problems
     (200, 150, 'RGB', [])
     """
-    data, name = _read_bytes(Path(path))
+    data, name = _read_bytes(Path(path), decode_limits())
     return inspect_bytes(data, name)
 
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_DECODE_BYTES",
+    "MAX_IMAGE_BYTES",
     "MAX_IMAGE_PIXELS",
+    "DecodeLimits",
+    "decode_cost",
+    "decode_limits",
+    "read_image_file",
     "ImageError",
     "ImageInfo",
     "inspect_bytes",

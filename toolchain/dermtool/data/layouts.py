@@ -67,7 +67,10 @@ class DatasetNote:
     """A problem found while reading the layout that did not stop it (shown as a warning by ``data check``).
 
     ``issue`` is a short code: "duplicate_row", "conflicting_labels", "no_label", "no_image_id",
-    "ambiguous_file" (one id, several files), "duplicate_image_id" (one file name in two class folders).
+    "ambiguous_file" (one id, several files), "duplicate_image_id" (one file name in two class folders),
+    "outside_data" (an id that names a path outside DATA: absolute, with ``..``, or through a symbolic
+    link to a folder outside; such an image is never read, and :func:`read_dataset` refuses the folder
+    unless ``allow_outside=True``, which ``data check`` uses to list them as defects).
     """
 
     issue: str
@@ -267,10 +270,35 @@ def _collect_labels(
     return labelled, notes
 
 
+OUTSIDE_DATA = "outside_data"
+
+
+def _outside_reason(root: Path, image_id: str) -> str | None:
+    """Why the path-like ``image_id`` would name a file outside ``root``, or None when it stays inside.
+
+    Refused: an absolute path (``/etc/passwd``, ``C:\\x``, ``~/x``), any ``..`` component, and an id whose
+    folders lead outside ``root`` once symbolic links are resolved. The file itself may be a symbolic link
+    (folders of linked images are common); decoding reads only regular files.
+    """
+    text = image_id.replace("\\", "/")
+    if os.path.isabs(image_id) or text.startswith("/") or text.startswith("~") or (len(text) > 1 and text[1] == ":"):
+        return "an absolute path"
+    if ".." in text.split("/"):
+        return "a '..' component"
+    if "/" in text:
+        real_root = os.path.realpath(root)
+        real_folder = os.path.realpath(os.path.dirname(os.path.join(root, text)))
+        if os.path.commonpath([real_root, real_folder]) != real_root:
+            return f"a folder that resolves to {real_folder}"
+    return None
+
+
 def _match_files(
     root: Path, csv_path: Path, labelled: dict[str, tuple[str, str]], layout: str
 ) -> Dataset:
-    """Find each listed id's file below ``root`` by stem; the rest are missing, and unmatched files unlisted."""
+    """Find each listed id's file below ``root`` by stem; the rest are missing, and unmatched files unlisted.
+
+    An id naming a path outside ``root`` is never matched: it becomes an ``outside_data`` note."""
     files = _scan_image_paths(str(root))
     by_stem: dict[str, list[str]] = defaultdict(list)
     for file in files:
@@ -280,6 +308,13 @@ def _match_files(
     notes: list[DatasetNote] = []
     used: set[str] = set()
     for image_id, (label, group) in labelled.items():
+        outside = _outside_reason(root, image_id)
+        if outside is not None:
+            notes.append(DatasetNote(
+                OUTSIDE_DATA, str(csv_path),
+                f"{image_id}: refused, the image id is {outside}; images must lie below the data folder {root}",
+            ))
+            continue
         candidates = by_stem.get(_strip_image_suffix(os.path.basename(image_id)), [])
         if ("/" in image_id or "\\" in image_id) and (root / image_id).is_file():
             candidates = [str(root / image_id)]
@@ -377,8 +412,14 @@ def _read_folders_layout(root: Path, folders: list[Path]) -> Dataset:
     return Dataset(root, "folders", records, classes, None, [], unlisted, notes)
 
 
-def read_dataset(data_dir: str | os.PathLike, labels_csv: str | os.PathLike | None = None) -> Dataset:
+def read_dataset(
+    data_dir: str | os.PathLike, labels_csv: str | os.PathLike | None = None, *, allow_outside: bool = False
+) -> Dataset:
     """Read a labelled folder in any of the three layouts (detected automatically).
+
+    An image id that names a path outside the folder (absolute, ``..``, a linked folder outside) is an
+    error (:class:`DermtoolError` naming it) unless ``allow_outside``: then it is only an ``outside_data``
+    note (and no record), which ``data check`` lists as a defect.
 
     ``labels_csv`` names the label CSV explicitly (absolute, relative to the current folder, or relative
     to ``data_dir``); otherwise the CSV files at the top of ``data_dir`` are examined, and without a fitting
@@ -390,6 +431,16 @@ def read_dataset(data_dir: str | os.PathLike, labels_csv: str | os.PathLike | No
     if not root.is_dir():
         raise DermtoolError(f"not a folder: {data_dir} (DATA is a folder of labelled images)")
 
+    dataset = _read_any_layout(root, data_dir, labels_csv)
+    outside = [note for note in dataset.notes if note.issue == OUTSIDE_DATA]
+    if outside and not allow_outside:
+        more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
+        raise DermtoolError(f"{dataset.csv_path}: {outside[0].detail}{more}; fix the CSV "
+                            "(`dermtool data check` lists every such row)")
+    return dataset
+
+
+def _read_any_layout(root: Path, data_dir: str | os.PathLike, labels_csv: str | os.PathLike | None) -> Dataset:
     if labels_csv is not None and str(labels_csv) != "":
         path = _resolve_labels_csv(root, labels_csv)
         shape = _sniff(path)
