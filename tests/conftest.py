@@ -59,3 +59,31 @@ def small_ham(ham10000_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """84 real HAM10000 images, 12 per class, in layout 1 (labels.csv with lesion_id)."""
     rows = pick_per_class(read_ham10000_metadata(ham10000_dir), 12)
     return make_subset(tmp_path_factory.mktemp("small_ham"), rows, ham10000_dir)
+
+
+PAD_UFES_DIR = Path(os.environ.get("DERMTOOL_PAD_UFES", REPO_ROOT.parent / "shared" / "data" / "pad_ufes_20"))
+
+
+@pytest.fixture(scope="session")
+def pad_ufes_dir() -> Path:
+    if not (PAD_UFES_DIR / "metadata.csv").exists():
+        pytest.fail(f"PAD-UFES-20 data not found at {PAD_UFES_DIR} (set DERMTOOL_PAD_UFES)")
+    return PAD_UFES_DIR
+
+
+@pytest.fixture(scope="session")
+def small_pad(pad_ufes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real PAD-UFES-20 smartphone photos, 10 per class (6 classes), in layout 1 with the patient as
+    lesion_id and the Fitzpatrick type column."""
+    with open(pad_ufes_dir / "metadata.csv", newline="") as handle:
+        rows = pick_per_class(list(csv.DictReader(handle)), 10)
+    destination = tmp_path_factory.mktemp("small_pad")
+    (destination / "images").mkdir()
+    with open(destination / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "dx", "lesion_id", "fitzpatrick"])
+        for row in rows:
+            writer.writerow([row["image_id"], row["dx"], row["lesion_id"], row["fitzpatrick"]])
+            (destination / "images" / f"{row['image_id']}.jpg").symlink_to(
+                pad_ufes_dir / "images" / f"{row['image_id']}.jpg")
+    return destination

@@ -315,3 +315,26 @@ def test_the_images_are_converted_to_a_tensor_once_per_array() -> None:
     del images, first
     gc.collect()
     assert key not in pipeline._TENSOR_CACHE, "the cached copy goes with its array"
+
+
+def test_source_shares_set_each_sources_part_of_every_epoch() -> None:
+    """90 images of source 0 and 10 of source 1 at shares 0.6 / 0.4: about 40 % of the draws are source 1's,
+    and with class balancing too, the classes within each source are drawn evenly."""
+    sources = np.array([0] * 90 + [1] * 10)
+    labels = np.array([0] * 80 + [1] * 10 + [2] * 8 + [0] * 2)
+    images = np.repeat(np.arange(100, dtype=np.uint8)[:, None, None, None], 4, axis=1)
+    images = np.repeat(np.repeat(images, 4, axis=2), 3, axis=3)
+    spec = InputSpec(image_size=4, resize_policy="squash", mean=0.0, std=1.0)
+    for balanced in (False, True):
+        dataset = make_dataset(images, labels, 3, 50, training=True, augment=None, spec=spec, seed=0,
+                               class_balanced_sampling=balanced, source_ids=sources, source_shares=[0.6, 0.4])
+        ids = np.concatenate([x.numpy()[:, 0, 0, 0].astype(int) for _ in range(20) for x, _ in dataset])
+        assert len(ids) == 20 * 100
+        share = (sources[ids] == 1).mean()
+        assert abs(share - 0.4) < 0.04, share
+        if balanced:  # source 0: classes 0 and 1 evenly (0.3 each); source 1: classes 2 and 0 (0.2 each)
+            from_zero = labels[ids][sources[ids] == 0]
+            assert abs((from_zero == 1).mean() - 0.5) < 0.05
+    with pytest.raises(DermtoolError, match="source index"):
+        make_dataset(images, labels, 3, 50, training=True, augment=None, spec=spec, source_ids=sources[:5],
+                     source_shares=[0.5, 0.5])

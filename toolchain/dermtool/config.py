@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,24 @@ from typing import Any, Literal, Mapping, Sequence
 from dermtool import DermtoolError
 
 ResizePolicy = Literal["squash", "center_crop", "pad"]
+SourceKind = Literal["dermoscopic", "smartphone", "clinical", "other"]
+
+
+@dataclass
+class SourceConfig:
+    """One labelled image folder of a multi-source run (``[[data.sources]]`` in a config file).
+
+    ``label_map`` renames the folder's labels onto the model's classes (``{ack = "akiec", nev = "nv"}``);
+    a label mapped to ``""`` is left out; unmapped labels keep their name. ``share`` is the fraction of
+    every training batch drawn from this source (0 for every source: in proportion to its images).
+    """
+
+    name: str = ""
+    data_dir: str = ""
+    labels_csv: str = ""
+    kind: SourceKind = "dermoscopic"
+    share: float = 0.0
+    label_map: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -38,6 +57,8 @@ class DataConfig:
     resize_policy: ResizePolicy = "squash"
     max_images_per_class: int = 0  # 0 = all; small values make quick experiments and tests
     cache: bool = True  # keep decoded, resized images in memory across epochs
+    # Several labelled folders in one run ([[data.sources]] tables); empty: the one folder data_dir.
+    sources: list[SourceConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -52,6 +73,18 @@ class AugmentConfig:
     contrast: float = 0.1
     saturation: float = 0.1
     hue: float = 0.02
+    # Camera and device variation (phone photos, other dermatoscopes); each 0 = off. See
+    # dermtool.data.camera_augment for what each does.
+    zoom_out: float = 0.0  # shrink the picture by up to this fraction (lesion smaller, reflected skin around)
+    shift: float = 0.0  # move the picture off-centre by up to this fraction of the side
+    white_balance: float = 0.0  # per-channel gains exp(+-white_balance): colour casts of other cameras
+    vignette: float = 0.0  # darken the corners by up to this fraction
+    blur: float = 0.0  # Gaussian defocus, sigma up to this many pixels (half of the images)
+    motion_blur: int = 0  # a line kernel of up to this many pixels at a random angle (a quarter of the images)
+    noise: float = 0.0  # Gaussian sensor noise, standard deviation up to this fraction of 255
+    downscale: float = 0.0  # down to a (1 - downscale .. 1) fraction of the side and back, random resamplers
+    jpeg_quality: int = 0  # JPEG re-compression at a quality in [jpeg_quality, 95] (half of the images); 0 off
+    grid: float = 0.0  # ruler / grid line overlay on this fraction of the images
 
 
 @dataclass
@@ -126,11 +159,20 @@ class Config:
     def to_toml(self) -> str:
         """The resolved configuration as TOML (written into every run folder)."""
         lines: list[str] = []
+        tables: list[str] = []
         for section, values in self.to_dict().items():
             lines.append(f"[{section}]")
             for key, value in values.items():
-                lines.append(f"{key} = {_toml_value(value)}")
+                if isinstance(value, list):  # data.sources: arrays of tables, after the scalar keys
+                    for table in value:
+                        tables.append(f"[[{section}.{key}]]")
+                        tables.extend(f"{name} = {_toml_value(item)}" for name, item in table.items())
+                        tables.append("")
+                else:
+                    lines.append(f"{key} = {_toml_value(value)}")
             lines.append("")
+            lines.extend(tables)
+            tables.clear()
         return "\n".join(lines)
 
 
@@ -144,6 +186,8 @@ SECTIONS: dict[str, type] = {
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_value(key)} = {_toml_value(item)}" for key, item in value.items()) + " }"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -175,7 +219,33 @@ def _check_value(value: Any, expected: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise DermtoolError(f"{where}: expected a string, got {value!r}")
         return value
+    if expected == dict[str, str]:
+        if not isinstance(value, Mapping) or not all(isinstance(item, str) for item in value.values()):
+            raise DermtoolError(f"{where}: expected a table of strings such as {{ nev = \"nv\" }}, got {value!r}")
+        return dict(value)
+    if expected == list[SourceConfig]:
+        return _sources_from_value(value, where)
     raise TypeError(f"unsupported config type {expected!r} at {where}")  # a bug in this module
+
+
+def _sources_from_value(value: Any, where: str) -> list[SourceConfig]:
+    """``[[data.sources]]`` tables -> :class:`SourceConfig` objects, every key and type checked."""
+    if isinstance(value, Mapping) or not isinstance(value, (list, tuple)):
+        raise DermtoolError(f"{where}: expected [[data.sources]] tables (one per labelled folder)")
+    hints = typing.get_type_hints(SourceConfig)
+    sources: list[SourceConfig] = []
+    for position, table in enumerate(value, start=1):
+        if isinstance(table, SourceConfig):
+            table = dataclasses.asdict(table)
+        if not isinstance(table, Mapping):
+            raise DermtoolError(f"{where}[{position}]: expected a table with name, data_dir, kind, share, label_map")
+        source = SourceConfig()
+        for key, item in table.items():
+            if key not in hints:
+                raise DermtoolError(f"{where}[{position}]: unknown key '{key}'; known keys: {', '.join(hints)}")
+            setattr(source, key, _check_value(item, hints[key], f"{where}[{position}].{key}"))
+        sources.append(source)
+    return sources
 
 
 def _parse_override_value(text: str) -> Any:
@@ -222,11 +292,35 @@ def validate(config: Config, source: str = "<config>") -> None:
         raise DermtoolError(f"{source}: train.batch_size must be at least 1")
     if train.head_epochs < 0 or train.finetune_epochs < 0 or train.head_epochs + train.finetune_epochs < 1:
         raise DermtoolError(f"{source}: train.head_epochs + train.finetune_epochs must be at least 1")
+    _validate_sources(data.sources, source)
     if not 0 <= export.prune_sparsity < 1:
         raise DermtoolError(f"{source}: export.prune_sparsity must be in [0, 1)")
     for name in ("qat_learning_rate", "prune_learning_rate"):
         if getattr(export, name) <= 0:
             raise DermtoolError(f"{source}: export.{name} must be positive (such as 1e-4)")
+
+
+def _validate_sources(sources: Sequence[SourceConfig], where: str) -> None:
+    names = [item.name for item in sources]
+    for position, item in enumerate(sources, start=1):
+        if not item.name or not item.name.replace("_", "").replace("-", "").isalnum():
+            raise DermtoolError(f"{where}: data.sources[{position}] needs a name of letters, digits, - or _ "
+                                f"(got {item.name!r})")
+        if not item.data_dir:
+            raise DermtoolError(f"{where}: data.sources[{position}] ({item.name}) needs a data_dir")
+        if not math.isfinite(item.share) or item.share < 0:
+            raise DermtoolError(f"{where}: data.sources[{position}] ({item.name}): share must be 0 or positive")
+        lowered = [key.strip().lower() for key in item.label_map]
+        twice = sorted({key for key in lowered if lowered.count(key) > 1})
+        if twice:
+            raise DermtoolError(f"{where}: data.sources[{position}] ({item.name}): label_map names "
+                                f"{', '.join(twice)} more than once")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise DermtoolError(f"{where}: data.sources: the name {twice[0]!r} is used twice; names must be unique")
+    shares = [item.share for item in sources]
+    if any(shares) and not all(shares):
+        raise DermtoolError(f"{where}: data.sources: give every source a share, or none (0: by image count)")
 
 
 def apply_overrides(config: Config, overrides: Sequence[str], source: str = "command line") -> Config:
@@ -251,6 +345,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DermtoolError(f"config file not found: {path}") from None
+        except UnicodeDecodeError as error:
+            raise DermtoolError(f"{path}: not a UTF-8 text file (byte {error.start}); save it as UTF-8 TOML") from None
         except tomllib.TOMLDecodeError as error:
             raise DermtoolError(f"{path}: not valid TOML: {error}") from None
         config = config_from_mapping(raw, str(path))

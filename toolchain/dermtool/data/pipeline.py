@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import replace
 import os
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,9 @@ _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 _ROTATION, _HORIZONTAL_FLIP, _VERTICAL_FLIP, _ZOOM_SCALE, _ZOOM_SHIFT = 0, 1, 2, 3, 4
 _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = 5, 6, 7, 8
 _DRAWS = 9
+
+# The camera transforms of dermtool.data.camera_augment that act on pixels (zoom_out and shift are the warp's).
+_CAMERA_PIXEL_FIELDS = ("white_balance", "vignette", "blur", "motion_blur", "noise", "downscale", "jpeg_quality", "grid")
 
 # Salts for the per-batch seeds made from the dataset's random stream.
 _SAMPLING_SALT, _AUGMENT_SALT = 1, 2
@@ -113,6 +117,9 @@ def _check_augment_config(augment: AugmentConfig) -> None:
         value = getattr(augment, name)
         if not math.isfinite(value) or value < 0:
             raise DermtoolError(f"augment.{name} must be 0 (off) or a positive number, got {value!r}")
+    from dermtool.data.camera_augment import check_camera_config
+
+    check_camera_config(augment)
     if augment.zoom >= 1:
         raise DermtoolError(f"augment.zoom must be below 1 (a fraction of the image side), got {augment.zoom!r}")
     if augment.hue > 0.5:
@@ -155,13 +162,23 @@ def _affine_transforms(batch: Any, height: Any, width: Any, augment: AugmentConf
         cos, sin = tf.cos(angle), tf.sin(angle)
     else:
         cos, sin = ones, tf.zeros([batch], tf.float32)
-    if augment.zoom > 0:
-        scale = 1.0 - tf.random.stateless_uniform([batch], seed=seeds[_ZOOM_SCALE], maxval=augment.zoom)
+    zoom_out = getattr(augment, "zoom_out", 0.0)
+    if augment.zoom > 0 or zoom_out > 0:
+        draw = tf.random.stateless_uniform([batch], seed=seeds[_ZOOM_SCALE])
+        # zoom in: a window of side 1 - u * zoom; with zoom_out, sides up to 1 + zoom_out (reflected skin around)
+        scale = 1.0 - draw * augment.zoom if zoom_out == 0 else 1.0 - augment.zoom + draw * (augment.zoom + zoom_out)
         shift = tf.random.stateless_uniform([batch, 2], seed=seeds[_ZOOM_SHIFT], minval=-1.0, maxval=1.0)
-        shift_x = shift[:, 0] * (1.0 - scale) * centre_x
-        shift_y = shift[:, 1] * (1.0 - scale) * centre_y
+        room = tf.maximum(1.0 - scale, 0.0)  # a zoomed-in window stays inside the image
+        shift_x = shift[:, 0] * room * centre_x
+        shift_y = shift[:, 1] * room * centre_y
     else:
         scale, shift_x, shift_y = ones, tf.zeros([batch], tf.float32), tf.zeros([batch], tf.float32)
+    off_centre = getattr(augment, "shift", 0.0)
+    if off_centre > 0:  # off-centre framing: move the picture by up to this fraction of the side
+        moved = tf.random.stateless_uniform([batch, 2], seed=tf.stack([seeds[_ZOOM_SHIFT][0], seeds[_ZOOM_SHIFT][1] + 1]),
+                                            minval=-off_centre, maxval=off_centre)
+        shift_x += moved[:, 0] * 2.0 * centre_x
+        shift_y += moved[:, 1] * 2.0 * centre_y
 
     a0, a1 = scale * cos * flip_x, -scale * sin * flip_y
     b0, b1 = scale * sin * flip_x, scale * cos * flip_y
@@ -286,12 +303,20 @@ def _augment(images: Any, augment: AugmentConfig | None, seed: Any, spec: InputS
     """:func:`augment_batch`, followed by ``normalize_tf(..., spec)`` when ``spec`` is given (fused)."""
     import tensorflow as tf
 
+    from dermtool.data.camera_augment import camera_augment, camera_enabled
+
     geometry = augment is not None and (
         augment.rotation_degrees > 0 or augment.zoom > 0 or augment.horizontal_flip or augment.vertical_flip
+        or augment.zoom_out > 0 or augment.shift > 0
     )
     colour = augment is not None and (
         augment.brightness > 0 or augment.contrast > 0 or augment.saturation > 0 or augment.hue > 0
     )
+    camera = camera_enabled(augment)
+    if camera:  # warp and colour (compiled), then the camera transforms, then normalise
+        pixels = _augment(images, replace(augment, **{name: 0 for name in _CAMERA_PIXEL_FIELDS}), seed, None)
+        pixels = camera_augment(pixels, augment, _seed_pair(seed))
+        return normalize_tf(pixels, spec) if spec is not None else pixels
     if not geometry and not colour:
         pixels = tf.cast(images, tf.float32)
         return normalize_tf(pixels, spec) if spec is not None else pixels
@@ -393,6 +418,34 @@ def _check_dataset_inputs(
         raise DermtoolError(f"make_dataset: batch_size must be at least 1, got {batch_size}")
 
 
+def _sampling_strata(labels: np.ndarray, num_classes: int, class_balanced: bool, source_ids: Any,
+                     source_shares: Sequence[float] | None, count: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(probability of each non-empty stratum, stratum index of each image)`` for weighted sampling, or
+    ``(empty, None)`` when training draws a plain shuffle. Strata are classes (class-balanced sampling),
+    sources (source shares), or (source, class) pairs (both)."""
+    by_source = source_ids is not None and source_shares is not None and len(source_shares) > 1
+    if not class_balanced and not by_source:
+        return np.zeros(0), None
+    if by_source:
+        sources = np.asarray(source_ids, dtype=np.int64)
+        shares = np.asarray(source_shares, dtype=np.float64)
+        if sources.shape != (count,) or sources.min() < 0 or sources.max() >= len(shares):
+            raise DermtoolError(f"make_dataset: need one source index in [0, {len(shares)}) per image")
+        if not np.all(np.isfinite(shares)) or np.any(shares < 0) or shares.sum() <= 0:
+            raise DermtoolError(f"make_dataset: source shares must be non-negative numbers, got {list(shares)}")
+    else:
+        sources, shares = np.zeros(count, dtype=np.int64), np.ones(1)
+    keys = sources * num_classes + (labels.astype(np.int64) if class_balanced else 0)
+    present, strata = np.unique(keys, return_inverse=True)
+    present_sources = present // num_classes
+    source_present = np.isin(np.arange(len(shares)), present_sources)
+    source_probability = np.where(source_present, shares, 0.0)
+    source_probability = source_probability / source_probability.sum()
+    per_source = np.bincount(present_sources, minlength=len(shares))  # strata per source
+    probabilities = source_probability[present_sources] / per_source[present_sources]
+    return probabilities, strata.astype(np.int64)
+
+
 def make_dataset(
     images_uint8: np.ndarray,
     labels_int: Sequence[int] | np.ndarray,
@@ -403,6 +456,8 @@ def make_dataset(
     spec: InputSpec,
     seed: int = 0,
     class_balanced_sampling: bool = False,
+    source_ids: Sequence[int] | np.ndarray | None = None,
+    source_shares: Sequence[float] | None = None,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(float32 normalised (B, S, S, 3), float32 one-hot (B, num_classes))``.
 
@@ -417,6 +472,10 @@ def make_dataset(
     - ``class_balanced_sampling=True`` (training only): each of the N draws per epoch picks a class
       uniformly among the classes present, then an image of that class uniformly (with replacement), so
       rare classes are seen as often as common ones.
+    - ``source_ids`` and ``source_shares`` (training only; a multi-source run): each draw first picks a
+      source with probability ``source_shares[s]`` (normalised), then, within it, an image uniformly (or a
+      class uniformly and then an image, with ``class_balanced_sampling``), so that a small source gets its
+      share of every batch however many images the others have.
 
     Batches are built by a parallel ``map`` on batches of indices and prefetched (``AUTOTUNE``).
     """
@@ -432,33 +491,37 @@ def make_dataset(
     label_tensor = tf.convert_to_tensor(labels.astype(np.int32))
     autotune = tf.data.AUTOTUNE
 
+    strata_probabilities, strata = _sampling_strata(labels, num_classes, class_balanced_sampling,
+                                                    source_ids, source_shares, count)
+    sampled = training and strata is not None
     positions = tf.data.Dataset.range(count)
-    if training and not class_balanced_sampling:
+    if training and not sampled:
         positions = positions.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     batches = positions.batch(batch_size)
     # One random int64 per batch, different every epoch but the same sequence for the same seed.
     batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     dataset = tf.data.Dataset.zip((batches, batch_seeds))
 
-    if training and class_balanced_sampling:
-        present = np.flatnonzero(np.bincount(labels, minlength=num_classes))
-        order = np.argsort(labels, kind="stable")
-        class_counts = np.bincount(labels, minlength=num_classes)[present]
-        class_starts = np.concatenate([[0], np.cumsum(class_counts)[:-1]])
+    if sampled:
+        order = np.argsort(strata, kind="stable")
+        stratum_counts = np.bincount(strata, minlength=len(strata_probabilities))
+        stratum_starts = np.concatenate([[0], np.cumsum(stratum_counts)[:-1]])
         order_tensor = tf.constant(order, tf.int64)
-        counts_tensor = tf.constant(class_counts, tf.float32)
-        starts_tensor = tf.constant(class_starts, tf.int64)
+        counts_tensor = tf.constant(stratum_counts, tf.float32)
+        starts_tensor = tf.constant(stratum_starts, tf.int64)
+        log_probabilities = tf.constant(np.log(strata_probabilities)[None, :], tf.float32)
 
-        def sample_balanced(batch_positions: Any, value: Any) -> tuple[Any, Any]:
+        def sample_strata(batch_positions: Any, value: Any) -> tuple[Any, Any]:
             draws = tf.shape(batch_positions)[0]
             seeds = tf.random.experimental.stateless_split(tf.stack([value, _SAMPLING_SALT]), num=2)
-            which = tf.random.stateless_uniform([draws], seed=seeds[0], minval=0, maxval=len(present), dtype=tf.int32)
+            which = tf.random.stateless_categorical(log_probabilities, draws, seed=seeds[0], dtype=tf.int32)[0]
             within = tf.random.stateless_uniform([draws], seed=seeds[1])
-            class_size = tf.gather(counts_tensor, which)
-            offset = tf.minimum(tf.cast(tf.floor(within * class_size), tf.int64), tf.cast(class_size, tf.int64) - 1)
+            stratum_size = tf.gather(counts_tensor, which)
+            offset = tf.minimum(tf.cast(tf.floor(within * stratum_size), tf.int64),
+                                tf.cast(stratum_size, tf.int64) - 1)
             return tf.gather(order_tensor, tf.gather(starts_tensor, which) + offset), value
 
-        dataset = dataset.map(sample_balanced, num_parallel_calls=autotune)
+        dataset = dataset.map(sample_strata, num_parallel_calls=autotune)
 
     use_augmentation = training and augment is not None
 

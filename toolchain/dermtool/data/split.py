@@ -37,6 +37,8 @@ from dermtool.io_utils import atomic_write_text
 
 SPLITS = ("train", "val", "test")
 SPLIT_COLUMNS = ("image_id", "label", "group", "split")
+#: Written after SPLIT_COLUMNS when any row has a source (multi-source runs); optional when reading.
+SOURCE_COLUMN = "source"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class SplitRow:
     label: str
     group: str
     split: str  # "train" | "val" | "test"
+    source: str = ""  # the data source's name in a multi-source run (the optional column "source")
 
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -133,9 +136,10 @@ def write_split_csv(rows: Sequence[SplitRow], path: str | os.PathLike) -> Path:
     """Write ``image_id,label,group,split`` atomically (a crash never leaves half a file)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(SPLIT_COLUMNS)
+    with_source = any(row.source for row in rows)
+    writer.writerow(SPLIT_COLUMNS + ((SOURCE_COLUMN,) if with_source else ()))
     for row in rows:
-        writer.writerow([row.image_id, row.label, row.group, row.split])
+        writer.writerow([row.image_id, row.label, row.group, row.split] + ([row.source] if with_source else []))
     return atomic_write_text(path, buffer.getvalue())
 
 
@@ -155,6 +159,7 @@ def read_split_csv(path: str | os.PathLike) -> list[SplitRow]:
                     f"(expected a header {','.join(SPLIT_COLUMNS)}; found {','.join(header) or 'nothing'})"
                 )
             index = {name: header.index(name) for name in SPLIT_COLUMNS}
+            source_index = header.index(SOURCE_COLUMN) if SOURCE_COLUMN in header else None
             rows: list[SplitRow] = []
             seen: dict[str, int] = {}
             for line_number, values in enumerate(reader, start=2):
@@ -177,7 +182,8 @@ def read_split_csv(path: str | os.PathLike) -> list[SplitRow]:
                     )
                 seen[fields["image_id"]] = line_number
                 group = fields["group"] or fields["image_id"]
-                rows.append(SplitRow(fields["image_id"], fields["label"], group, fields["split"]))
+                source = values[source_index].strip() if source_index is not None else ""
+                rows.append(SplitRow(fields["image_id"], fields["label"], group, fields["split"], source))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DermtoolError(f"{path}: cannot read the split file ({error})") from None
     if not rows:
@@ -186,10 +192,13 @@ def read_split_csv(path: str | os.PathLike) -> list[SplitRow]:
 
 
 def shared_groups(rows: Iterable[SplitRow]) -> dict[str, list[str]]:
-    """Groups found in more than one split: group -> the splits (sorted in train/val/test order)."""
+    """Groups found in more than one split: group -> the splits (sorted in train/val/test order).
+
+    Groups are per source (a patient id of one source is not the same patient as in another): in a
+    multi-source split the key is ``source:group``."""
     splits_of_group: dict[str, set[str]] = defaultdict(set)
     for row in rows:
-        splits_of_group[row.group].add(row.split)
+        splits_of_group[f"{row.source}:{row.group}" if row.source else row.group].add(row.split)
     return {
         group: [split for split in SPLITS if split in splits]
         for group, splits in sorted(splits_of_group.items())

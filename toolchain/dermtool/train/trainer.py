@@ -43,6 +43,7 @@ from dermtool.run import (CHECKPOINTS_DIR, CONFUSION_MATRIX_FILE, INPUT_SPEC_FIL
                           METRICS_FILE, MODEL_FILE, SPLIT_FILE, TRAINING_CURVES_FILE, RunFolder)
 from dermtool.train.checkpoints import RunState, prepare_run_folder, remove_checkpoints_except
 from dermtool.train.history import EpochRecord, read_history, write_history
+from dermtool.train.data import effective_class_weights, sampling_shares, source_balanced_accuracies
 
 LOG_FILE = "train.log"
 PHASES = ("head", "finetune")
@@ -198,6 +199,11 @@ class _Trainer:
                    if data.train_limited_from else "")
         self.log(f"images: {counts['train']} train{limited}, {counts['val']} val, {counts['test']} test; "
                  f"classes: {', '.join(data.labels)}; {len(data.skipped)} skipped")
+        if len(data.source_names) > 1:
+            for index, name in enumerate(data.source_names):
+                per_split = {split: int((images.sources == index).sum()) for split, images in data.splits.items()}
+                self.log(f"source {name} ({data.source_kinds[index]}): {per_split['train']} train, "
+                         f"{per_split['val']} val, {per_split['test']} test")
         self.data = data
         self.steps_per_epoch = max(1, math.ceil(counts["train"] / self.config.train.batch_size))
 
@@ -218,11 +224,9 @@ class _Trainer:
             if not self.state.checkpoint and model_config.weights.strip().lower() in ("imagenet", "none"):
                 zero_classifier_head(self.model)
         self.predict_logits = LogitsPredictor(self.logits_model)
-        train_labels = self.data.splits["train"].labels
         weights = None
         if config.train.class_balance == "weights":
-            by_class = metrics.class_weights(train_labels, self.data.num_classes)
-            weights = np.asarray([by_class[index] for index in range(self.data.num_classes)], dtype=np.float32)
+            weights = effective_class_weights(self.data)  # the classes as batches see them (source shares)
             self.log("class weights: " + ", ".join(f"{label} {weight:.2f}"
                                                     for label, weight in zip(self.data.labels, weights)))
         focal_alpha = weights if config.train.loss == "focal" else None
@@ -335,7 +339,8 @@ class _Trainer:
         dataset = make_dataset(train_split.images, train_split.labels, self.data.num_classes,
                                config.train.batch_size, training=True, augment=config.augment, spec=self.spec,
                                seed=epoch_seed(config.train.seed, epoch),
-                               class_balanced_sampling=config.train.class_balance == "sampling")
+                               class_balanced_sampling=config.train.class_balance == "sampling",
+                               source_ids=train_split.sources, source_shares=sampling_shares(self.data))
         distributed = self.devices.strategy.experimental_distribute_dataset(dataset)
         if phase.step is None:
             phase.step = self._make_train_step(phase, distributed.element_spec)
@@ -368,11 +373,18 @@ class _Trainer:
         val_logits = self.predict_logits(self.val_dataset, len(val_labels))
         val_probabilities = metrics.softmax(val_logits)
         val_metrics = metrics.classification_metrics(val_labels, val_probabilities, self.data.labels)
+        selection_score = float(val_metrics["balanced_accuracy"])
+        if len(self.data.source_names) > 1:
+            # several sources: the best epoch is the one best on every source on average, not on the largest
+            scores = source_balanced_accuracies(self.data.splits["val"], val_probabilities, self.data)
+            self.log("val balanced accuracy per source: "
+                     + ", ".join(f"{name} {score:.3f}" for name, score in scores.items()))
+            selection_score = float(np.mean(list(scores.values())))
         true_probabilities = val_probabilities[np.arange(len(val_labels)), val_labels]
         val_loss = float(-np.mean(np.log(np.clip(true_probabilities, 1e-12, 1.0))))
         return EpochRecord(
             epoch=epoch, phase=phase.name, loss=loss_sum / seen, train_accuracy=correct / seen,
-            val_loss=val_loss, val_balanced_accuracy=float(val_metrics["balanced_accuracy"]),
+            val_loss=val_loss, val_balanced_accuracy=selection_score,
             val_accuracy=float(val_metrics["accuracy"]), learning_rate=current_learning_rate(phase.optimizer),
             seconds=seconds, images_per_second=seen / seconds if seconds > 0 else 0.0,
             input_wait_fraction=waiting / seconds if seconds > 0 else 0.0,
@@ -424,7 +436,7 @@ class _Trainer:
         from dermtool.models import registry
         from dermtool.train.devices import precision_policy
         from dermtool.train.plots import plot_confusion_matrix, plot_training_curves
-        from dermtool.train.report import final_metrics
+        from dermtool.train.report import SplitStrata, final_metrics
 
         state = self.state
         if not state.best_checkpoint:
@@ -446,7 +458,9 @@ class _Trainer:
             logits[name] = (split.labels, predictor(dataset, len(split)))
 
         history = read_history(self.run_dir)
-        result = final_metrics(self.data.labels, logits)
+        strata = {name: SplitStrata(split.sources, split.skin_types, self.data.source_names, self.data.source_kinds)
+                  for name, split in self.data.splits.items() if name in logits and split.sources is not None}
+        result = final_metrics(self.data.labels, logits, strata or None)
         result["best_epoch"] = state.best_epoch
         result["epochs"] = len(history)
         result["skipped_images"] = self.data.skipped

@@ -1,0 +1,102 @@
+"""Multi-source configs and data: parsing, label maps, per-source splits (real HAM10000 and PAD-UFES-20 subsets)."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from dermtool import DermtoolError
+from dermtool.config import SourceConfig, config_from_mapping, load_config
+from dermtool.data.sources import make_source_split, read_source, read_sources, resolve_sources
+from dermtool.data.split import read_split_csv, write_split_csv
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PAD_MAP = {"ack": "akiec", "sek": "bkl", "nev": "nv"}
+
+
+def two_sources(ham: Path, pad: Path, **pad_options) -> list[SourceConfig]:
+    return [SourceConfig(name="ham", data_dir=str(ham), share=0.7),
+            SourceConfig(name="pad", data_dir=str(pad), kind="smartphone", share=0.3,
+                         label_map=pad_options.pop("label_map", dict(PAD_MAP)), **pad_options)]
+
+
+def test_the_recommended_config_parses_and_round_trips() -> None:
+    import tomllib
+
+    config = load_config(REPO_ROOT / "configs" / "multisource_cpu.toml")
+    assert [source.name for source in config.data.sources] == ["ham10000", "pad_ufes_20"]
+    assert config.data.sources[1].label_map == PAD_MAP
+    assert config.data.sources[1].kind == "smartphone"
+    assert config_from_mapping(tomllib.loads(config.to_toml())) == config
+
+
+@pytest.mark.parametrize("sources, message", [
+    ([{"name": "a", "data_dir": "x", "colour": 1}], "unknown key 'colour'"),
+    ([{"name": "a", "data_dir": "x"}, {"name": "a", "data_dir": "y"}], "'a' is used twice"),
+    ([{"name": "a", "data_dir": "x", "share": 0.5}, {"name": "b", "data_dir": "y"}], "give every source a share"),
+    ([{"name": "a", "data_dir": "x", "label_map": {"ACK": "akiec", "ack": "akiec"}}], "names ack more than once"),
+    ([{"name": "a", "data_dir": "x", "label_map": {"ack": 3}}], "table of strings"),
+    ([{"name": "", "data_dir": "x"}], "needs a name"),
+    ([{"name": "a"}], "needs a data_dir"),
+    ([{"name": "a", "data_dir": "x", "kind": "xray"}], "is not one of"),
+])
+def test_a_bad_source_is_one_line_naming_the_problem(sources, message) -> None:
+    with pytest.raises(DermtoolError, match=message):
+        config_from_mapping({"data": {"sources": sources}}, "test.toml")
+
+
+def test_without_sources_the_data_dir_is_the_one_source() -> None:
+    config = load_config(None, ["data.data_dir=/some/where/ham"])
+    (source,) = resolve_sources(config.data)
+    assert source.name == "ham" and source.data_dir == "/some/where/ham"
+
+
+def test_the_label_map_renames_and_drops_and_skin_types_are_read(small_pad: Path) -> None:
+    source = SourceConfig(name="pad", data_dir=str(small_pad), label_map={**PAD_MAP, "scc": ""})
+    dataset, records, dropped = read_source(source)
+    assert {record.label for record in records} == {"akiec", "bcc", "bkl", "mel", "nv"}
+    assert dropped == {"pad:scc": 10}
+    assert all(record.source == "pad" for record in records)
+    with open(small_pad / "labels.csv", newline="") as handle:
+        expected = {row["image_id"]: row["fitzpatrick"] for row in csv.DictReader(handle)}
+    assert {record.image_id: record.skin_type for record in records} == {
+        image_id: value.removesuffix(".0") for image_id, value in expected.items() if image_id in
+        {record.image_id for record in records}}
+    assert any(record.skin_type for record in records)
+
+
+def test_a_label_map_key_the_data_lacks_is_an_error_naming_its_labels(small_pad: Path) -> None:
+    source = SourceConfig(name="pad", data_dir=str(small_pad), label_map={"actinic": "akiec"})
+    with pytest.raises(DermtoolError, match=r"'actinic'.*its labels: ack, bcc, mel, nev, scc, sek"):
+        read_source(source)
+
+
+def test_an_image_id_in_two_sources_is_an_error(small_ham: Path) -> None:
+    with pytest.raises(DermtoolError, match="in source 'one' and in 'two'"):
+        read_sources([SourceConfig(name="one", data_dir=str(small_ham)),
+                      SourceConfig(name="two", data_dir=str(small_ham))])
+
+
+def test_splits_keep_every_patient_in_one_split_per_source_and_are_stable(small_ham: Path, small_pad: Path,
+                                                                          tmp_path: Path) -> None:
+    collection = read_sources(two_sources(small_ham, small_pad))
+    assert collection.classes == ["akiec", "bcc", "bkl", "df", "mel", "nv", "scc", "vasc"]
+    rows = make_source_split(collection.records, seed=3)
+    assert rows == make_source_split(list(reversed(collection.records)), seed=3)[::-1]
+    splits_of_group = defaultdict(set)
+    for row in rows:
+        splits_of_group[row.source, row.group].add(row.split)
+    assert all(len(splits) == 1 for splits in splits_of_group.values())
+    for source in ("ham", "pad"):
+        assert {row.split for row in rows if row.source == source} == {"train", "val", "test"}
+    # the dermoscopic part is exactly the split a single-source run of that folder makes
+    from dermtool.data.split import make_split
+    alone = {row.image_id: row.split for row in make_split(read_sources(two_sources(small_ham, small_pad)[:1]).records,
+                                                           seed=3)}
+    assert {row.image_id: row.split for row in rows if row.source == "ham"} == alone
+    path = write_split_csv(rows, tmp_path / "split.csv")
+    assert path.read_text().splitlines()[0] == "image_id,label,group,split,source"
+    assert read_split_csv(path) == rows

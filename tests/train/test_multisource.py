@@ -1,0 +1,83 @@
+"""A two-source run on small real subsets of HAM10000 (dermoscopic) and PAD-UFES-20 (smartphone photos)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermtool.config import SourceConfig
+from dermtool.train.report import MIN_IMAGES_FOR_RECALL, SplitStrata, final_metrics, recall_table
+from tests.fixtures_run import smoke_config
+
+PAD_MAP = {"ack": "akiec", "sek": "bkl", "nev": "nv"}
+
+
+@pytest.fixture(scope="module")
+def two_source_run(small_ham: Path, small_pad: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dermtool.train.trainer import train
+
+    config = smoke_config(small_ham, ["augment.blur=1.0", "augment.jpeg_quality=50", "augment.downscale=0.5",
+                                      "augment.zoom_out=0.2"])
+    config.data.sources = [
+        SourceConfig(name="ham", data_dir=str(small_ham), share=0.6),
+        SourceConfig(name="pad", data_dir=str(small_pad), kind="smartphone", share=0.4, label_map=PAD_MAP),
+    ]
+    out = tmp_path_factory.mktemp("two_sources") / "run"
+    train(config, out, progress=False)
+    return out
+
+
+def test_the_run_writes_per_source_splits_and_metrics(two_source_run: Path) -> None:
+    header, *lines = (two_source_run / "split.csv").read_text().splitlines()
+    assert header == "image_id,label,group,split,source"
+    assert {line.rsplit(",", 1)[1] for line in lines} == {"ham", "pad"}
+    assert (two_source_run / "labels.txt").read_text().split() == [
+        "akiec", "bcc", "bkl", "df", "mel", "nv", "scc", "vasc"]
+    result = json.loads((two_source_run / "metrics.json").read_text())
+    assert set(result["per_source"]) == {"ham", "pad"}
+    assert result["per_source"]["pad"]["kind"] == "smartphone"
+    for name in ("ham", "pad"):
+        test = result["per_source"][name]["test"]
+        assert {"n", "balanced_accuracy", "per_class", "auc_macro", "ece"} <= set(test)
+    pad_test = result["per_source"]["pad"]["test"]["per_class"]
+    assert pad_test["df"]["support"] == 0 and pad_test["scc"]["support"] > 0
+    assert result["per_source"]["ham"]["test"]["n"] + result["per_source"]["pad"]["test"]["n"] == result["test"]["n"]
+    referral = result["referral"]
+    assert referral["classes"] == ["mel", "bcc", "akiec", "scc"]
+    alone = [entry["threshold_alone"] for entry in referral["per_source"].values() if entry["threshold_alone"]]
+    assert referral["threshold"] == pytest.approx(min([referral["pooled_threshold"], *alone]))
+    assert "per_skin_type" in result and result["per_skin_type"]["split"] == "test"
+    log = (two_source_run / "train.log").read_text()
+    assert "source pad (smartphone):" in log and "val balanced accuracy per source" in log
+
+
+def test_the_referral_threshold_keeps_the_bound_on_each_source() -> None:
+    """Source 1's positives score lower than source 0's: the threshold must come down to source 1's."""
+    rng = np.random.default_rng(0)
+    labels = ["mel", "nv"]
+    count = 400
+    sources = np.repeat([0, 1], count // 2)
+    y_true = rng.integers(0, 2, count)
+    score = np.where(y_true == 0, np.where(sources == 0, 0.8, 0.45), 0.2) + rng.normal(0, 0.1, count)
+    probabilities = np.stack([np.clip(score, 0.01, 0.99), 1 - np.clip(score, 0.01, 0.99)], axis=1)
+    logits = {"val": (y_true, np.log(probabilities)), "test": (y_true, np.log(probabilities))}
+    strata = {split: SplitStrata(sources, [""] * count, ["derm", "phone"], ["dermoscopic", "smartphone"])
+              for split in logits}
+    result = final_metrics(labels, logits, strata)
+    referral = result["referral"]
+    assert referral["threshold"] < referral["pooled_threshold"]
+    for name in ("derm", "phone"):
+        assert referral["per_source"][name]["val"]["sensitivity"] >= 0.9
+        assert referral["per_source"][name]["val_sensitivity_lower_bound"] >= 0.9 - 1e-9
+    assert set(result["per_source"]) == {"derm", "phone"}
+
+
+def test_recalls_from_a_handful_of_images_say_too_few() -> None:
+    y_true = np.array([0] * (MIN_IMAGES_FOR_RECALL - 1) + [1] * 20)
+    probabilities = np.tile([[0.2, 0.8]], (len(y_true), 1))
+    table = recall_table(y_true, probabilities, ["mel", "nv"])
+    assert table["mel"] == {"n": MIN_IMAGES_FOR_RECALL - 1, "recall": "too few"}
+    assert table["nv"]["recall"] == 1.0 and table["nv"]["ci95"][0] > 0.8 and table["nv"]["ci95"][1] == pytest.approx(1.0)

@@ -1,0 +1,179 @@
+"""Several labelled folders in one run: each a *source* with its own layout, label map and sampling share.
+
+A config names its sources as ``[[data.sources]]`` tables (:class:`dermtool.config.SourceConfig`); a config
+without any has one source, the folder ``data.data_dir``. :func:`read_sources` reads every folder in its
+own layout (:func:`dermtool.data.layouts.read_dataset`), renames its labels onto the model's classes with
+the source's ``label_map`` and tags every record with the source's name and, where the folder's CSV has
+one, the Fitzpatrick skin type. :func:`make_source_split` splits each source on its own (grouped by its
+lesion or patient ids, stratified by class, seeded) and concatenates the rows, each carrying its source.
+
+Example::
+
+    sources = resolve_sources(config.data)
+    collection = read_sources(sources)           # records of every source, labels mapped
+    rows = make_source_split(collection.records, seed=0, val_fraction=0.15, test_fraction=0.15)
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from dermtool import DermtoolError
+from dermtool.config import DataConfig, SourceConfig
+from dermtool.data.layouts import Dataset, Record, read_dataset
+
+#: CSV columns read as the Fitzpatrick skin type (1-6) of an image, first match wins.
+SKIN_TYPE_COLUMNS = ("fitzpatrick", "fitzpatrick_skin_type", "skin_type")
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One labelled image of a source: the layout's record with its label mapped onto the model's classes."""
+
+    image_id: str
+    path: Path
+    label: str
+    group: str
+    source: str
+    skin_type: str = ""  # "1".."6" where known
+
+
+@dataclass
+class SourceCollection:
+    """Every source's records (labels mapped), in source order, and what reading them found."""
+
+    sources: list[SourceConfig]
+    records: list[SourceRecord]
+    datasets: dict[str, Dataset] = field(default_factory=dict)  # source name -> its folder as read
+    dropped: dict[str, int] = field(default_factory=dict)  # "source:label" -> images left out by the label map
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted({record.label for record in self.records})
+
+    def source(self, name: str) -> SourceConfig:
+        return next(item for item in self.sources if item.name == name)
+
+
+def resolve_sources(data: DataConfig) -> list[SourceConfig]:
+    """The config's sources; without ``[[data.sources]]``, one source for ``data.data_dir``."""
+    if data.sources:
+        return list(data.sources)
+    name = Path(data.data_dir).name or "data"
+    return [SourceConfig(name=name, data_dir=data.data_dir, labels_csv=data.labels_csv)]
+
+
+def _skin_types(dataset: Dataset) -> dict[str, str]:
+    """image_id -> Fitzpatrick type ("1".."6") from the folder's CSV, where it has such a column."""
+    if dataset.csv_path is None:
+        return {}
+    try:
+        with open(dataset.csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+            column = next((columns[name] for name in SKIN_TYPE_COLUMNS if name in columns), None)
+            id_column = columns.get("image_id") or columns.get("image")
+            if column is None or id_column is None:
+                return {}
+            types = {}
+            for row in reader:
+                value = (row.get(column) or "").strip()
+                if value.endswith(".0"):
+                    value = value[:-2]
+                if value in {"1", "2", "3", "4", "5", "6"}:
+                    types[(row.get(id_column) or "").strip()] = value
+            return types
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+
+
+def _mapped_label(source: SourceConfig, label: str) -> str:
+    mapping = {key.strip().lower(): value.strip().lower() for key, value in source.label_map.items()}
+    return mapping.get(label, label)
+
+
+def read_source(source: SourceConfig) -> tuple[Dataset, list[SourceRecord], dict[str, int]]:
+    """Read one source's folder and map its labels; an unknown label-map key is an error naming the labels."""
+    dataset = read_dataset(source.data_dir, source.labels_csv or None)
+    present = set(dataset.classes)
+    unknown = [key for key in source.label_map if key.strip().lower() not in present]
+    if unknown:
+        raise DermtoolError(
+            f"source {source.name!r}: label_map names {', '.join(repr(key) for key in unknown)}, which "
+            f"{source.data_dir} does not have (its labels: {', '.join(dataset.classes)})"
+        )
+    skin_types = _skin_types(dataset)
+    records: list[SourceRecord] = []
+    dropped: dict[str, int] = {}
+    for record in dataset.records:
+        label = _mapped_label(source, record.label)
+        if not label:
+            key = f"{source.name}:{record.label}"
+            dropped[key] = dropped.get(key, 0) + 1
+            continue
+        records.append(SourceRecord(record.image_id, record.path, label, record.group, source.name,
+                                    skin_types.get(record.image_id, "")))
+    return dataset, records, dropped
+
+
+def read_sources(sources: Sequence[SourceConfig]) -> SourceCollection:
+    """Read every source; an image id found in two sources is an error (ids key the split file)."""
+    if not sources:
+        raise DermtoolError("no data source: set data.data_dir or add [[data.sources]] tables to the config")
+    collection = SourceCollection(sources=list(sources), records=[])
+    owner: dict[str, str] = {}
+    for source in sources:
+        dataset, records, dropped = read_source(source)
+        if not records:
+            raise DermtoolError(f"source {source.name!r}: no labelled images in {source.data_dir}")
+        for record in records:
+            if record.image_id in owner:
+                raise DermtoolError(
+                    f"image id {record.image_id} is in source {owner[record.image_id]!r} and in {source.name!r}; "
+                    "ids must be unique across sources"
+                )
+            owner[record.image_id] = source.name
+        collection.datasets[source.name] = dataset
+        collection.records.extend(records)
+        collection.dropped.update(dropped)
+    return collection
+
+
+def make_source_split(records: Iterable[SourceRecord], seed: int = 0, val_fraction: float = 0.15,
+                      test_fraction: float = 0.15) -> list:
+    """A grouped, stratified split made within each source (see :func:`dermtool.data.split.make_split`),
+    the rows in record order and tagged with their source."""
+    from dermtool.data.split import make_split
+
+    records = list(records)
+    by_source: dict[str, list[SourceRecord]] = {}
+    for record in records:
+        by_source.setdefault(record.source, []).append(record)
+    split_of: dict[str, object] = {}
+    for name, source_records in by_source.items():
+        for row in make_split(source_records, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction):
+            split_of[row.image_id] = replace(row, source=name)
+    return [split_of[record.image_id] for record in records]
+
+
+def describe_sources(collection: SourceCollection) -> str:
+    """One line per source: name, kind, folder, images per class (after the label map), share."""
+    lines = []
+    for source in collection.sources:
+        counts: dict[str, int] = {}
+        for record in collection.records:
+            if record.source == source.name:
+                counts[record.label] = counts.get(record.label, 0) + 1
+        share = f"share {source.share:g}" if source.share else "share by image count"
+        listing = ", ".join(f"{label} {count}" for label, count in sorted(counts.items()))
+        lines.append(f"{source.name} ({source.kind}, {os.fspath(source.data_dir)}): {sum(counts.values())} images "
+                     f"[{listing}]; {share}")
+    return "\n".join(lines)
+
+
+__all__ = ["SKIN_TYPE_COLUMNS", "SourceCollection", "SourceRecord", "describe_sources", "make_source_split",
+           "read_source", "read_sources", "resolve_sources"]
