@@ -29,3 +29,34 @@ def dermtool_metadata(metadata: dict[str, Any], **changes: Any) -> dict[str, str
     values = dict(metadata)
     values.update(changes)
     return {"labels.txt": "\n".join(values["labels"]) + "\n", "dermtool.json": json.dumps(values)}
+
+
+def with_nan_weights(model_path: Path, destination: Path) -> Path:
+    """A copy of a float ``model_path`` whose float32 constant tensors (the weights) are all NaN.
+
+    The bytes are overwritten in place inside the FlatBuffer, so the file stays a valid model with its
+    metadata: it loads fine and answers NaN for every input (a corrupted model).
+    """
+    import numpy as np
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    data = bytearray(Path(model_path).read_bytes())
+    model = schema.Model.GetRootAs(data, 0)
+    weights = set()
+    for index in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(index)
+        for position in range(graph.TensorsLength()):
+            tensor = graph.Tensors(position)
+            if tensor.Type() == schema.TensorType.FLOAT32 and tensor.Buffer() > 0:
+                weights.add(tensor.Buffer())
+    overwritten = 0
+    for buffer_index in sorted(weights):
+        raw = model.Buffers(buffer_index).DataAsNumpy()
+        if isinstance(raw, int) or raw.size == 0:
+            continue
+        raw.view(np.float32)[:] = np.nan  # a view into ``data``
+        overwritten += 1
+    if not overwritten:
+        raise AssertionError(f"{model_path}: no float32 weights found to overwrite")
+    destination.write_bytes(bytes(data))
+    return destination

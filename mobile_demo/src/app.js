@@ -106,6 +106,14 @@ async function classifyFile(file) {
     const categories = result.classifications[0].categories;
     const probabilities = {};
     for (const category of categories) probabilities[category.categoryName || String(category.index)] = category.score;
+    if (!categories.length || !Object.values(probabilities).every(Number.isFinite)) {
+      // A corrupt model (weights overwritten with NaN) must never yield an outcome: fail closed.
+      window.dermtoolLastResult = { error: "non-finite model output" };
+      $("result").hidden = true;
+      showError("No result: the model gave non-finite outputs (NaN), so its answer cannot be trusted. The model file is probably corrupt; install the app again.");
+      setStatus("");
+      return;
+    }
     const decision = render(probabilities);
     const top = Object.entries(probabilities).sort((a, b) => b[1] - a[1])[0][0];
     window.dermtoolLastResult = { probabilities, top, outcome: decision.outcome, milliseconds };

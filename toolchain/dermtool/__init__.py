@@ -24,6 +24,23 @@ class DermtoolError(ValueError):
     """A user-facing error: the command line prints its message as one line and exits non-zero."""
 
 
+class ModelOutputError(DermtoolError):
+    """The model gave non-finite outputs (NaN or infinity): a corrupt model. Never turned into an outcome;
+    the web app answers 500 with the message."""
+
+
+def check_finite_outputs(values, model: object) -> None:
+    """Raise :class:`ModelOutputError` unless every value of ``values`` (probabilities or logits) is finite."""
+    import numpy as np
+
+    array = np.asarray(values)
+    if array.size and not np.all(np.isfinite(array)):
+        raise ModelOutputError(
+            f"{model}: the model gave non-finite outputs (NaN or infinity), so its answer cannot be trusted; "
+            "its weights are probably corrupt. No outcome is given: export or train the model again"
+        )
+
+
 def __getattr__(name: str):
     """Lazy public API: ``dermtool.predict(images, model, top_k=3)`` and ``dermtool.explain(image, model,
     class_name=None)`` import their modules (and TensorFlow or LiteRT) only when first used."""
@@ -38,4 +55,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'dermtool' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "DISCLAIMER", "DermtoolError", "predict", "explain"]
+__all__ = ["__version__", "DISCLAIMER", "DermtoolError", "ModelOutputError", "check_finite_outputs", "predict",
+           "explain"]

@@ -40,7 +40,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from dermtool import DermtoolError
+from dermtool import DermtoolError, check_finite_outputs
 from dermtool.data.preprocess import InputSpec, normalize
 
 #: The FlatBuffers file identifier of a TFLite model, stored at bytes 4..8 of the file.
@@ -352,8 +352,17 @@ class TFLiteModel:
         return interpreter.get_tensor(self.output.index)
 
     def predict_prepared(self, prepared_input: np.ndarray) -> np.ndarray:
-        """Probabilities ``float32 (C,)`` for one input already passed through :meth:`prepare`."""
-        return self.dequantize(self.invoke_once(prepared_input))[0]
+        """Probabilities ``float32 (C,)`` for one input already passed through :meth:`prepare`.
+
+        Raises :class:`dermtool.ModelOutputError` when the model gives NaN or infinity (a corrupt model)."""
+        probabilities = self.dequantize(self.invoke_once(prepared_input))[0]
+        check_finite_outputs(probabilities, self.path)
+        return probabilities
+
+    def check_outputs(self) -> None:
+        """Run one mid-grey probe image through the model; :class:`dermtool.ModelOutputError` when its outputs
+        are not finite (weights overwritten with NaN load fine but answer NaN for everything)."""
+        self.predict_prepared(self.prepare(np.full((self.image_size, self.image_size, 3), 128, dtype=np.uint8)))
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """``uint8 (N, S, S, 3)`` images (or a list of ``(S, S, 3)``) -> probabilities ``float32 (N, C)``.

@@ -19,6 +19,12 @@ averaged gradient of the class's *logit* and keeps the positive part. Here:
   resize policy: ``squash`` stretches it back; ``center_crop`` places it on the central square (the cut-off
   sides, never seen by the model, are 0); ``pad`` drops the black borders. Values are in [0, 1] (1 = the
   hottest pixel).
+- Memory stays bounded for any image the decoder accepts: the map is computed at model resolution
+  (:attr:`ExplainResult.cam`); :attr:`ExplainResult.heatmap` upsamples it to the original size only when
+  it is read, and the overlay is drawn at most :data:`OVERLAY_MAX_PIXELS` pixels large (the original size
+  for ordinary photos, a downscaled copy for larger ones). No full-size float map is made for an overlay.
+- A model whose logits or map are not finite (NaN, infinity) raises :class:`dermtool.ModelOutputError`:
+  it is probed when the explainer is built, and every explanation is checked.
 - :func:`overlay_png` draws the overlay with a colour bar and a caption (top probabilities and the
   disclaimer) with matplotlib's Agg backend (no display needed).
 """
@@ -29,32 +35,49 @@ import io
 import os
 import textwrap
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
-from dermtool import DISCLAIMER, DermtoolError
+from dermtool import DISCLAIMER, DermtoolError, check_finite_outputs
 
 COLORMAP = "jet"
 #: what the map explains: "contrastive" = logit_c - mean_j logit_j (softmax-invariant), "logit" = raw logit_c
 TARGETS = ("contrastive", "logit")
 DEFAULT_TARGET = "contrastive"
 OVERLAY_ALPHA = 0.45
+#: The overlay keeps the original size up to this many pixels; a larger image's overlay is downscaled.
+OVERLAY_MAX_PIXELS = 4_000_000
 
 
 @dataclass
 class ExplainResult:
-    """A Grad-CAM explanation of one image (nothing of it is written anywhere unless the caller does)."""
+    """A Grad-CAM explanation of one image (nothing of it is written anywhere unless the caller does).
 
-    heatmap: np.ndarray  # float32 (H, W) in [0, 1] at the original image's size
-    overlay: np.ndarray  # uint8 (H, W, 3): the image with the heat map blended in
+    ``cam`` is the map at model resolution; :attr:`heatmap` is the same map at the original image's size,
+    computed on first access (a float32 array of the original's size: read it only if needed)."""
+
+    cam: np.ndarray  # float32 (h, w) in [0, 1] over the model input (the conv layer's resolution)
+    overlay: np.ndarray  # uint8 (H, W, 3): the image with the heat map blended in (<= OVERLAY_MAX_PIXELS)
     label: str  # the predicted (top-1) class
     probabilities: dict[str, float]  # calibrated probabilities, every class
     explained_label: str = ""  # the class whose score the map explains (= label unless asked otherwise)
     image_name: str = "<upload>"
+    original_shape: tuple[int, int] = (0, 0)  # (height, width) of the original image
+    image_size: int = 0  # the model input's side
+    resize_policy: str = "squash"
+    _heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def heatmap(self) -> np.ndarray:
+        """float32 ``(H, W)`` in [0, 1] at the original image's size (computed lazily, then kept)."""
+        if self._heatmap is None:
+            height, width = self.original_shape
+            self._heatmap = heatmap_to_original(self.cam, height, width, self.image_size, self.resize_policy)
+        return self._heatmap
 
 
 # ---- building the gradient model ---------------------------------------------------------------------
@@ -246,17 +269,27 @@ def heatmap_to_original(heatmap: np.ndarray, height: int, width: int, image_size
 
 
 def colorize(heatmap: np.ndarray) -> np.ndarray:
-    """uint8 RGB of a [0, 1] heat map with :data:`COLORMAP`."""
+    """uint8 RGB of a [0, 1] heat map with :data:`COLORMAP` (a 256-entry lookup table: no float image)."""
     import matplotlib
 
-    colours = matplotlib.colormaps[COLORMAP](np.clip(heatmap, 0, 1))[..., :3]
-    return (colours * 255).round().astype(np.uint8)
+    table = (matplotlib.colormaps[COLORMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+    levels = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0, 1) * 255
+    return table[np.rint(levels).astype(np.uint8)]
 
 
 def blend(image: np.ndarray, heatmap: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
     """The image with the coloured heat map blended in (uint8 RGB, the image's size)."""
     mixed = (1 - alpha) * image.astype(np.float32) + alpha * colorize(heatmap).astype(np.float32)
     return np.clip(mixed.round(), 0, 255).astype(np.uint8)
+
+
+def overlay_shape(height: int, width: int, max_pixels: int = OVERLAY_MAX_PIXELS) -> tuple[int, int]:
+    """``(height, width)`` of the overlay of a ``height x width`` image: the same up to ``max_pixels``,
+    else scaled down to fit, keeping the aspect ratio."""
+    if height * width <= max_pixels:
+        return height, width
+    scale = (max_pixels / (height * width)) ** 0.5
+    return max(1, int(height * scale)), max(1, int(width * scale))
 
 
 # ---- the explainer -------------------------------------------------------------------------------------
@@ -283,6 +316,8 @@ class Explainer:
         model = self.run.load_model() if model is None else model
         self.gradient_model = GradientModel(model, layer_name or self._registry_layer_name())
         self._lock = threading.Lock()
+        size = int(self.input_spec.image_size)  # fail closed now: a NaN model must not load
+        self.maps(np.full((1, size, size, 3), 128, dtype=np.uint8))
 
     def _registry_layer_name(self) -> str | None:
         try:
@@ -317,6 +352,8 @@ class Explainer:
         inputs = normalize(np.asarray(model_inputs_uint8), self.input_spec)
         with self._lock:
             maps, logits, chosen = gradcam_maps(self.gradient_model, inputs, class_indices, target or DEFAULT_TARGET)
+        check_finite_outputs(logits, self.run.path)  # a corrupt model explains nothing (fail closed)
+        check_finite_outputs(maps, self.run.path)
         return maps, np.asarray(softmax(logits, temperature=self.temperature)), chosen
 
     def heatmap_for_original(self, heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -340,15 +377,27 @@ class Explainer:
         model_input = resize(original, spec.image_size, spec.resize_policy)
         index = self.class_index(class_name)
         maps, probabilities, chosen = self.maps(model_input[None], None if index is None else [index], target)
-        heatmap = self.heatmap_for_original(maps[0], original.shape[0], original.shape[1])
+        height, width = original.shape[:2]
+        shown_height, shown_width = overlay_shape(height, width)
+        if (shown_height, shown_width) != (height, width):  # a large image: the overlay is drawn smaller
+            shown = np.asarray(Image.fromarray(original).resize((shown_width, shown_height), Image.Resampling.BILINEAR,
+                                                                reducing_gap=3.0))
+        else:
+            shown = original
+        del original
         row = probabilities[0]
+        shown_heatmap = self.heatmap_for_original(maps[0], shown_height, shown_width)
         return ExplainResult(
-            heatmap=heatmap,
-            overlay=blend(original, heatmap),
+            cam=maps[0],
+            overlay=blend(shown, shown_heatmap),
             label=self.labels[int(np.argmax(row))],
             probabilities={label: float(p) for label, p in zip(self.labels, row)},
             explained_label=self.labels[int(chosen[0])],
             image_name=name,
+            original_shape=(height, width),
+            image_size=int(spec.image_size),
+            resize_policy=spec.resize_policy,
+            _heatmap=shown_heatmap if (shown_height, shown_width) == (height, width) else None,
         )
 
 
@@ -429,6 +478,7 @@ def explain(image: Any, model: Any, class_name: str | None = None) -> ExplainRes
 
 
 __all__ = [
+    "OVERLAY_MAX_PIXELS",
     "ExplainResult",
     "Explainer",
     "GradientModel",
@@ -439,4 +489,5 @@ __all__ = [
     "gradcam_maps",
     "heatmap_to_original",
     "overlay_png",
+    "overlay_shape",
 ]

@@ -20,6 +20,10 @@ Outcomes, checked in this order (the first that applies wins):
 3. ``uncertain``: the top probability is below the uncertainty threshold (0.5 by default).
 4. ``benign``: none of the above.
 
+A model whose outputs are not finite (NaN or infinity: e.g. weights overwritten with NaN) never gives an
+outcome: it is probed with a grey image when it loads and every prediction is checked; either raises
+:class:`dermtool.ModelOutputError` (fail closed).
+
 ``label``/``probability``/``probabilities``/``top_k`` are always filled (also for ``not_a_lesion``), so a
 caller can show what the model would have said. Images are decoded and resized with
 :func:`dermtool.data.preprocess.load_image` (EXIF orientation applied, metadata dropped) and never stored.
@@ -37,7 +41,7 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
-from dermtool import DermtoolError
+from dermtool import DermtoolError, check_finite_outputs
 
 CLASS_NAMES: dict[str, str] = {
     "mel": "melanoma",
@@ -295,6 +299,12 @@ class Predictor:
         self.model_path = Path(model_path_or_run)
         self._shared = _LoadedModel(_open_backend(self.model_path, threads), data_dir, progress)
         self._configure(uncertainty_threshold, referral_threshold, malignant_classes, ood, ood_threshold)
+        self._probe()
+
+    def _probe(self) -> None:
+        """Fail closed at load: a mid-grey image must give finite probabilities (ModelOutputError if not)."""
+        size = int(self.input_spec.image_size)
+        self.predict_arrays(np.full((1, size, size, 3), 128, dtype=np.uint8))
 
     def _configure(
         self,
@@ -417,7 +427,9 @@ class Predictor:
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``(N, C)`` for model-input uint8 images ``(N, S, S, 3)`` (thread-safe)."""
         with self._shared.lock:
-            return self._shared.backend.predict(np.ascontiguousarray(images, dtype=np.uint8))
+            probabilities = self._shared.backend.predict(np.ascontiguousarray(images, dtype=np.uint8))
+        check_finite_outputs(probabilities, self.model_path)  # a NaN is never an outcome
+        return probabilities
 
     def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3) -> list[dict[str, Any]]:
         """One contract dict per image, in input order (``{image, error}`` for an unreadable one)."""
