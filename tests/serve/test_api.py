@@ -220,11 +220,11 @@ def test_malformed_requests_do_not_take_the_server_down(client: httpx.Client, ha
     no_boundary = client.post("/api/predict", content=b"x", headers={"Content-Type": "multipart/form-data"})
     assert no_boundary.status_code == 400
     port = int(str(client.base_url).rsplit(":", 1)[1].strip("/"))
-    bad_length = raw_request(port, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    bad_length = raw_request(port, b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                              b"Content-Length: not-a-number\r\n\r\nabc")
     assert bad_length.startswith(b"HTTP/1.1 400")
     # A client that promises 100 kB, sends 10 bytes and hangs up.
-    raw_request(port, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    raw_request(port, b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                 b"Content-Length: 100000\r\n\r\n0123456789", read=False)
     assert client.get("/api/health").status_code == 200
     assert post_image(client, ham_images[1].read_bytes()).status_code == 200

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 import warnings
 
 import click
@@ -35,7 +37,8 @@ def _is_loopback(host: str) -> bool:
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True),
               help="A run folder (float model, Grad-CAM available) or an exported .tflite file.")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Keep the default (this computer only) unless the network is trusted.")
+              help="Address to listen on. Keep the default (this computer only) unless the network is trusted. "
+              "Requests must name localhost or this address in their Host header (DNS-rebinding guard).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
 @click.option("--max-upload-mb", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Refuse uploads larger than this (HTTP 413).")
@@ -64,16 +67,41 @@ def serve(model_path: str, host: str, port: int, max_upload_mb: float, threads: 
             "images. Use the default 127.0.0.1 unless the network is trusted.",
             err=True,
         )
-    click.echo(f"Loading {model_path} ...", err=True)
-    with warnings.catch_warnings(record=True) as notes:
-        warnings.simplefilter("always", UserWarning)
-        app = create_app(model_path, max_upload_mb=max_upload_mb, threads=threads, workers=workers)
-    for note in notes:
-        click.echo(f"Note: {note.message}", err=True)
-    shown_host = f"[{host}]" if ":" in host else host
-    click.echo(f"dermtool serve: http://{shown_host}:{port}/  (Ctrl+C to stop)", err=True)
-    click.echo(DISCLAIMER, err=True)
+    # Bind first: a port in use is one line, before the model is loaded, and uvicorn gets this socket.
+    listener = bind_socket(host, port)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=True, server_header=False)
+        click.echo(f"Loading {model_path} ...", err=True)
+        with warnings.catch_warnings(record=True) as notes:
+            warnings.simplefilter("always", UserWarning)
+            app = create_app(model_path, max_upload_mb=max_upload_mb, threads=threads, workers=workers, host=host)
+        for note in notes:
+            click.echo(f"Note: {note.message}", err=True)
+        port = listener.getsockname()[1]
+        shown_host = f"[{host}]" if ":" in host else host
+        click.echo(f"dermtool serve: http://{shown_host}:{port}/  (Ctrl+C to stop)", err=True)
+        click.echo(DISCLAIMER, err=True)
+        config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=True, server_header=False)
+        uvicorn.Server(config).run(sockets=[listener])
+    finally:
+        listener.close()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (not yet listening), or DermtoolError in one line."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise DermtoolError(f"cannot listen on {host}:{port}: unknown address ({error.strerror})") from None
+    family, kind, protocol, _, address = infos[0]
+    listener = socket.socket(family, kind, protocol)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind(address)
+        listener.set_inheritable(True)
     except OSError as error:
-        raise DermtoolError(f"cannot listen on {host}:{port}: {error}") from None
+        listener.close()
+        reason = "the port is in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
+        raise DermtoolError(f"cannot listen on {host}:{port}: {reason} (choose another --port)") from None
+    return listener

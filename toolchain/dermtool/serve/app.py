@@ -10,12 +10,20 @@ loads Swagger UI from a CDN, and this app makes no request to the network):
 ``POST /api/explain``  one image -> Grad-CAM overlay ``{label, name, overlay_png_base64, media_type}``
                        (float run only; 409 for a .tflite)
 ``GET  /api/health``   ``{status: "ok", ...}``
-``GET  /api/model``    labels, human-readable names, kind, input size, outcome guidance, disclaimer
+``GET  /api/model``    the model's name (not its path), labels, human-readable names, kind, input size, outcome
+                       guidance, disclaimer
 =====================  =======================================================================================
 
-Errors are JSON ``{"detail": "..."}`` with 400 (malformed request), 409 (Grad-CAM on a .tflite),
-413 (upload over the limit, or an image with too many pixels), 415 (not an image type), 422 (no image,
-empty file, or bytes that do not decode as an image), 503 (server busy).
+Errors are JSON ``{"detail": "..."}`` with 400 (malformed request, or a Host header that is not this
+server: see below), 409 (Grad-CAM on a .tflite), 413 (upload over the limit, or an image over the decoding
+budget of :mod:`dermtool.data.images`: too many pixels or too much memory to decode), 415 (not an image
+type), 422 (no image, empty file, or bytes that do not decode as an image), 500 (the model gave non-finite
+outputs: no outcome is ever made from them), 503 (server busy).
+
+DNS rebinding: every request must name this server in its ``Host`` header: ``localhost``, a loopback
+address, or the address it is bound to (``--host``); bound to a wildcard address (0.0.0.0, ::), any IP
+address literal is accepted too. A web page on another site whose name is made to resolve to 127.0.0.1
+sends its own name and is refused (400).
 
 Privacy: the upload is read into memory (never spooled to disk: :mod:`dermtool.serve.uploads`), decoded with
 :func:`dermtool.data.images.load_rgb` (EXIF and every other metadata dropped), classified and forgotten.
@@ -36,7 +44,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from dermtool import DISCLAIMER, DermtoolError, __version__
+from dermtool import DISCLAIMER, DermtoolError, ModelOutputError, __version__
 from dermtool.serve.service import ModelService
 from dermtool.serve.uploads import IMAGE_FIELD, UploadError, check_request_type, extract_upload, read_body
 
@@ -151,18 +159,56 @@ DECODE_MESSAGES = {
 
 def _decode(data: bytes):
     """Pixels of the uploaded bytes (EXIF orientation applied, metadata dropped), or UploadError."""
-    from dermtool.data.images import MAX_IMAGE_PIXELS, ImageError, load_rgb
+    from dermtool.data.images import ImageError, load_rgb
 
     try:
         return load_rgb(data)
     except ImageError as error:
         if error.reason == "too_large":
+            limit = str(error).split("refused, ", 1)[-1]
             raise UploadError(
-                413,
-                f"The image has more than {MAX_IMAGE_PIXELS / 1e6:.0f} million pixels. Send a smaller photo.",
+                413, f"The image is too large to decode: {limit}. Send a smaller photo (a phone photo resized "
+                "to about 2000 pixels on its long side is plenty).",
             ) from None
         message = DECODE_MESSAGES.get(error.reason, "The upload could not be read as an image. Send a JPEG or PNG photo.")
         raise UploadError(422, f"{message} [{error.reason}]") from None
+
+
+LOCAL_HOST_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
+def _host_name(header: str) -> str:
+    """The name of a Host header without its port, lower case: ``[::1]:8000`` -> ``::1``."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def _ip_address(name: str):
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
+
+
+def host_allowed(header: str | None, bound_host: str) -> bool:
+    """Whether a request's Host header names this server (see the module docstring)."""
+    if not header:
+        return False
+    name = _host_name(header)
+    address = _ip_address(name)
+    if name in LOCAL_HOST_NAMES or (address is not None and address.is_loopback):
+        return True
+    bound = _host_name(bound_host) if bound_host else ""
+    if name == bound:
+        return True
+    return bound in WILDCARD_HOSTS and address is not None  # an IP literal cannot be rebound by DNS
 
 
 def _json_error(status: int, detail: str) -> JSONResponse:
@@ -177,6 +223,7 @@ def create_app(
     workers: int = 2,
     max_pending: int = DEFAULT_MAX_PENDING,
     warm_up: bool = True,
+    host: str = "127.0.0.1",
 ) -> FastAPI:
     """The FastAPI app serving ``model``.
 
@@ -185,7 +232,8 @@ def create_app(
     ``workers``: threads that decode images and call the model (the model call itself is serialised by the
     Predictor's lock; decoding runs in parallel). ``max_pending``: requests allowed in flight before 503.
     ``warm_up``: run one inference now (and load or fit the out-of-distribution guard, build Grad-CAM's
-    gradient model) so that the first real request is not slow.
+    gradient model) so that the first real request is not slow. ``host``: the address the server is bound
+    to; requests whose Host header names neither it nor localhost are refused (400, DNS rebinding).
     """
     if max_upload_mb <= 0:
         raise DermtoolError(f"--max-upload-mb must be positive, got {max_upload_mb}")
@@ -240,7 +288,12 @@ def create_app(
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
         try:
-            response = await call_next(request)
+            if not host_allowed(request.headers.get("host"), host):
+                response = _json_error(
+                    400, "Invalid Host header: this server answers only requests addressed to localhost or to "
+                    "its own address.")
+            else:
+                response = await call_next(request)
         except Exception:  # never echo internals; the server stays up
             logger.exception("unexpected error in %s %s", request.method, request.url.path)
             response = _json_error(500, "Internal error while handling the request; the server is still running.")
@@ -270,6 +323,11 @@ def create_app(
             return _json_error(error.status, error.detail)
         except ServerBusy:
             return _json_error(503, "The server is busy with other images; try again in a moment.")
+        except ModelOutputError:  # a corrupt model: fail closed, never an outcome
+            logger.error("the model gave non-finite outputs (NaN or infinity); no outcome was given")
+            return _json_error(500, "No result: the model gave non-finite outputs (NaN or infinity), so its answer "
+                               "cannot be trusted. The model file is probably corrupt; tell whoever runs this "
+                               "server.")
         except DermtoolError as error:
             return _json_error(422, str(error))
         return JSONResponse(result, headers={"Cache-Control": "no-store"})

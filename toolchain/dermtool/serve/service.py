@@ -56,9 +56,10 @@ OUTCOME_GUIDANCE: dict[str, dict[str, str]] = {
 
 @dataclass(frozen=True)
 class ModelDescription:
-    """What GET /api/model answers: enough for a client to label its output."""
+    """What GET /api/model answers: enough for a client to label its output. ``name`` is the model's file
+    or run-folder name, never its path (the page must not reveal the server's folders)."""
 
-    path: str
+    name: str
     kind: str
     labels: list[str]
     names: dict[str, str]
@@ -72,7 +73,7 @@ class ModelDescription:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "path": self.path,
+            "name": self.name,
             "kind": self.kind,
             "labels": self.labels,
             "names": self.names,
@@ -130,7 +131,7 @@ class ModelService:
         spec = _input_spec_of(self.predictor)
         thresholds = getattr(self.predictor, "thresholds", None)
         return ModelDescription(
-            path=self.path,
+            name=Path(self.path).name or self.path,
             kind=self.kind,
             labels=self.labels,
             names=self.names,
