@@ -130,7 +130,10 @@ def _format_report(report: Any) -> str:
 
 
 @data.command("check", short_help="Validate every image; report errors, warnings, duplicates, leaks.")
-@click.argument("data_dir", metavar="DATA", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("data_dir", metavar="DATA", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Check every data folder of a training config ([[data.sources]]) instead of DATA, one "
+                   "report per source.")
 @click.option("--labels", "labels_csv", type=click.Path(dir_okay=False, path_type=Path),
               help="The label CSV, when it is not at the top of DATA or there are several.")
 @click.option("--split", "split_csv", type=click.Path(dir_okay=False, path_type=Path),
@@ -144,12 +147,13 @@ def _format_report(report: Any) -> str:
               help="Report classes with fewer usable images than this as rare.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Decoding threads (default: twice the CPU cores, at most 16).")
-def check_command(data_dir: Path, labels_csv: Path | None, split_csv: Path | None, json_out: Path | None,
+def check_command(data_dir: Path | None, config_path: Path | None, labels_csv: Path | None, split_csv: Path | None, json_out: Path | None,
                   strict: bool, min_per_class: int, workers: int | None) -> None:
     """Validate every image of DATA and report what is wrong, without stopping at the first problem.
 
     Each image is read, hashed and fully decoded. The report lists unusable images with their reason
-    (empty, not_an_image, truncated, too_large, unreadable), warnings grouped by kind (greyscale, rgba,
+    (empty, not_an_image, truncated, too_large, unreadable, and outside_data for a CSV id naming a file
+    outside DATA, which is never read), warnings grouped by kind (greyscale, rgba,
     cmyk, 16-bit, palette, exif_rotated, tiny, ...), byte-identical duplicates, leakage across a split,
     ids without a file (missing), files the labels do not name (unlisted) and rare classes.
 
@@ -161,7 +165,13 @@ def check_command(data_dir: Path, labels_csv: Path | None, split_csv: Path | Non
       dermtool data check ../shared/data/ham10000
       dermtool data check DATA --labels DATA/ISIC2018_Task3_Training_GroundTruth.csv
       dermtool data check DATA --split runs/lite0/split.csv --json check.json --strict
+      dermtool data check --config configs/multisource_cpu.toml --json check.json
     """
+    if (data_dir is None) == (config_path is None):
+        raise DermtoolError("give DATA or --config CONFIG.toml (one of them)")
+    if config_path is not None:
+        _check_sources(config_path, labels_csv, split_csv, json_out, strict, min_per_class, workers)
+        return
     from dermtool.data.check import check_dataset
     from dermtool.io_utils import atomic_write_json
 
@@ -174,6 +184,33 @@ def check_command(data_dir: Path, labels_csv: Path | None, split_csv: Path | Non
         atomic_write_json(json_out, report.to_dict())
         click.echo(f"Report written to {json_out}")
     if strict and report.strict_failures():
+        raise click.exceptions.Exit(1)
+
+
+def _check_sources(config_path: Path, labels_csv: Path | None, split_csv: Path | None, json_out: Path | None,
+                   strict: bool, min_per_class: int, workers: int | None) -> None:
+    """``data check --config``: one check report per source of the config (JSON: ``{source: report}``)."""
+    from dermtool.config import load_config
+    from dermtool.data.check import check_dataset
+    from dermtool.data.sources import resolve_sources
+    from dermtool.io_utils import atomic_write_json
+
+    if labels_csv is not None or split_csv is not None:
+        raise DermtoolError("--labels and --split name files of one folder: with --config, set labels_csv in "
+                            "the config's sources and check a split per folder (dermtool data check DATA --split)")
+    reports = {}
+    for source in resolve_sources(load_config(config_path).data):
+        click.echo(f"== Source {source.name} ({source.kind}) ==")
+        report = check_dataset(Path(source.data_dir), labels_csv=source.labels_csv or None, split_csv=None,
+                               min_per_class=min_per_class, workers=workers, progress=True)
+        click.echo(_format_report(report) + "\n")
+        if source.label_map:
+            click.echo(f"Label map: {', '.join(f'{key} -> {value or chr(8709)}' for key, value in source.label_map.items())}\n")
+        reports[source.name] = report
+    if json_out is not None:
+        atomic_write_json(json_out, {name: report.to_dict() for name, report in reports.items()})
+        click.echo(f"Report written to {json_out}")
+    if strict and any(report.strict_failures() for report in reports.values()):
         raise click.exceptions.Exit(1)
 
 
@@ -212,19 +249,22 @@ def cross_split_duplicates(records: Any, rows: Any) -> list[list[tuple[str, str]
 
 
 @data.command("split", short_help="Write a lesion-grouped, stratified train/val/test split.")
-@click.argument("data_dir", metavar="DATA", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("data_dir", metavar="DATA", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Split the data of a training config instead of DATA: every [[data.sources]] folder, each on "
+                   "its own (the split `dermtool train` makes; seed and fractions from the config).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The split file to write: image_id,label,group,split.")
 @click.option("--labels", "labels_csv", type=click.Path(dir_okay=False, path_type=Path),
               help="The label CSV, when it is not at the top of DATA or there are several.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed gives the same split.")
-@click.option("--val", "val_fraction", type=float, default=0.15, show_default=True,
-              help="Fraction of each class for validation.")
-@click.option("--test", "test_fraction", type=float, default=0.15, show_default=True,
-              help="Fraction of each class for testing.")
+@click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same split.  [default: 0]")
+@click.option("--val", "val_fraction", type=float, default=None,
+              help="Fraction of each class for validation.  [default: 0.15]")
+@click.option("--test", "test_fraction", type=float, default=None,
+              help="Fraction of each class for testing.  [default: 0.15]")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-def split_command(data_dir: Path, out_path: Path, labels_csv: Path | None, seed: int, val_fraction: float,
-                  test_fraction: float, overwrite: bool) -> None:
+def split_command(data_dir: Path | None, config_path: Path | None, out_path: Path, labels_csv: Path | None,
+                  seed: int | None, val_fraction: float | None, test_fraction: float | None, overwrite: bool) -> None:
     """Write a train/val/test split of DATA, grouped by lesion and stratified by class.
 
     All images of one lesion (lesion_id, or patient_id) go to the same split, so the test score is not
@@ -233,10 +273,14 @@ def split_command(data_dir: Path, out_path: Path, labels_csv: Path | None, seed:
     give the same split. Prints images (lesions) per class and split, and the leakage check, and warns
     when byte-identical image files (listed under different lesions) landed in different splits.
 
+    With --config, the folders are the config's [[data.sources]] (each split on its own, grouped by its
+    lesion or patient ids, labels renamed by its label_map) and the file gains a column 'source'.
+
     \b
     Examples:
       dermtool data split ../shared/data/ham10000 --out split.csv
       dermtool data split DATA --out split.csv --seed 1 --val 0.1 --test 0.2 --overwrite
+      dermtool data split --config configs/multisource_cpu.toml --out split.csv
     """
     from dermtool.data.layouts import read_dataset
     from dermtool.data.split import make_split, split_summary, write_split_csv
@@ -245,6 +289,14 @@ def split_command(data_dir: Path, out_path: Path, labels_csv: Path | None, seed:
         raise DermtoolError(f"--out {out_path} is a folder; give a file name such as split.csv")
     if out_path.exists() and not overwrite:
         raise DermtoolError(f"{out_path} exists; pass --overwrite to replace it")
+    if (data_dir is None) == (config_path is None):
+        raise DermtoolError("give DATA or --config CONFIG.toml (one of them)")
+    if config_path is not None:
+        _split_sources(config_path, out_path, seed, val_fraction, test_fraction)
+        return
+    seed = 0 if seed is None else seed
+    val_fraction = 0.15 if val_fraction is None else val_fraction
+    test_fraction = 0.15 if test_fraction is None else test_fraction
     dataset = read_dataset(data_dir, labels_csv)
     if not dataset.records:
         raise DermtoolError(f"{data_dir}: none of the {len(dataset.missing)} listed images was found on disk")
@@ -265,6 +317,40 @@ def split_command(data_dir: Path, out_path: Path, labels_csv: Path | None, seed:
                    f"(e.g. {shown}): the test score is inflated by images seen in training. Give the copies "
                    "one lesion_id, or remove them; `dermtool data check DATA --split SPLIT.csv` lists them all.",
                    err=True)
+    click.echo(f"Split written to {out_path}")
+
+
+def _split_sources(config_path: Path, out_path: Path, seed: int | None, val_fraction: float | None,
+                   test_fraction: float | None) -> None:
+    """``data split --config``: the split a training run of that config makes, one table per source."""
+    from dermtool.config import load_config
+    from dermtool.data.sources import describe_sources, make_source_split, read_sources, resolve_sources
+    from dermtool.data.split import make_split, split_summary, write_split_csv
+
+    config = load_config(config_path)
+    seed = config.data.split_seed if seed is None else seed
+    val_fraction = config.data.val_fraction if val_fraction is None else val_fraction
+    test_fraction = config.data.test_fraction if test_fraction is None else test_fraction
+    collection = read_sources(resolve_sources(config.data))
+    make = make_source_split if config.data.sources else make_split
+    rows = make(collection.records, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    click.echo(f"Config: {config_path}, {len(rows)} images, seed {seed}")
+    click.echo(describe_sources(collection))
+    for key, count in collection.dropped.items():
+        click.echo(f"Note: the label map leaves out {count} image(s) labelled {key}")
+    for source in collection.sources:
+        source_rows = [row for row in rows if row.source == source.name] if config.data.sources else rows
+        table, shared = split_summary(source_rows)
+        if shared:  # cannot happen with make_split; a guard on the invariant before anything is written
+            raise DermtoolError(f"internal error: {shared} group(s) ended up in two splits; nothing written")
+        click.echo(f"\nSource {source.name} ({source.kind}):")
+        click.echo(table)
+    for source in collection.sources:
+        leaks = cross_split_duplicates([record for record in collection.records if record.source == source.name], rows)
+        if leaks:
+            click.echo(f"Warning: source {source.name}: {len(leaks)} group(s) of byte-identical images landed in "
+                       "different splits; `dermtool data check` on its folder lists them.", err=True)
+    write_split_csv(rows, out_path)
     click.echo(f"Split written to {out_path}")
 
 

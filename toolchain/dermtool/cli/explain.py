@@ -24,6 +24,19 @@ written only where --out says; the input image itself is never stored.
 """
 
 
+def _check_output_file(path: str, option: str) -> None:
+    """Refuse, before any work, an output path that is a folder or lies in a folder that does not exist."""
+    from pathlib import Path
+
+    from dermtool import DermtoolError
+
+    target = Path(path)
+    if target.is_dir():
+        raise DermtoolError(f"{option} {path} is a folder; give a file name such as {target / 'overlay.png'}")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise DermtoolError(f"{option} {path}: {target.parent} is not a folder")
+
+
 @click.command("explain", epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("image", required=False, metavar="IMAGE")
 @click.option("--model", "model_path", required=True, metavar="RUN", help="A run folder written by `dermtool train`.")
@@ -66,6 +79,8 @@ def explain(
         from dermtool.explain.evaluate import evaluate_localisation
         from dermtool.io_utils import atomic_write_json
 
+        if json_path:
+            _check_output_file(json_path, "--json")
         report = evaluate_localisation(model_path, data_dir, masks_dir, split=split, limit=limit, target=target)
         click.echo(report.format())
         if json_path:
@@ -75,13 +90,17 @@ def explain(
 
     if image is None or out_path is None:
         raise DermtoolError("give IMAGE and --out OVERLAY.png (or --evaluate with --data and --masks)")
+    _check_output_file(out_path, "--out")
     from dermtool.explain.gradcam import get_explainer, overlay_png
     from dermtool.explain.predict import class_name
     from dermtool.io_utils import atomic_write_bytes
 
     explainer = get_explainer(model_path)
     result = explainer.explain(image, class_name=class_label, target=target)
-    atomic_write_bytes(out_path, overlay_png(result))
+    try:
+        atomic_write_bytes(out_path, overlay_png(result))
+    except OSError as error:
+        raise DermtoolError(f"cannot write {out_path}: {error.strerror or error}") from None
     probability = result.probabilities[result.label]
     click.echo(f"{image}: predicted {class_name(result.label)} ({result.label}) {probability * 100:.1f} %")
     if result.explained_label != result.label:

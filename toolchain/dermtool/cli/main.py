@@ -2,7 +2,8 @@
 
 Commands are loaded lazily from ``dermtool.cli.<module>`` so that ``dermtool --help`` imports neither
 TensorFlow nor any command's dependencies. A :class:`dermtool.DermtoolError` raised anywhere below a
-command becomes one line on stderr and exit status 2, never a traceback.
+command becomes one line on stderr and exit status 2, never a traceback. TensorFlow's start-up logging is
+silenced before its first import (:mod:`dermtool.cli.quiet`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def cli() -> None:
 
     dermtool is a decision-support research tool, not a medical device.
     """
+    from dermtool.cli import quiet
+
+    quiet.install()  # before any command imports TensorFlow: no C++ start-up log lines on stderr
 
 
 def main() -> None:

@@ -28,7 +28,10 @@ Outcomes (the first that applies wins):
 \b
 IMAGE may be files, folders (every image inside, recursively) or quoted glob patterns. An unreadable
 image is reported in place ({image, error} with --json) and the command exits 1 after all others.
-Images are read, never stored; EXIF data is ignored.
+Images are read, never stored; EXIF data is ignored. Only regular files within the decoding budget are
+read (64 MB, 40 megapixels, 256 MB of decoded memory; raise with DERMTOOL_MAX_IMAGE_MB,
+DERMTOOL_MAX_IMAGE_MEGAPIXELS, DERMTOOL_MAX_DECODE_MB). A model whose outputs are NaN or infinite gives no
+outcome: the command stops with an error.
 """
 
 

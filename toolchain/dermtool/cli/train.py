@@ -39,7 +39,8 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
     learning-rate decay. The best epoch (validation balanced accuracy) is kept, its probabilities are
     calibrated (temperature scaling), and the run folder receives model.keras, labels.txt, split.csv,
     config.toml, history.csv, metrics.json, input_spec.json and plots. A checkpoint is written after
-    every epoch: an interrupted run continues with --resume.
+    every epoch: an interrupted run continues with --resume. A new run that fails before its first epoch
+    (missing data, a bad image folder ...) leaves nothing in --out, so the same command can simply be rerun.
 
     \b
     Examples:
@@ -68,9 +69,18 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
     from dermtool.evaluate import format_metrics_table
     from dermtool.train.trainer import train as run_training
 
+    configured_data = getattr(config.data, "data_dir", None)
+    if configured_data and not Path(configured_data).expanduser().is_dir():
+        what = "not a folder" if Path(configured_data).expanduser().exists() else "not found"
+        raise DermtoolError(f"data folder {what}: {configured_data} (give --data DATA or set data.data_dir)")
+    fresh = not resume and (not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())))
     try:
         run = run_training(config, out_dir, resume=resume, overwrite=overwrite, split_csv=split_csv,
                            progress=not quiet)
+    except Exception:
+        if fresh:  # a run that failed before its first epoch leaves nothing behind: the retry starts clean
+            _remove_unstarted_run(out_dir)
+        raise
     except KeyboardInterrupt:
         click.echo(f"Interrupted. The completed epochs are saved in {out_dir}; continue with:\n"
                    f"  dermtool train --config {config_path} --out {out_dir} --resume", err=True)
@@ -85,6 +95,14 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
             click.echo(f"\n{name.capitalize()} metrics (calibrated):")
             click.echo(format_metrics_table(result[name]))
             break
+    per_source = result.get("per_source") or {}
+    if per_source:
+        click.echo("\nPer source (test, calibrated):")
+        for name, entry in per_source.items():
+            test = entry.get("test")
+            if test:
+                click.echo(f"  {name:<16} {entry.get('kind', ''):<12} images {test['n']:>5}, balanced accuracy "
+                           f"{test['balanced_accuracy']:.3f}, AUC {_fraction(test.get('auc_macro'))}")
     referral = result.get("referral")
     if referral and referral.get("test"):
         test = referral["test"]
@@ -93,6 +111,26 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
                    + (f" at {referral['confidence']:.0%} confidence" if referral.get("confidence") else "")
                    + "): test sensitivity "
                    f"{_fraction(test['sensitivity'])}, specificity {_fraction(test['specificity'])}")
+        for name, entry in (referral.get("per_source") or {}).items():
+            if entry.get("test"):
+                click.echo(f"  {name:<16} test sensitivity {_fraction(entry['test']['sensitivity'])}, "
+                           f"specificity {_fraction(entry['test']['specificity'])}")
+
+
+def _remove_unstarted_run(out_dir: Path) -> None:
+    """Delete what a fresh run wrote into ``out_dir`` (config.toml, train.log, ...) unless an epoch finished,
+    and the folder itself when it is empty then (it was empty or absent before the run)."""
+    from dermtool.train.checkpoints import RunState, clear_run_files
+
+    state = RunState.read(out_dir) if out_dir.is_dir() else None
+    if state is not None and state.completed_epochs > 0:
+        return  # resumable work exists: keep it
+    try:
+        clear_run_files(out_dir)
+        if out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+    except OSError:
+        pass
 
 
 def _fraction(value: float | None) -> str:
