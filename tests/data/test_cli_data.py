@@ -104,3 +104,39 @@ def test_split_user_errors_exit_2(small_ham: Path, tmp_path: Path) -> None:
     assert not out.exists()
     missing_out = run("data", "split", str(small_ham))
     assert missing_out.exit_code == 2 and "--out" in missing_out.stderr
+
+
+def _two_source_config(tmp_path: Path, small_ham: Path, small_pad: Path) -> Path:
+    config = tmp_path / "two.toml"
+    config.write_text(
+        f'[data]\nsplit_seed = 2\n\n[[data.sources]]\nname = "ham"\ndata_dir = "{small_ham}"\n\n'
+        f'[[data.sources]]\nname = "pad"\ndata_dir = "{small_pad}"\nkind = "smartphone"\n'
+        'label_map = { ack = "akiec", sek = "bkl", nev = "nv" }\n')
+    return config
+
+
+def test_split_with_a_multi_source_config_splits_each_source(tmp_path: Path, small_ham: Path, small_pad: Path) -> None:
+    config = _two_source_config(tmp_path, small_ham, small_pad)
+    result = run("data", "split", "--config", str(config), "--out", str(tmp_path / "split.csv"))
+    assert result.exit_code == 0, result.output
+    assert "Source ham (dermoscopic)" in result.output and "Source pad (smartphone)" in result.output
+    rows = read_split_csv(tmp_path / "split.csv")
+    assert {row.source for row in rows} == {"ham", "pad"}
+    assert {row.label for row in rows if row.source == "pad"} == {"akiec", "bcc", "bkl", "mel", "nv", "scc"}
+    again = run("data", "split", "--config", str(config), "--out", str(tmp_path / "again.csv"))
+    assert again.exit_code == 0 and read_split_csv(tmp_path / "again.csv") == rows  # seeded by the config
+
+
+def test_check_with_a_multi_source_config_reports_each_source(tmp_path: Path, small_ham: Path, small_pad: Path) -> None:
+    config = _two_source_config(tmp_path, small_ham, small_pad)
+    result = run("data", "check", "--config", str(config), "--json", str(tmp_path / "check.json"))
+    assert result.exit_code == 0, result.output
+    assert "== Source pad (smartphone) ==" in result.output and "ack -> akiec" in result.output
+    assert set(json.loads((tmp_path / "check.json").read_text())) == {"ham", "pad"}
+
+
+def test_data_and_config_together_or_neither_is_one_line(tmp_path: Path, small_ham: Path) -> None:
+    for arguments in (("data", "split", "--out", str(tmp_path / "s.csv")),
+                      ("data", "check", str(small_ham), "--config", "x.toml")):
+        result = run(*arguments)
+        assert result.exit_code != 0 and "give DATA or --config" in result.output

@@ -81,3 +81,15 @@ def test_recalls_from_a_handful_of_images_say_too_few() -> None:
     table = recall_table(y_true, probabilities, ["mel", "nv"])
     assert table["mel"] == {"n": MIN_IMAGES_FOR_RECALL - 1, "recall": "too few"}
     assert table["nv"]["recall"] == 1.0 and table["nv"]["ci95"][0] > 0.8 and table["nv"]["ci95"][1] == pytest.approx(1.0)
+
+
+def test_evaluate_on_one_source_applies_its_label_map(two_source_run: Path, small_pad: Path, small_ham: Path) -> None:
+    from dermtool.evaluate import evaluate
+
+    pad = evaluate(two_source_run, small_pad, split="test", progress=False)
+    result = json.loads((two_source_run / "metrics.json").read_text())
+    assert pad["source"] == {"name": "pad", "kind": "smartphone"}
+    assert pad["n"] == result["per_source"]["pad"]["test"]["n"]
+    assert pad["balanced_accuracy"] == pytest.approx(result["per_source"]["pad"]["test"]["balanced_accuracy"], abs=1e-6)
+    ham = evaluate(two_source_run, small_ham, split="test", progress=False)
+    assert ham["source"]["name"] == "ham" and ham["n"] == result["per_source"]["ham"]["test"]["n"]

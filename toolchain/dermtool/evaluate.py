@@ -6,6 +6,8 @@
 The images go through the run's own input spec (resize policy, size, normalisation); probabilities are
 calibrated with the run's temperature. ``split`` restricts DATA to the rows of that split in the run's
 ``split.csv`` (the split the model was trained with); without it every labelled image in DATA counts.
+For a multi-source run, DATA is one of its sources (recognised by its path, its images in the split or
+its labels): that source's label map applies and the result names it under ``source``.
 A label in DATA that the model does not know is an error naming it, unless ``ignore_unknown`` (then those
 images are left out and counted in ``ignored_unknown``).
 """
@@ -65,9 +67,12 @@ def evaluate(
     from dermtool.data.pipeline import load_images
     from dermtool.run import RunFolder
 
+    from dermtool.data.sources import map_dataset_labels, source_of_folder
+
     run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     dataset = read_dataset(data_dir, labels_csv or None)
-    records = select_records(dataset.records, run, split)
+    source = source_of_folder(run.config.data.sources, dataset, run.split_rows if split else ())
+    records = select_records(map_dataset_labels(dataset, source), run, split)
     records, ignored, _ = check_labels(records, run.labels, ignore_unknown)
     if not records:
         raise DermtoolError(f"{data_dir}: no images with a label the model knows ({', '.join(run.labels)})")
@@ -86,6 +91,8 @@ def evaluate(
     result["split"] = split
     result["data"] = str(data_dir)
     result["run"] = str(run.path)
+    if source is not None:
+        result["source"] = {"name": source.name, "kind": source.kind}
     result["skipped_images"] = [{"path": str(path), "reason": reason} for path, reason in failed]
     if ignore_unknown:
         result["ignored_unknown"] = ignored

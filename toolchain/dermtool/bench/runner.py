@@ -72,13 +72,18 @@ def select_records(
     split: str | None = None,
     manifest: str | Path | None = None,
     reference: str | Path | None = None,
+    sources: Sequence[Any] = (),
 ) -> tuple[list, dict[str, Any]]:
     """The labelled records to evaluate: every labelled image of DATA, or the rows of one split.
 
     With ``split``, the split file is ``manifest`` or else the ``split.csv`` of a run-folder ``reference``.
-    Every image the split names must be in DATA (otherwise DATA is probably not the folder the run used).
+    Every image the split names must be in DATA (otherwise DATA is probably not the folder the run used);
+    in a multi-source split (``sources``: the model's :class:`~dermtool.config.SourceConfig` list), every
+    image of DATA's source, whose label map then applies.
     """
     from dermtool.data.layouts import read_dataset
+    from dermtool.data.sources import map_dataset_labels, source_of_folder
+    from dermtool.data.split import read_split_csv
 
     dataset = read_dataset(data_dir, labels_csv)
     description: dict[str, Any] = {
@@ -87,15 +92,9 @@ def select_records(
         "split": split,
         "manifest": None,
     }
-    if split is None:
-        if manifest is not None:
-            raise DermtoolError("--manifest names a split file, so it needs --split NAME (e.g. --split test)")
-        records = list(dataset.records)
-        if not records:
-            raise DermtoolError(f"{data_dir}: no labelled images to evaluate")
-        return records, description
-
-    if manifest is None:
+    if split is None and manifest is not None:
+        raise DermtoolError("--manifest names a split file, so it needs --split NAME (e.g. --split test)")
+    if split is not None and manifest is None:
         if reference is not None and Path(reference).is_dir():
             manifest = Path(reference) / "split.csv"
             if not manifest.is_file():
@@ -104,15 +103,23 @@ def select_records(
             raise DermtoolError(
                 f"--split {split} needs a split file: pass --manifest SPLIT.csv or --reference RUN (its split.csv)"
             )
-    from dermtool.data.split import read_split_csv
+    rows = read_split_csv(manifest) if manifest is not None else []
+    source = source_of_folder(list(sources), dataset, rows)
+    if source is not None:
+        description["source"] = {"name": source.name, "kind": source.kind}
+    all_records = map_dataset_labels(dataset, source)
+    if split is None:
+        records = list(all_records)
+        if not records:
+            raise DermtoolError(f"{data_dir}: no labelled images to evaluate")
+        return records, description
 
-    rows = read_split_csv(manifest)
     description["manifest"] = str(manifest)
-    wanted = [row for row in rows if row.split == split]
+    wanted = [row for row in rows if row.split == split and (source is None or row.source == source.name)]
     if not wanted:
         present = sorted({row.split for row in rows})
         raise DermtoolError(f"{manifest}: no rows in split {split!r} (splits present: {', '.join(present)})")
-    by_id = {record.image_id: record for record in dataset.records}
+    by_id = {record.image_id: record for record in all_records}
     absent = [row.image_id for row in wanted if row.image_id not in by_id]
     if absent:
         shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
@@ -121,6 +128,22 @@ def select_records(
             f"{data_dir} ({shown}); is DATA the folder this split was made from?"
         )
     return [by_id[row.image_id] for row in wanted], description
+
+
+def _model_sources(model: Any, reference: str | Path | None) -> list[Any]:
+    """The data sources a multi-source model was trained on (their label maps): from its metadata, else
+    from a reference run folder's config."""
+    from dermtool.data.sources import sources_from_dicts
+
+    sources = sources_from_dicts(model.metadata.get("sources"))
+    if not sources and reference is not None and Path(reference).is_dir():
+        from dermtool.run import RunFolder
+
+        try:
+            sources = list(RunFolder(reference).config.data.sources)
+        except DermtoolError:
+            sources = []
+    return sources
 
 
 def load_evaluation_set(records: Sequence, spec: InputSpec, progress: bool = True) -> EvaluationSet:
@@ -456,7 +479,8 @@ def run_bench(
     if reference is not None:
         check_reference(reference, labels)
 
-    records, data_description = select_records(data_dir, labels_csv, split, manifest, reference)
+    records, data_description = select_records(data_dir, labels_csv, split, manifest, reference,
+                                               sources=_model_sources(model, reference))
     records, ignored, notes = check_labels(records, labels, ignore_unknown)
     clock = time.perf_counter()
     evaluation = load_evaluation_set(records, spec, progress)

@@ -160,6 +160,56 @@ def make_source_split(records: Iterable[SourceRecord], seed: int = 0, val_fracti
     return [split_of[record.image_id] for record in records]
 
 
+def _same_folder(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    try:
+        return Path(first).expanduser().resolve() == Path(second).expanduser().resolve()
+    except OSError:
+        return False
+
+
+def source_of_folder(sources: Sequence[SourceConfig], dataset: Dataset, split_rows: Sequence = ()) -> SourceConfig | None:
+    """The source of a multi-source run that a folder given on the command line is: the one with the same
+    path, else the one whose split rows name images of the folder, else the only one whose label map fits
+    the folder's labels. None for a single-source run or a folder that matches none."""
+    if len(sources) < 2:
+        return None
+    for source in sources:
+        if _same_folder(source.data_dir, dataset.root):
+            return source
+    ids = {record.image_id for record in dataset.records}
+    named = {row.source for row in split_rows if row.source and row.image_id in ids}
+    if len(named) == 1:
+        name = named.pop()
+        return next((source for source in sources if source.name == name), None)
+    present = set(dataset.classes)
+    fitting = [source for source in sources
+               if source.label_map and {key.strip().lower() for key in source.label_map} <= present]
+    return fitting[0] if len(fitting) == 1 else None
+
+
+def map_dataset_labels(dataset: Dataset, source: SourceConfig | None) -> list[Record]:
+    """The folder's records with ``source``'s label map applied (labels mapped to "" left out)."""
+    if source is None or not source.label_map:
+        return list(dataset.records)
+    records = []
+    for record in dataset.records:
+        label = _mapped_label(source, record.label)
+        if label:
+            records.append(replace(record, label=label))
+    return records
+
+
+def sources_from_dicts(items: Iterable[dict] | None) -> list[SourceConfig]:
+    """SourceConfig objects from the ``sources`` list of an exported model's metadata (unknown keys ignored)."""
+    sources = []
+    for item in items or ():
+        if isinstance(item, dict) and item.get("name"):
+            sources.append(SourceConfig(name=str(item["name"]), data_dir=str(item.get("data_dir", "")),
+                                        kind=str(item.get("kind", "other")),
+                                        label_map={str(k): str(v) for k, v in (item.get("label_map") or {}).items()}))
+    return sources
+
+
 def describe_sources(collection: SourceCollection) -> str:
     """One line per source: name, kind, folder, images per class (after the label map), share."""
     lines = []
@@ -176,4 +226,5 @@ def describe_sources(collection: SourceCollection) -> str:
 
 
 __all__ = ["SKIN_TYPE_COLUMNS", "SourceCollection", "SourceRecord", "describe_sources", "make_source_split",
-           "read_source", "read_sources", "resolve_sources"]
+           "map_dataset_labels", "read_source", "read_sources", "resolve_sources", "source_of_folder",
+           "sources_from_dicts"]

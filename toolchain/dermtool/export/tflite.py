@@ -386,6 +386,9 @@ def export_model(
         "referral": run.metrics.get("referral"),
         "melanoma": run.metrics.get("melanoma"),
     }
+    if config.data.sources:  # a multi-source model carries its label maps, so bench can read each source's folder
+        extra["sources"] = [{"name": source.name, "kind": source.kind, "label_map": dict(source.label_map)}
+                            for source in config.data.sources]
     ood = _ood_parameters(run, folder, lambda images: _predict_float(reference, images, spec), progress)
     if ood is not None:
         extra["ood"] = ood
