@@ -93,3 +93,18 @@ def test_evaluate_on_one_source_applies_its_label_map(two_source_run: Path, smal
     assert pad["balanced_accuracy"] == pytest.approx(result["per_source"]["pad"]["test"]["balanced_accuracy"], abs=1e-6)
     ham = evaluate(two_source_run, small_ham, split="test", progress=False)
     assert ham["source"]["name"] == "ham" and ham["n"] == result["per_source"]["ham"]["test"]["n"]
+
+
+def test_train_refuses_data_with_sources_and_names_a_missing_source_folder(tmp_path: Path, small_ham: Path) -> None:
+    from click.testing import CliRunner
+
+    from dermtool.cli.main import cli
+
+    config = tmp_path / "two.toml"
+    config.write_text(f'[[data.sources]]\nname = "ham"\ndata_dir = "{small_ham}"\n\n'
+                      f'[[data.sources]]\nname = "phone"\ndata_dir = "{tmp_path / "nowhere"}"\n')
+    result = CliRunner().invoke(cli, ["train", "--config", str(config), "--out", str(tmp_path / "run"),
+                                      "--data", str(small_ham)])
+    assert result.exit_code != 0 and "[[data.sources]]" in result.output
+    result = CliRunner().invoke(cli, ["train", "--config", str(config), "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0 and "source 'phone'" in result.output and not (tmp_path / "run").exists()

@@ -62,6 +62,9 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
         options.append(f"train.batch_size={batch_size}")
     if options:
         config = apply_overrides(config, options)
+    if data_dir is not None and config.data.sources:
+        raise DermtoolError(f"{config_path} names its data folders in [[data.sources]]; --data would replace only "
+                            "one of them: edit the config's data_dir of each source instead")
     if data_dir is not None:
         config.data.data_dir = str(data_dir)
     out_dir = out_dir or Path("runs") / config_path.stem
@@ -69,10 +72,12 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
     from dermtool.evaluate import format_metrics_table
     from dermtool.train.trainer import train as run_training
 
-    configured_data = getattr(config.data, "data_dir", None)
-    if configured_data and not Path(configured_data).expanduser().is_dir():
-        what = "not a folder" if Path(configured_data).expanduser().exists() else "not found"
-        raise DermtoolError(f"data folder {what}: {configured_data} (give --data DATA or set data.data_dir)")
+    for name, configured_data in ([(source.name, source.data_dir) for source in config.data.sources]
+                                  or [("", config.data.data_dir)]):
+        if configured_data and not Path(configured_data).expanduser().is_dir():
+            what = "not a folder" if Path(configured_data).expanduser().exists() else "not found"
+            where = f"set data_dir of source {name!r}" if name else "give --data DATA or set data.data_dir"
+            raise DermtoolError(f"data folder {what}: {configured_data} ({where})")
     fresh = not resume and (not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())))
     try:
         run = run_training(config, out_dir, resume=resume, overwrite=overwrite, split_csv=split_csv,
