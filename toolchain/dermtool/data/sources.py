@@ -20,7 +20,7 @@ import csv
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from dermtool import DermtoolError
 from dermtool.config import DataConfig, SourceConfig
@@ -210,6 +210,38 @@ def sources_from_dicts(items: Iterable[dict] | None) -> list[SourceConfig]:
     return sources
 
 
+def locate_folder(folder: str | os.PathLike, run_path: str | os.PathLike | None = None) -> Path | None:
+    """A configured data folder as written (absolute or relative to the current folder), else relative to
+    the run folder or its parent (a run folder moved together with its data); None when none exists."""
+    configured = Path(folder).expanduser()
+    candidates = [configured]
+    if not configured.is_absolute() and run_path is not None:
+        candidates += [Path(run_path) / configured, Path(run_path).parent / configured]
+    return next((candidate for candidate in candidates if candidate.is_dir()), None)
+
+
+def run_records(config: Any, run_path: str | os.PathLike | None = None,
+                data_dir: str | os.PathLike | None = None) -> dict[str, SourceRecord]:
+    """image_id -> record (label mapped) of every folder a run was trained on: its sources, or its one folder
+    (``data_dir`` replaces that one folder; a multi-source run reads its configured sources)."""
+    sources = resolve_sources(config.data)
+    if data_dir is not None and len(sources) == 1:
+        sources = [replace(sources[0], data_dir=str(data_dir))]
+    located = []
+    for source in sources:
+        folder = locate_folder(source.data_dir, run_path)
+        if folder is None:
+            hint = ("pass it with --data DATA" if len(sources) == 1 else
+                    "run from the folder the run was trained in, or fix data_dir in the run's config.toml")
+            raise DermtoolError(f"cannot find the image folder {source.data_dir} of source {source.name!r}; {hint}")
+        labels_csv = source.labels_csv
+        if labels_csv and not Path(labels_csv).exists() and not (folder / labels_csv).exists():
+            labels_csv = ""  # the run's CSV is not where it was: detect the layout instead
+        located.append(replace(source, data_dir=str(folder), labels_csv=labels_csv))
+    collection = read_sources(located)
+    return {record.image_id: record for record in collection.records}
+
+
 def describe_sources(collection: SourceCollection) -> str:
     """One line per source: name, kind, folder, images per class (after the label map), share."""
     lines = []
@@ -226,5 +258,5 @@ def describe_sources(collection: SourceCollection) -> str:
 
 
 __all__ = ["SKIN_TYPE_COLUMNS", "SourceCollection", "SourceRecord", "describe_sources", "make_source_split",
-           "map_dataset_labels", "read_source", "read_sources", "resolve_sources", "source_of_folder",
+           "locate_folder", "map_dataset_labels", "run_records", "read_source", "read_sources", "resolve_sources", "source_of_folder",
            "sources_from_dicts"]

@@ -185,7 +185,97 @@ def build_model_card(
         "limitations": list(LIMITATIONS),
         "licence": LICENCE,
     }
+    per_source = run_metrics.get("per_source")
+    if per_source:
+        _add_sources(card, per_source, split_rows, labels, referral, run_metrics.get("per_skin_type"))
     return card
+
+
+#: What the card says of each kind of source's images.
+SOURCE_KIND_INPUT = {
+    "dermoscopic": "dermoscopic images (through a dermatoscope)",
+    "smartphone": "smartphone photos (the phone's own camera, no dermatoscope)",
+    "clinical": "clinical close-up photographs",
+    "other": "other images of skin lesions",
+}
+SMARTPHONE_LIMITATION = (
+    "Smartphone photos come from one public outreach programme in Brazil (PAD-UFES-20): few images (hundreds, "
+    "not thousands), mostly Fitzpatrick types 2-3, and per-class test counts of 3-30 images, so the phone "
+    "figures below have wide confidence intervals."
+)
+
+
+def _add_sources(card: dict[str, Any], per_source: Mapping[str, Any], split_rows: Sequence[Any],
+                 labels: Sequence[str], referral: Mapping[str, Any] | None,
+                 per_skin_type: Mapping[str, Any] | None) -> None:
+    """A multi-source run: what each source is, its images per split, and its float test figures."""
+    sources = []
+    for name, entry in per_source.items():
+        rows = [row for row in split_rows if getattr(row, "source", "") == name]
+        sources.append({"name": name, "kind": entry.get("kind"),
+                        "images_per_split": {split: sum(row.split == split for row in rows)
+                                             for split in ("train", "val", "test")}})
+    kinds = sorted({source["kind"] for source in sources})
+    card["training_data"]["dataset"] = "; ".join(f"{source['name']} ({source['kind']})" for source in sources)
+    card["training_data"]["split"] = "grouped within each source (all images of one lesion or patient in one split)"
+    card["training_data"]["sources"] = sources
+    card["intended_use"] = dict(card["intended_use"])
+    card["intended_use"]["input"] = "Images of a single skin lesion: " + ", ".join(
+        SOURCE_KIND_INPUT.get(kind, kind) for kind in kinds) + "."
+    card["intended_use"]["not_intended_for"] = [
+        item for item in card["intended_use"]["not_intended_for"] if not item.startswith("Clinical (non-dermoscopic)")
+    ] + ["Images of anything other than a skin lesion, and lesion types outside the model's classes."]
+    card["evaluation"]["per_source_test_float"] = {
+        name: ({key: entry["test"].get(key) for key in ("n", "balanced_accuracy", "auc_macro", "ece")}
+               | {"recall": {label: values["recall"] for label, values in entry["test"]["per_class"].items()
+                             if values["support"]},
+                  "support": {label: values["support"] for label, values in entry["test"]["per_class"].items()
+                              if values["support"]}}
+               if entry.get("test") else None)
+        for name, entry in per_source.items()
+    }
+    if per_skin_type:
+        card["evaluation"]["per_skin_type_test_float"] = dict(per_skin_type)
+    if card.get("referral") and referral and referral.get("per_source"):
+        card["referral"]["per_source"] = dict(referral["per_source"])
+    if "smartphone" in kinds:
+        card["limitations"] = list(card["limitations"]) + [SMARTPHONE_LIMITATION]
+        card["licence"] = dict(card["licence"])
+        card["licence"]["data"] += (" Smartphone photos: PAD-UFES-20, CC BY 4.0 (Pacheco A. G. C. et al., "
+                                    "Data in Brief 32, 106221, 2020).")
+
+
+def _sources_markdown(card: Mapping[str, Any], labels: Sequence[str]) -> list[str]:
+    per_source = card["evaluation"].get("per_source_test_float")
+    if not per_source:
+        return []
+    lines = ["## Per source (float model, test split)", "",
+             "| source | kind | images | balanced accuracy | AUC | " + " | ".join(f"{label} recall (n)" for label in labels)
+             + " |", "|---|---|---|---|---|" + "---|" * len(labels)]
+    kinds = {source["name"]: source["kind"] for source in card["training_data"].get("sources", [])}
+    for name, entry in per_source.items():
+        if not entry:
+            continue
+        cells = [f"{_number(entry['recall'][label], 2)} ({entry['support'][label]})" if label in entry["recall"]
+                 else "-" for label in labels]
+        lines.append(f"| {name} | {kinds.get(name, '')} | {entry['n']} | {_number(entry['balanced_accuracy'])} | "
+                     f"{_number(entry['auc_macro'])} | " + " | ".join(cells) + " |")
+    lines.append("")
+    skin = card["evaluation"].get("per_skin_type_test_float")
+    if skin:
+        lines += [f"Recall per Fitzpatrick skin type (test; {skin.get('unknown_images', 0)} images without a type; "
+                  "\"too few\" below 10 images):", ""]
+        for skin_type, entry in skin["types"].items():
+            cells = []
+            for label, value in entry["per_class_recall"].items():
+                if value["recall"] == "too few":
+                    cells.append(f"{label} too few ({value['n']})")
+                else:
+                    low, high = value["ci95"]
+                    cells.append(f"{label} {value['recall']:.2f} [{low:.2f}-{high:.2f}] ({value['n']})")
+            lines.append(f"- type {skin_type} ({entry['n']} images): " + "; ".join(cells))
+        lines.append("")
+    return lines
 
 
 def _bias_correction_line(report: Mapping[str, Any] | None) -> str:
@@ -253,6 +343,8 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     lines += ["## Evaluation", "", f"Validation split; {evaluation['note']}.", ""]
     lines += _metrics_table(evaluation["float"], evaluation["exported"], labels) + [""]
 
+    lines += _sources_markdown(card, labels)
+
     lines += ["## Quantization", "",
               f"- Mode: {quantization['mode']}; input/output type: {quantization['io']}",
               f"- Input tensor: {quantization['input']['dtype']}, scale {_number(quantization['input']['scale'], 6)}, "
@@ -291,6 +383,11 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             point = referral.get(key)
             if point:
                 lines.append(f"- {name}: sensitivity {_number(point.get('sensitivity'))}, "
+                             f"specificity {_number(point.get('specificity'))}")
+        for name, entry in (referral.get("per_source") or {}).items():
+            point = entry.get("test")
+            if point:
+                lines.append(f"- float, test, {name} only: sensitivity {_number(point.get('sensitivity'))}, "
                              f"specificity {_number(point.get('specificity'))}")
         melanoma = referral.get("melanoma")
         if melanoma and melanoma.get("threshold") is not None:
