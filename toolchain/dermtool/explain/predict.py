@@ -51,9 +51,10 @@ CLASS_NAMES: dict[str, str] = {
     "bkl": "benign keratosis-like lesion",
     "df": "dermatofibroma",
     "vasc": "vascular lesion",
+    "scc": "squamous cell carcinoma",
 }
 
-DEFAULT_MALIGNANT_CLASSES: tuple[str, ...] = ("mel", "bcc", "akiec")
+DEFAULT_MALIGNANT_CLASSES: tuple[str, ...] = ("mel", "bcc", "akiec", "scc")
 #: referral threshold used when neither metrics.json nor the .tflite metadata provides one
 DEFAULT_REFERRAL_THRESHOLD = 0.3
 DEFAULT_UNCERTAINTY_THRESHOLD = 0.5
@@ -66,7 +67,7 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 OUTCOME_HEADLINES: dict[str, str] = {
     "refer": "REFER: have a dermatologist examine this lesion",
     "uncertain": "UNCERTAIN: the model is not confident; do not rely on this result",
-    "not_a_lesion": "NOT A LESION IMAGE: this does not look like a dermatoscopic image of a skin lesion",
+    "not_a_lesion": "NOT A LESION IMAGE: this does not look like a usable photo of a skin lesion",
     "benign": "No referral signal from the model (this is not a diagnosis)",
 }
 
@@ -116,8 +117,8 @@ def describe_outcome(result: Mapping[str, Any], thresholds: Thresholds, labels: 
     top = f"{class_name(result['label'])} ({result['probability'] * 100:.1f} %)"
     if outcome == "not_a_lesion":
         return (
-            f"{OUTCOME_HEADLINES[outcome]}. No result is given; check that the photo shows a skin lesion "
-            "through a dermatoscope, in focus and properly exposed."
+            f"{OUTCOME_HEADLINES[outcome]}. No result is given; check that the photo shows a skin lesion, "
+            "close up, in focus and properly exposed."
         )
     if outcome == "refer":
         return (

@@ -1,7 +1,7 @@
 // dermtool serve: the page's logic. Talks only to this server (/api/...); no third-party code.
 import { percent, renderBars, setStatus, showError } from "./results.js";
 
-const REFERRAL_LABELS_FALLBACK = ["mel", "bcc", "akiec"];
+const REFERRAL_LABELS_FALLBACK = ["mel", "bcc", "akiec", "scc"];
 
 const state = { model: null, requestId: 0, previewUrl: null };
 const $ = (id) => document.getElementById(id);
