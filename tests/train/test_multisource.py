@@ -130,3 +130,22 @@ def test_the_model_card_of_a_two_source_run_reports_each_source(two_source_run: 
     markdown = render_markdown(card)
     assert "## Per source (float model, test split)" in markdown and "| pad | smartphone |" in markdown
     assert "float, test, pad only: sensitivity" in markdown
+
+
+def test_an_exported_two_source_model_benches_on_one_source_with_its_label_map(two_source_run: Path, small_pad: Path,
+                                                                              tmp_path: Path) -> None:
+    """Export reads the representative and gate images from both sources; the .tflite carries the label
+    maps, so bench on the phone folder needs neither the run nor a label CSV in the model's classes."""
+    from dermtool.bench.runner import run_bench
+    from dermtool.export.metadata import read_metadata
+    from dermtool.export.tflite import export_model
+
+    model = tmp_path / "two.tflite"
+    export_model(two_source_run, model, mode="float", gate=False, progress=False)
+    assert read_metadata(model)["sources"][1] == {"name": "pad", "kind": "smartphone", "label_map": PAD_MAP}
+    result = run_bench(model, small_pad, split="test", manifest=two_source_run / "split.csv", runs=2, warmup=1,
+                       progress=False)
+    expected = json.loads((two_source_run / "metrics.json").read_text())["per_source"]["pad"]["test"]
+    assert result["data"]["source"] == {"name": "pad", "kind": "smartphone"}
+    assert result["n"] == expected["n"]
+    assert result["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"], abs=0.05)

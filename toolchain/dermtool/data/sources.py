@@ -242,6 +242,31 @@ def run_records(config: Any, run_path: str | os.PathLike | None = None,
     return {record.image_id: record for record in collection.records}
 
 
+def run_split_records(run: Any, data_dir: str | os.PathLike | None = None) -> dict[str, list[SourceRecord]]:
+    """``{split: [record, ...]}`` in split-file order for the rows of ``run``'s split.csv found in its data
+    (its sources, or ``data_dir`` instead of its one folder). A row whose label the model does not know is
+    an error naming it. Export (calibration, gate, fine-tuning) and the not-a-lesion guard read the run's
+    images through this one function."""
+    records = run_records(run.config, run.path, data_dir)
+    known = set(run.labels)
+    splits: dict[str, list[SourceRecord]] = {}
+    for row in run.split_rows:
+        if row.label not in known:
+            raise DermtoolError(f"{run.path}/split.csv: label {row.label!r} of {row.image_id} is not one of the "
+                                f"model's labels ({', '.join(run.labels)})")
+        record = records.get(row.image_id)
+        if record is not None:
+            splits.setdefault(row.split, []).append(record)
+    return splits
+
+
+def run_data_description(run: Any, data_dir: str | os.PathLike | None = None) -> str:
+    """Where a run's images are read from, for messages: the folder, or the sources' folders."""
+    if data_dir is not None:
+        return str(data_dir)
+    return ", ".join(source.data_dir for source in resolve_sources(run.config.data))
+
+
 def describe_sources(collection: SourceCollection) -> str:
     """One line per source: name, kind, folder, images per class (after the label map), share."""
     lines = []
@@ -258,5 +283,5 @@ def describe_sources(collection: SourceCollection) -> str:
 
 
 __all__ = ["SKIN_TYPE_COLUMNS", "SourceCollection", "SourceRecord", "describe_sources", "make_source_split",
-           "locate_folder", "map_dataset_labels", "run_records", "read_source", "read_sources", "resolve_sources", "source_of_folder",
+           "locate_folder", "map_dataset_labels", "run_data_description", "run_records", "run_split_records", "read_source", "read_sources", "resolve_sources", "source_of_folder",
            "sources_from_dicts"]

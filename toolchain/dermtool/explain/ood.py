@@ -336,42 +336,12 @@ def ood_path(run_path: str | Path) -> Path:
     return Path(run_path) / OOD_FILE_NAME
 
 
-def _resolve_data_dir(run: Any, data_dir: str | Path | None) -> Path:
-    """The run's data folder: ``data_dir`` if given, else the run config's ``data.data_dir`` (tried as
-    written, relative to the current folder, to the run folder and to the run's parent)."""
-    if data_dir is not None:
-        candidates = [Path(data_dir)]
-    else:
-        configured = Path(run.config.data.data_dir)
-        run_path = Path(run.path)
-        candidates = [configured] if configured.is_absolute() else [
-            Path.cwd() / configured,
-            run_path / configured,
-            run_path.parent / configured,
-            Path(__file__).resolve().parents[3] / configured,  # the repository root
-        ]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    raise DermtoolError(
-        f"cannot find the run's image folder to fit the OOD detector (tried {', '.join(map(str, candidates))}); "
-        "pass the data folder (e.g. `dermtool predict ... --data DATA`)"
-    )
-
-
 def split_records(run: Any, data_dir: str | Path | None, split: str) -> list[Any]:
-    """The :class:`~dermtool.data.layouts.Record` of each image of ``split`` in the run's split.csv, found in
-    ``data_dir`` (default: the run's configured data folder), in split-file order."""
-    from dermtool.data.layouts import read_dataset
+    """The record of each image of ``split`` in the run's split.csv, found in its data (its sources, or
+    ``data_dir`` instead of its one folder), in split-file order."""
+    from dermtool.data.sources import run_split_records
 
-    folder = _resolve_data_dir(run, data_dir)
-    labels_csv = run.config.data.labels_csv or None
-    if labels_csv is not None and not Path(labels_csv).exists() and not (folder / labels_csv).exists():
-        labels_csv = None  # the run's CSV is not where it was; detect the layout instead
-    dataset = read_dataset(folder, labels_csv)
-    by_id = {record.image_id: record for record in dataset.records}
-    rows = [row for row in run.split_rows if row.split == split]
-    return [by_id[row.image_id] for row in rows if row.image_id in by_id]
+    return run_split_records(run, data_dir).get(split, [])
 
 
 def fit_for_run(
@@ -396,10 +366,15 @@ def fit_for_run(
     from dermtool.run import RunFolder
 
     run = run_path if hasattr(run_path, "split_rows") else RunFolder(run_path)
-    folder = _resolve_data_dir(run, data_dir)
+    from dermtool.data.sources import run_data_description, run_split_records
+
     spec = run.input_spec
-    train_paths = [record.path for record in split_records(run, folder, "train")]
-    val_paths = [record.path for record in split_records(run, folder, "val")]
+    records = run_split_records(run, data_dir)
+    train_paths = [record.path for record in records.get("train", [])]
+    val_paths = [record.path for record in records.get("val", [])]
+    if not train_paths or not val_paths:
+        raise DermtoolError(f"cannot fit the OOD detector: no training or validation images of {run.path} found in "
+                            f"{run_data_description(run, data_dir)}; pass the data folder (--data DATA)")
     if len(train_paths) > max_reference_images:
         order = np.random.default_rng(seed).permutation(len(train_paths))[:max_reference_images]
         train_paths = [train_paths[i] for i in sorted(order)]
@@ -410,7 +385,8 @@ def fit_for_run(
         calibration = np.concatenate([calibration, reference]) if len(calibration) else reference
     probabilities = (predict_probabilities or run.predict_probabilities)(calibration)
     detector = fit_detector(reference, calibration, probabilities, target_false_rejection)
-    detector.calibration.update({"split": "val", "data_dir": str(folder), "input_spec": spec.to_dict()})
+    detector.calibration.update({"split": "val", "data_dir": run_data_description(run, data_dir),
+                                 "input_spec": spec.to_dict()})
     if write:
         atomic_write_json(ood_path(run.path), detector.to_dict())
     return detector

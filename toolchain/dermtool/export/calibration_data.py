@@ -28,51 +28,25 @@ class SplitImages:
     failed: list[tuple[str, str]]  # (path, reason) of files that could not be read
 
 
-def resolve_data_dir(run: Any, data_dir: str | Path | None) -> Path:
-    """The run's image folder: ``data_dir`` if given, else the run config's ``data.data_dir`` (tried as
-    written, relative to the current folder, the run folder, its parent and the repository root)."""
-    if data_dir is not None:
-        folder = Path(data_dir).expanduser()
-        if not folder.is_dir():
-            raise DermtoolError(f"data folder not found: {data_dir}")
-        return folder
-    configured = Path(run.config.data.data_dir).expanduser()
-    run_path = Path(run.path)
-    candidates = [configured] if configured.is_absolute() else [
-        Path.cwd() / configured,
-        run_path / configured,
-        run_path.parent / configured,
-        Path(__file__).resolve().parents[3] / configured,
-    ]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    raise DermtoolError(
-        f"cannot find the run's image folder (tried {', '.join(map(str, candidates))}); pass it with --data DATA"
-    )
+def resolve_data_dir(run: Any, data_dir: str | Path | None) -> Path | None:
+    """``data_dir`` checked (an explicit folder for a single-source run), or None: the run's own folders
+    (:func:`dermtool.data.sources.run_records` finds them as configured, or next to the run folder)."""
+    if data_dir is None:
+        return None
+    folder = Path(data_dir).expanduser()
+    if not folder.is_dir():
+        raise DermtoolError(f"data folder not found: {data_dir}")
+    return folder
 
 
-def split_records(run: Any, data_dir: Path) -> dict[str, list[tuple[str, Path, int]]]:
-    """``{split: [(image_id, path, class_index), ...]}`` for the rows of the run's split.csv found in
-    ``data_dir``. A split row whose label the model does not know is an error naming it."""
-    from dermtool.data.layouts import read_dataset
+def split_records(run: Any, data_dir: Path | None) -> dict[str, list[tuple[str, Path, int]]]:
+    """``{split: [(image_id, path, class_index), ...]}`` for the rows of the run's split.csv found in its
+    data (see :func:`dermtool.data.sources.run_split_records`; labels mapped by each source's label map)."""
+    from dermtool.data.sources import run_split_records
 
-    labels_csv = run.config.data.labels_csv or None
-    if labels_csv is not None and not Path(labels_csv).is_absolute() and not Path(labels_csv).exists():
-        labels_csv = str(data_dir / labels_csv) if (data_dir / labels_csv).exists() else None
-    dataset = read_dataset(data_dir, labels_csv)
-    paths = {record.image_id: record.path for record in dataset.records}
     index = {label: position for position, label in enumerate(run.labels)}
-    splits: dict[str, list[tuple[str, Path, int]]] = {}
-    for row in run.split_rows:
-        if row.label not in index:
-            raise DermtoolError(
-                f"{run.path}/split.csv: label {row.label!r} of {row.image_id} is not one of the model's labels "
-                f"({', '.join(run.labels)})"
-            )
-        if row.image_id in paths:
-            splits.setdefault(row.split, []).append((row.image_id, paths[row.image_id], index[row.label]))
-    return splits
+    return {split: [(record.image_id, record.path, index[record.label]) for record in records]
+            for split, records in run_split_records(run, data_dir).items()}
 
 
 def stratified_sample(labels: Sequence[int], count: int, seed: int = 0) -> np.ndarray:

@@ -181,7 +181,7 @@ def _predict_float(model: Any, images: np.ndarray, spec: Any, batch_size: int = 
     return np.concatenate(rows, axis=0)
 
 
-def _ood_parameters(run: Any, data_dir: Path, predict: Callable[[np.ndarray], np.ndarray], progress: bool) -> dict | None:
+def _ood_parameters(run: Any, data_dir: Path | None, predict: Callable[[np.ndarray], np.ndarray], progress: bool) -> dict | None:
     """The run's out-of-distribution guard parameters for dermtool.json, or None.
 
     ``RUN/ood.json`` when the run has one; otherwise fitted now on the run's images without writing
@@ -280,14 +280,17 @@ def export_model(
     folder = calibration_data.resolve_data_dir(run, data_dir)
     records = calibration_data.split_records(run, folder)
     train_records, val_records = records.get("train", []), records.get("val", [])
+    from dermtool.data.sources import run_data_description
+
+    where = run_data_description(run, folder)
     if gate and not val_records:
         raise DermtoolError(
-            f"{run.path}: no validation images found in {folder}, so the accuracy gate cannot run; "
+            f"{run.path}: no validation images found in {where}, so the accuracy gate cannot run; "
             "pass the right --data folder, or --no-gate to export unchecked"
         )
     needs_training = qat or prune > 0
     if (needs_training or mode == "int8") and not train_records:
-        raise DermtoolError(f"{run.path}: no training images found in {folder} (needed for calibration / fine-tuning)")
+        raise DermtoolError(f"{run.path}: no training images found in {where} (needed for calibration / fine-tuning)")
 
     # ---- the float reference: the run's model with the temperature folded in
     step = time.perf_counter()
