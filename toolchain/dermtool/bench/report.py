@@ -129,9 +129,37 @@ def latency_rows(results: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
-def drift_rows(results: Mapping[str, Any]) -> list[list[str]]:
-    drift = results.get("drift") or {}
-    return [["drift against the reference", "value"]] + [[title, _number(drift.get(key), 4)] for key, title in DRIFT_METRICS]
+def drift_rows(results: Mapping[str, Any], key: str = "drift", title: str = "drift against the reference") -> list[list[str]]:
+    drift = results.get(key) or {}
+    return [[title, "value"]] + [[name, _number(drift.get(metric), 4)] for metric, name in DRIFT_METRICS]
+
+
+PIPELINE_TITLE = "MediaPipe against dermtool's pipeline"
+
+
+def client_lines(results: Mapping[str, Any]) -> list[str]:
+    """What ran the model, when it was MediaPipe (``--client mediapipe`` or ``both``); empty for LiteRT alone."""
+    part = results if results.get("client") == "mediapipe" else results.get("mediapipe")
+    if not part:
+        return []
+    sizes = part.get("input_images") or {}
+    upscale = results.get("upscale") or 1.0
+    where = f"{sizes.get('median_width', '?')}x{sizes.get('median_height', '?')} px (median)"
+    if upscale != 1.0:
+        where += f", copies up-scaled x{upscale:g} with LANCZOS"
+    drift = part.get("pipeline_drift") or {}
+    entry = (part.get("latency_ms") or {}).get("mediapipe") or {}
+    lines = [
+        f"Client: MediaPipe Tasks ImageClassifier on the images at their own size, {where}",
+        f"  top-1 agreement with dermtool's pipeline {_number(drift.get('top1_agreement'), 4)}, "
+        f"balanced accuracy {_signed(drift.get('delta_balanced_accuracy'))} against it, "
+        f"mean |p - p_pipeline| {_number(drift.get('mean_abs_prob_diff'), 4)}",
+        f"  classify per image: p50 {_number(entry.get('p50'), 2)} ms, p90 {_number(entry.get('p90'), 2)} ms",
+    ]
+    if part is not results:
+        lines.insert(1, f"  balanced accuracy {_number(part.get('balanced_accuracy'))}, melanoma recall "
+                        f"{_number((part.get('per_class') or {}).get(MELANOMA, {}).get('recall'))}")
+    return lines
 
 
 def _model_line(results: Mapping[str, Any]) -> str:
@@ -157,9 +185,12 @@ def format_table(results: Mapping[str, Any]) -> str:
     lines = ["Model:  " + _model_line(results), "Data:   " + _data_line(results)]
     if results.get("reference"):
         lines.append(f"Reference: {results['reference'].get('path')}")
+    lines += client_lines(results)
     lines += ["", "Accuracy"] + _rows_to_text(summary_rows(results))
     if results.get("drift"):
         lines += [""] + _rows_to_text(drift_rows(results))
+    if results.get("pipeline_drift"):
+        lines += [""] + _rows_to_text(drift_rows(results, "pipeline_drift", PIPELINE_TITLE))
     lines += ["", "Per class (melanoma first)"] + _rows_to_text(per_class_rows(results))
     if results.get("latency_ms"):
         lines += ["", "Latency (ms; XNNPACK; timed runs on real preprocessed images)"] + _rows_to_text(latency_rows(results))
@@ -191,9 +222,13 @@ def to_markdown(results: Mapping[str, Any], title: str | None = None) -> str:
     device = results.get("device") or {}
     lines.append(f"- CPU: {device.get('cpu', '?')} ({device.get('threads', '?')} hardware threads); "
                  f"peak RSS {_number(results.get('peak_rss_mb'), 1)} MB")
+    lines += [f"- {line.strip()}" for line in client_lines(results)]
     lines += ["", "### Accuracy", ""] + _markdown_table(summary_rows(results))
     if results.get("drift"):
         lines += ["", "### Drift against the reference", ""] + _markdown_table(drift_rows(results))
+    if results.get("pipeline_drift"):
+        lines += ["", f"### {PIPELINE_TITLE}", ""] + _markdown_table(
+            drift_rows(results, "pipeline_drift", PIPELINE_TITLE))
     lines += ["", "### Per class (melanoma first)", ""] + _markdown_table(per_class_rows(results))
     if results.get("latency_ms"):
         lines += ["", "### Latency (ms)", ""] + _markdown_table(latency_rows(results))

@@ -28,7 +28,21 @@ Peak memory (``peak_rss_mb``) is the process's peak resident set size (``getrusa
 model's accuracy and latency runs and before a reference model is loaded; it includes the decoded
 evaluation images and the Python interpreter, so it is an upper bound of what the model itself needs.
 
+Clients (``client``): ``"litert"`` (the default) runs the model in a LiteRT interpreter on images decoded
+and resized by dermtool's own pipeline. ``"mediapipe"`` runs it the way a phone app does, through MediaPipe
+Tasks' ``ImageClassifier`` on the decoded image at its own size (MediaPipe resizes and normalises it;
+:mod:`dermtool.bench.mediapipe_client`): the metric keys then describe MediaPipe's answers, ``client`` is
+``"mediapipe"``, ``pipeline`` holds the metric keys of dermtool's pipeline (LiteRT on the same images
+preprocessed by dermtool) and ``pipeline_drift`` the drift keys of MediaPipe against it; ``reference`` and
+``drift`` compare MediaPipe's answers with the reference; ``latency_ms`` has one entry ``"mediapipe"``: the
+time of each ``classify`` call (resize, normalisation and inference at the image's own size), one call per
+evaluated image, ``init`` the creation of the classifier; ``input_images`` gives the sizes handed over.
+``"both"`` is the LiteRT bench with the MediaPipe part nested under ``mediapipe``. ``upscale`` N > 1 benches
+up-scaled copies of the images (Pillow LANCZOS, in memory; every client and the reference see the same
+copies), as a high-resolution camera frame cropped to the lesion reaches the phone.
+
 This module imports no TensorFlow; only a run-folder reference loads it (to run the Keras model).
+(``mediapipe`` imports it when present, only with a MediaPipe client.)
 """
 
 from __future__ import annotations
@@ -52,6 +66,9 @@ from dermtool.runtime import TFLiteModel, check_tflite_file
 #: Melanoma, the class whose recall matters most; listed first in every report.
 MELANOMA = "mel"
 
+#: The ``--client`` values: who runs the model on the images (see the module docstring).
+CLIENTS: tuple[str, ...] = ("litert", "mediapipe", "both")
+
 
 # --------------------------------------------------------------------------------------------- the images
 @dataclass
@@ -64,6 +81,7 @@ class EvaluationSet:
     images: np.ndarray
     data: dict[str, Any] = field(default_factory=dict)  # the "data" entry of the results
     notes: list[str] = field(default_factory=list)
+    upscale: float = 1.0  # the images are copies enlarged this many times (Pillow LANCZOS) before resizing
 
 
 def select_records(
@@ -146,12 +164,55 @@ def _model_sources(model: Any, reference: str | Path | None) -> list[Any]:
     return sources
 
 
-def load_evaluation_set(records: Sequence, spec: InputSpec, progress: bool = True) -> EvaluationSet:
-    """Decode and resize the records' images once with the model's input spec (unreadable ones skipped)."""
+def load_upscaled_images(
+    paths: Sequence[str | Path], spec: InputSpec, upscale: float, progress: bool = True
+) -> tuple[np.ndarray, list[tuple[str | Path, str]]]:
+    """Like :func:`dermtool.data.pipeline.load_images`, on copies enlarged ``upscale`` times (Pillow LANCZOS,
+    in memory) and then resized by dermtool's pipeline (:func:`dermtool.data.preprocess.resize`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    from dermtool.bench.mediapipe_client import load_original
+    from dermtool.data.images import ImageError
+    from dermtool.data.pipeline import default_workers
+    from dermtool.data.preprocess import resize
+
+    paths = list(paths)
+    images = np.empty((len(paths), spec.image_size, spec.image_size, 3), dtype=np.uint8)
+    failed: list[tuple[str | Path, str]] = []
+
+    def decode(path: str | Path) -> tuple[np.ndarray | None, str | None]:
+        try:
+            return resize(load_original(path, upscale), spec.image_size, spec.resize_policy), None
+        except ImageError as error:
+            return None, error.reason
+        except OSError:
+            return None, "unreadable"
+
+    loaded = 0
+    with ThreadPoolExecutor(max_workers=default_workers(), thread_name_prefix="upscale") as pool:
+        for path, (image, reason) in zip(paths, tqdm(pool.map(decode, paths), total=len(paths), unit="img",
+                                                    desc=f"Decoding x{upscale:g}", disable=None if progress else True)):
+            if image is None:
+                failed.append((path, reason or "unreadable"))
+            else:
+                images[loaded] = image
+                loaded += 1
+    return images[:loaded], failed
+
+
+def load_evaluation_set(records: Sequence, spec: InputSpec, progress: bool = True, upscale: float = 1.0) -> EvaluationSet:
+    """Decode and resize the records' images once with the model's input spec (unreadable ones skipped).
+
+    ``upscale`` > 1: from copies enlarged that many times (Pillow LANCZOS, in memory) instead of the files."""
     from dermtool.data.pipeline import load_images
 
     paths = [record.path for record in records]
-    images, failed = load_images(paths, spec, progress=progress)
+    if upscale == 1.0:
+        images, failed = load_images(paths, spec, progress=progress)
+    else:
+        images, failed = load_upscaled_images(paths, spec, upscale, progress=progress)
     failed_paths = {str(path) for path, _ in failed}
     kept = [record for record in records if str(record.path) not in failed_paths]
     notes = []
@@ -167,6 +228,7 @@ def load_evaluation_set(records: Sequence, spec: InputSpec, progress: bool = Tru
         images=images,
         data={"unreadable": [{"path": str(path), "reason": reason} for path, reason in failed]},
         notes=notes,
+        upscale=float(upscale),
     )
 
 
@@ -241,7 +303,10 @@ def reference_probabilities(
 def _reload(evaluation: EvaluationSet, spec: InputSpec, progress: bool) -> np.ndarray:
     from dermtool.data.pipeline import load_images
 
-    images, failed = load_images(evaluation.paths, spec, progress=progress)
+    if evaluation.upscale != 1.0:
+        images, failed = load_upscaled_images(evaluation.paths, spec, evaluation.upscale, progress=progress)
+    else:
+        images, failed = load_images(evaluation.paths, spec, progress=progress)
     if failed:
         raise DermtoolError(f"{len(failed)} image(s) could not be read again for the reference ({failed[0][0]})")
     return images
@@ -460,17 +525,25 @@ def run_bench(
     labels_csv: str | Path | None = None,
     ignore_unknown: bool = False,
     progress: bool = True,
+    client: str = "litert",
+    upscale: float = 1.0,
 ) -> dict[str, Any]:
     """Bench ``model_path`` on the labelled images of ``data_dir``: one flat results dict (bench --json).
 
     ``split``: evaluate only that split of ``manifest`` (a split.csv) or of the run folder ``reference``.
     ``reference``: a run folder (float Keras model) or a .tflite to compare against (``reference`` + ``drift``).
-    ``threads``: one latency entry per value. Raises :class:`DermtoolError` for every user mistake.
+    ``threads``: one latency entry per value (LiteRT). ``client``: ``"litert"``, ``"mediapipe"`` or ``"both"``;
+    ``upscale``: bench copies enlarged this many times (see the module docstring). Raises
+    :class:`DermtoolError` for every user mistake.
     """
     from dermtool import metrics
+    from dermtool.bench.mediapipe_client import check_upscale
 
     stage_seconds: dict[str, float] = {}
     started = time.perf_counter()
+    if client not in CLIENTS:
+        raise DermtoolError(f"--client must be one of {', '.join(CLIENTS)}, got {client!r}")
+    upscale = check_upscale(upscale)
     thread_counts = _check_runs(threads, runs, warmup)
 
     model = TFLiteModel(model_path, threads=thread_counts[0])
@@ -483,7 +556,7 @@ def run_bench(
                                                sources=_model_sources(model, reference))
     records, ignored, notes = check_labels(records, labels, ignore_unknown)
     clock = time.perf_counter()
-    evaluation = load_evaluation_set(records, spec, progress)
+    evaluation = load_evaluation_set(records, spec, progress, upscale=upscale)
     stage_seconds["decode"] = time.perf_counter() - clock
     notes += evaluation.notes
     label_index = {label: position for position, label in enumerate(labels)}
@@ -495,19 +568,49 @@ def run_bench(
     description = model_info(model)
     del model
 
-    results: dict[str, Any] = dict(metrics.classification_metrics(y_true, probabilities, labels))
+    litert_metrics = dict(metrics.classification_metrics(y_true, probabilities, labels))
 
-    clock = time.perf_counter()
     latency: dict[str, dict[str, float]] = {}
     samples: dict[str, list[float]] = {}
-    for count in thread_counts:
-        latency[str(count)], samples[str(count)] = measure_latency(model_path, evaluation.images, count, runs, warmup)
-    stage_seconds["latency"] = time.perf_counter() - clock
+    if client != "mediapipe":
+        clock = time.perf_counter()
+        for count in thread_counts:
+            latency[str(count)], samples[str(count)] = measure_latency(model_path, evaluation.images, count, runs, warmup)
+        stage_seconds["latency"] = time.perf_counter() - clock
+
+    mediapipe_part: dict[str, Any] | None = None
+    mediapipe_probs: np.ndarray | None = None
+    if client != "litert":
+        clock = time.perf_counter()
+        mediapipe_part, mediapipe_probs, mediapipe_samples = _mediapipe_bench(
+            model_path, evaluation, labels, y_true, probabilities, spec, progress)
+        stage_seconds["mediapipe"] = time.perf_counter() - clock
+
+    if client == "mediapipe":
+        assert mediapipe_part is not None and mediapipe_probs is not None
+        results: dict[str, Any] = dict(metrics.classification_metrics(y_true, mediapipe_probs, labels))
+        results["client"] = "mediapipe"
+        results["pipeline"] = {"client": "litert", "preprocessing": mediapipe_part["pipeline_preprocessing"],
+                               **litert_metrics}
+        results["pipeline_drift"] = mediapipe_part["pipeline_drift"]
+        results["input_images"] = mediapipe_part["input_images"]
+        latency = mediapipe_part["latency_ms"]
+        samples = {"mediapipe": mediapipe_samples}
+        scored = mediapipe_probs
+    else:
+        results = dict(litert_metrics)
+        results["client"] = "litert"
+        scored = probabilities
+    results["upscale"] = upscale
 
     results["model"] = description
     results["latency_ms"] = latency
     results["peak_rss_mb"] = peak_rss_mb()
     results["device"] = device_info()
+    if client != "litert":
+        from dermtool.bench.mediapipe_client import mediapipe_version
+
+        results["device"]["client_runtime"] = f"mediapipe {mediapipe_version()} (ImageClassifier, CPU)"
 
     if reference is not None:
         clock = time.perf_counter()
@@ -516,10 +619,17 @@ def run_bench(
         )
         stage_seconds["reference"] = time.perf_counter() - clock
         results["reference"] = {"path": str(reference), **metrics.classification_metrics(y_true, reference_probs, labels)}
-        results["drift"] = dict(metrics.drift(probabilities, reference_probs, y_true, labels))
+        results["drift"] = dict(metrics.drift(scored, reference_probs, y_true, labels))
+        if client == "both":
+            assert mediapipe_part is not None
+            mediapipe_part["drift"] = dict(metrics.drift(mediapipe_probs, reference_probs, y_true, labels))
+    if client == "both":
+        assert mediapipe_part is not None
+        mediapipe_part.pop("pipeline_preprocessing")
+        results["mediapipe"] = mediapipe_part
 
     results["latency_samples_ms"] = samples
-    results["reliability"] = _json_ready(metrics.reliability_curve(y_true, probabilities))
+    results["reliability"] = _json_ready(metrics.reliability_curve(y_true, scored))
     data_description.update({"images": int(len(y_true)), "unreadable": evaluation.data["unreadable"]})
     results["data"] = data_description
     if ignore_unknown:
@@ -528,6 +638,44 @@ def run_bench(
     stage_seconds["total"] = time.perf_counter() - started
     results["bench_seconds"] = stage_seconds
     return _json_ready(results)
+
+
+def _mediapipe_bench(
+    model_path: str | Path,
+    evaluation: EvaluationSet,
+    labels: Sequence[str],
+    y_true: np.ndarray,
+    pipeline_probabilities: np.ndarray,
+    spec: InputSpec,
+    progress: bool,
+) -> tuple[dict[str, Any], np.ndarray, list[float]]:
+    """MediaPipe's part of a bench: ``(part, probabilities, classify times in ms)``.
+
+    ``part``: the metric keys of MediaPipe's answers, ``client``, ``pipeline_drift`` (MediaPipe against
+    dermtool's pipeline, ``pipeline_probabilities``), ``latency_ms: {"mediapipe": {...}}``, ``input_images``.
+    """
+    from dermtool import metrics
+    from dermtool.bench.mediapipe_client import classify_files, size_summary
+
+    output = classify_files(model_path, evaluation.paths, labels, upscale=evaluation.upscale, progress=progress)
+    if output["failed"]:
+        path, reason = output["failed"][0]
+        raise DermtoolError(f"{len(output['failed'])} image(s) could not be read again for MediaPipe ({path}: {reason})")
+    probabilities = np.asarray(output["probabilities"], dtype=np.float64)
+    from dermtool import check_finite_outputs
+
+    check_finite_outputs(probabilities, model_path)
+    samples = list(output["samples_ms"])
+    entry = {"init": output["init_ms"], "first": output["first_ms"], **latency_statistics(samples), "warmup": 0}
+    part: dict[str, Any] = {
+        "client": "mediapipe",
+        **metrics.classification_metrics(y_true, probabilities, labels),
+        "pipeline_drift": dict(metrics.drift(probabilities, pipeline_probabilities, y_true, labels)),
+        "pipeline_preprocessing": f"dermtool: Pillow bilinear, {spec.resize_policy} to {spec.image_size} px",
+        "latency_ms": {"mediapipe": entry},
+        "input_images": {**size_summary(output["sizes"]), "upscale": evaluation.upscale},
+    }
+    return part, probabilities, samples
 
 
 def _json_ready(value: Any) -> Any:
@@ -553,7 +701,9 @@ def _json_ready(value: Any) -> Any:
 
 __all__ = [
     "MELANOMA",
+    "CLIENTS",
     "EvaluationSet",
+    "load_upscaled_images",
     "run_bench",
     "select_records",
     "check_labels",

@@ -23,10 +23,25 @@ Examples:
   dermtool bench lite0_int8.tflite --data DATA --split test --manifest split.csv \\
       --reference lite0_float.tflite
 \b
+  # what a phone app computes: MediaPipe Tasks' ImageClassifier on the original files,
+  # compared with dermtool's pipeline (pipeline_drift) and with the float run (drift)
+  dermtool bench lite0_int8.tflite --data ../shared/data/ham10000 --split test \\
+      --reference runs/lite0 --client mediapipe --json int8.mediapipe.json
+\b
+  # the same on 4x up-scaled copies (a high-resolution frame cropped to the lesion)
+  dermtool bench lite0_int8.tflite --data ../shared/data/pad_ufes_20 --split test \\
+      --reference runs/multisource --client both --upscale 4
+\b
 Latency: for each --threads value, a fresh LiteRT interpreter (XNNPACK on) is created (init), invoked
 once (first), then --warmup untimed and --runs timed invokes on real preprocessed images; percentiles
 p50/p90/p99 are over the timed runs. The images are decoded once with the model's own input contract
 (read from its metadata) and reused for everything.
+\b
+--client mediapipe hands each decoded image at its own size to MediaPipe's ImageClassifier (it resizes
+and normalises by itself, from the model's metadata) and reports MediaPipe's answers under the same keys,
+plus pipeline_drift (against LiteRT on dermtool-preprocessed images) and latency_ms.mediapipe: the time
+of each classify call, one per image (--threads, --runs and --warmup do not apply to it).
+--client both: the LiteRT bench, with MediaPipe's part under "mediapipe".
 """
 
 
@@ -48,6 +63,12 @@ p50/p90/p99 are over the timed runs. The images are decoded once with the model'
 @click.option("--md", "markdown_path", default=None, metavar="OUT", help="Write a Markdown report here.")
 @click.option("--plots", "plots_dir", default=None, metavar="DIR",
               help="Write confusion_matrix.png, reliability.png and latency_histogram.png into DIR.")
+@click.option("--client", type=click.Choice(["litert", "mediapipe", "both"]), default="litert", show_default=True,
+              help="Who runs the model: LiteRT on dermtool-preprocessed images, MediaPipe's ImageClassifier on the "
+                   "original images (as a phone app), or both.")
+@click.option("--upscale", type=float, default=1.0, show_default=True, metavar="N",
+              help="Bench copies of the images enlarged N times (Pillow LANCZOS, in memory), e.g. 4: a "
+                   "high-resolution camera frame cropped to the lesion.")
 @click.option("--ignore-unknown", is_flag=True, help="Skip images whose label the model does not know (default: error).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no table (errors still go to stderr).")
 def bench(
@@ -63,6 +84,8 @@ def bench(
     json_path: str | None,
     markdown_path: str | None,
     plots_dir: str | None,
+    client: str,
+    upscale: float,
     ignore_unknown: bool,
     quiet: bool,
 ) -> None:
@@ -89,6 +112,8 @@ def bench(
         labels_csv=labels_csv,
         ignore_unknown=ignore_unknown,
         progress=not quiet,
+        client=client,
+        upscale=upscale,
     )
     for note in results.get("notes", []):
         click.echo(f"Note: {note}", err=True)
