@@ -7,10 +7,11 @@ DATA ?= ../shared/data/ham10000
 # Pytest workers: the suite is CPU-bound (TensorFlow); keep one process per core at most.
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench-input mobile-demo clean help
+.PHONY: install constraints test demo bench-input mobile-demo clean help
 
 help:
-	@echo "make install   create $(VENV) and install pinned dependencies + dermtool (editable)"
+	@echo "make install   create $(VENV) and install dermtool (editable) with the versions in constraints.txt"
+	@echo "make constraints  rewrite constraints.txt from $(VENV) (after changing a pin and passing make test)"
 	@echo "make demo      train -> export (float, int8) -> bench on $(DATA) with configs/demo_cpu.toml"
 	@echo "make test      run the test suite (CPU only, real HAM10000 subsets)"
 	@echo "make bench-input  measure the input pipeline's images/s"
@@ -18,13 +19,20 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt setup.cfg pyproject.toml
+# Two pip steps: dermtool (editable) with its declared dependencies and extras, every version pinned by
+# constraints.txt; then the two packages whose declared requirements conflict with that set although they run
+# fine with it, without their dependencies (see requirements-nodeps.txt).
+$(STAMP): constraints.txt requirements-nodeps.txt setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet -c constraints.txt --no-build-isolation -e '.[serve,test]'
 	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Rewrite constraints.txt from the working .venv (after changing a pin there and passing `make test`).
+constraints: install
+	{ grep '^#' constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

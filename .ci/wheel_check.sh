@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Wheel check: dermtool installed as a package, not from the source tree, must run.
+#
+# Builds the wheel (from the repository's .venv, so no build tool is downloaded), installs it into a new
+# throwaway virtual environment the documented way (README, "Install as a package"):
+#   pip install -c constraints.txt 'dermtool-*.whl[serve]'
+#   pip install --no-deps -r requirements-nodeps.txt
+# then, from a folder outside the repository: the CLI's help, the runtime modules' imports, and the whole
+# path on real images: train configs/smoke.toml on 12 HAM10000 images per class, export a float .tflite,
+# predict one image with it. About 3 GB and a few minutes (pip's cache makes the install fast).
+#
+# Usage: .ci/wheel_check.sh   (after `make install`; DATA defaults to ../shared/data/ham10000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+PYTHON=${PYTHON:-python3.11}
+DATA=$(cd "${DATA:-${DERMTOOL_HAM10000:-../shared/data/ham10000}}" && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dermtool-wheel.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+step() { echo "== wheel check: $*"; }
+
+step "build the wheel"
+test -x .venv/bin/pip || { echo "no .venv: run make install first" >&2; exit 2; }
+.venv/bin/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$WORK/dist" .
+WHEEL=$(ls "$WORK"/dist/dermtool-*.whl)
+echo "$WHEEL"
+
+step "install it into a new venv (constraints.txt, then the --no-deps step)"
+"$PYTHON" -m venv "$WORK/venv"
+"$WORK/venv/bin/pip" install --quiet --upgrade pip
+"$WORK/venv/bin/pip" install --quiet -c constraints.txt "$WHEEL[serve]"
+"$WORK/venv/bin/pip" install --quiet --no-deps -r requirements-nodeps.txt
+
+cd "$WORK"  # nothing of the source tree on sys.path from here on
+export PATH="$WORK/venv/bin:$PATH"
+export TF_CPP_MIN_LOG_LEVEL=2
+
+step "the installed package and its CLI"
+python - <<'EOF'
+import sys
+from pathlib import Path
+
+import dermtool
+import dermtool.bench.runner
+import dermtool.export.metadata
+import dermtool.runtime
+import dermtool.serve.app
+
+where = Path(dermtool.__file__).resolve()
+assert Path(sys.prefix).resolve() in where.parents, f"dermtool imported from {where}, not from the wheel's venv"
+assert (where.parent / "serve" / "static").is_dir(), "the web app's static files are missing from the wheel"
+dermtool.export.metadata.load_metadata_library()  # tflite-support from the --no-deps step, with libusb
+print(f"dermtool {dermtool.__version__} from {where.parent}")
+EOF
+dermtool --version
+dermtool --help > /dev/null
+dermtool predict --help > /dev/null
+
+step "train (configs/smoke.toml, 12 images per class), export float, predict one image"
+python - "$DATA" subset <<'EOF'
+import csv
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+data, destination = Path(sys.argv[1]), Path(sys.argv[2])
+with open(data / "HAM10000_metadata.csv", newline="") as handle:
+    rows = sorted(csv.DictReader(handle), key=lambda row: row["image_id"])
+by_class = defaultdict(list)
+for row in rows:
+    if len(by_class[row["dx"]]) < 12:
+        by_class[row["dx"]].append(row)
+(destination / "images").mkdir(parents=True)
+with open(destination / "labels.csv", "w", newline="") as handle:
+    writer = csv.writer(handle)
+    writer.writerow(["image_id", "dx", "lesion_id"])
+    for label in sorted(by_class):
+        for row in by_class[label]:
+            writer.writerow([row["image_id"], row["dx"], row["lesion_id"]])
+            (destination / "images" / f"{row['image_id']}.jpg").symlink_to(data / "images" / f"{row['image_id']}.jpg")
+EOF
+dermtool train --config "$REPO/configs/smoke.toml" --data subset --out run --quiet
+test -f run/model.keras
+dermtool export run --out model.tflite --float --no-gate --quiet
+IMAGE=$(ls subset/images/*.jpg | head -n 1)
+dermtool predict "$IMAGE" --model model.tflite | tee predict.txt
+grep -q "$(basename "$IMAGE" .jpg)" predict.txt
+
+step "passed"
