@@ -3,6 +3,8 @@
     python benchmarks/bench_outcomes.py --model runs/multisource_cpu --data ../shared/data/pad_ufes_20 \
         --split test --json outcomes_pad.json
     python benchmarks/bench_outcomes.py --model model.tflite --data DATA --split test --manifest RUN/split.csv
+    python benchmarks/bench_outcomes.py --model runs/leave_out --data ../shared/data/ham10000 --raw-labels \
+        --only-labels df,vasc          # leave-classes-out: a run trained without df and vasc
 
 Two safety figures come out of it, for real lesion images of one folder:
 
@@ -50,7 +52,7 @@ def outcome_table(records: list[Any], outcomes: list[str], known_labels: set[str
 
 
 def run(model: str, data: str, split: str | None, manifest: str | None, reference_run: str | None,
-        batch_size: int = 32) -> dict[str, Any]:
+        batch_size: int = 32, raw_labels: bool = False, only_labels: set[str] | None = None) -> dict[str, Any]:
     from dermtool.bench.runner import _model_sources, select_records
     from dermtool.explain.predict import Predictor
 
@@ -62,8 +64,10 @@ def run(model: str, data: str, split: str | None, manifest: str | None, referenc
     class _Model:  # select_records reads the sources from an exported model's metadata
         metadata = getattr(predictor._shared.backend, "metadata", {}) or {}
 
-    sources = _model_sources(_Model, reference)
+    sources = [] if raw_labels else _model_sources(_Model, reference)
     records, description = select_records(data, None, split, manifest, reference, sources=sources)
+    if only_labels:
+        records = [record for record in records if record.label in only_labels]
     outcomes: list[str] = []
     for start in range(0, len(records), batch_size):
         batch = records[start:start + batch_size]
@@ -95,12 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default=None, help="only this split of the run's (or --manifest's) split.csv")
     parser.add_argument("--manifest", default=None, help="split file for --split (default: the run's)")
     parser.add_argument("--reference-run", default=None, help="for a .tflite: the run folder it came from")
+    parser.add_argument("--raw-labels", action="store_true",
+                        help="the folder's own labels, without the model's label map (leave-classes-out: the "
+                             "classes a map left out are then the out-of-class images)")
+    parser.add_argument("--only-labels", default=None, help="comma-separated labels: only images of these")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     from dermtool import DermtoolError
 
     try:
-        result = run(args.model, args.data, args.split, args.manifest, args.reference_run)
+        only = {label.strip().lower() for label in args.only_labels.split(",")} if args.only_labels else None
+        result = run(args.model, args.data, args.split, args.manifest, args.reference_run,
+                     raw_labels=args.raw_labels, only_labels=only)
     except DermtoolError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2

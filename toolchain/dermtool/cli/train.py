@@ -15,7 +15,7 @@ from dermtool import DermtoolError
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="TOML configuration (see configs/: smoke, demo_cpu, ham10000_cpu, ham10000_gpu).")
+              help="TOML configuration (see configs/: multisource_cpu (recommended), demo_cpu, ham10000_cpu, ham10000_gpu, smoke).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Labelled image folder (any of the three layouts); overrides data.data_dir.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -45,7 +45,8 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
     \b
     Examples:
       dermtool train --config configs/ham10000_cpu.toml --out runs/lite0
-      dermtool train --config configs/demo_cpu.toml --data ../shared/data/ham10000 --epochs 2
+      dermtool train --config configs/multisource_cpu.toml --out runs/multisource
+      dermtool train --config configs/ham10000_cpu.toml --data ../shared/data/ham10000 --epochs 2
       dermtool train --config configs/ham10000_cpu.toml --out runs/lite0 --resume
       dermtool train --config configs/smoke.toml --set train.loss=focal --set data.image_size=96
       dermtool train --config configs/ham10000_cpu.toml --split split.csv --overwrite
