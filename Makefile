@@ -25,7 +25,7 @@ install: $(STAMP)
 $(STAMP): constraints.txt requirements-nodeps.txt setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt --no-build-isolation -e '.[serve,test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[serve,test]'
 	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Wheel check: dermtool installed as a package, not from the source tree, must run.
 #
-# Builds the wheel (from the repository's .venv, so no build tool is downloaded), installs it into a new
+# Builds the wheel (pip, with the build backend of pyproject.toml), installs it into a new
 # throwaway virtual environment the documented way (README, "Install as a package"):
 #   pip install -c constraints.txt 'dermtool-*.whl[serve]'
 #   pip install --no-deps -r requirements-nodeps.txt
@@ -22,7 +22,7 @@ step() { echo "== wheel check: $*"; }
 
 step "build the wheel"
 test -x .venv/bin/pip || { echo "no .venv: run make install first" >&2; exit 2; }
-.venv/bin/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$WORK/dist" .
+.venv/bin/pip wheel --quiet --no-deps --wheel-dir "$WORK/dist" .
 WHEEL=$(ls "$WORK"/dist/dermtool-*.whl)
 echo "$WHEEL"
 
