@@ -1,0 +1,119 @@
+"""Leave-one-source-out check of the not-a-lesion guard of a multi-source run.
+
+    python benchmarks/bench_guard_sources.py --run runs/multisource_cpu [--json guard_sources.json]
+
+The guard (:mod:`dermtool.explain.ood`) must mean "not a usable photo of skin", never "unlike the training
+set". For a run trained on several sources this fits the guard exactly as the product does (Gaussian of the
+image statistics on training images, threshold on validation images, the run's float model for the
+confidence part) several times:
+
+- ``all``: on every source (what ``dermtool export`` ships);
+- ``without_SOURCE``: on every source but one, then measured on the left-out source too (a kind of image
+  the guard has never seen, as a new phone or dermatoscope would be).
+
+For each fit it reports the share of each source's *test* lesions rejected (target: at most 5 %) and the
+share of generated non-lesion images caught (blank, overexposed, noise, text, patterns, everyday photos;
+target: at least 95 %). Output: flat JSON (and a table on stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+
+def _images_of(records: list[Any], spec: Any, limit: int | None, seed: int) -> np.ndarray:
+    from dermtool.data.pipeline import load_images
+
+    if limit is not None and len(records) > limit:
+        order = np.random.default_rng(seed).permutation(len(records))[:limit]
+        records = [records[index] for index in sorted(order)]
+    images, _ = load_images([record.path for record in records], spec, progress=False)
+    return images
+
+
+def run(run_path: str, per_kind: int = 8, max_reference: int = 2000, seed: int = 0) -> dict[str, Any]:
+    from dermtool.data.preprocess import resize
+    from dermtool.data.images import load_rgb
+    from dermtool.data.sources import run_split_records
+    from dermtool.explain.non_lesion import generate_non_lesion_images
+    from dermtool.explain.ood import fit_detector
+    from dermtool.run import RunFolder
+
+    started = time.perf_counter()
+    run = RunFolder(run_path)
+    spec = run.input_spec
+    records = run_split_records(run)
+    names = sorted({record.source for split in records.values() for record in split})
+    if len(names) < 2:
+        raise SystemExit(f"{run_path}: a single-source run; leave-one-source-out needs two sources or more")
+
+    def of(split: str, source: str) -> list[Any]:
+        return [record for record in records.get(split, []) if record.source == source]
+
+    train = {name: _images_of(of("train", name), spec, max_reference, seed) for name in names}
+    val = {name: _images_of(of("val", name), spec, None, seed) for name in names}
+    test = {name: _images_of(of("test", name), spec, None, seed) for name in names}
+    probabilities = {key: {name: run.predict_probabilities(images[name]) for name in names}
+                     for key, images in (("val", val), ("test", test))}
+    lesions_for_overexposure = [load_rgb(record.path) for record in of("train", names[0])[:per_kind]]
+    generated = generate_non_lesion_images(count_per_kind=per_kind, lesion_images=lesions_for_overexposure)
+    others = np.stack([resize(image.pixels, spec.image_size, spec.resize_policy) for image in generated])
+    other_probabilities = run.predict_probabilities(others)
+
+    fits = {"all": names} | {f"without_{name}": [other for other in names if other != name] for name in names}
+    result: dict[str, Any] = {"run": str(run_path), "sources": names,
+                              "test_images": {name: int(len(test[name])) for name in names}, "fits": {}}
+    for fit_name, fitted_on in fits.items():
+        reference = np.concatenate([train[name] for name in fitted_on])
+        if len(reference) > max_reference:
+            reference = reference[np.random.default_rng(seed).permutation(len(reference))[:max_reference]]
+        calibration = np.concatenate([val[name] for name in fitted_on])
+        calibration_probabilities = np.concatenate([probabilities["val"][name] for name in fitted_on])
+        detector = fit_detector(reference, calibration, calibration_probabilities)
+        entry: dict[str, Any] = {"fitted_on": fitted_on, "threshold": float(detector.threshold)}
+        for name in names:
+            scores = detector.score(test[name], probabilities["test"][name])
+            entry[f"rejected_{name}"] = float(np.mean(detector.rejects(scores)))
+        entry["non_lesion_caught"] = float(np.mean(detector.rejects(detector.score(others, other_probabilities))))
+        result["fits"][fit_name] = entry
+    result["targets"] = {"rejected_max": 0.05, "non_lesion_caught_min": 0.95}
+    result["non_lesion_images"] = int(len(others))
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    names = result["sources"]
+    lines = [f"{'guard fitted on':<28}" + "".join(f"{'rejects ' + name:>24}" for name in names)
+             + f"{'non-lesions caught':>20}"]
+    for fit_name, entry in result["fits"].items():
+        label = "+".join(entry["fitted_on"])
+        lines.append(f"{label:<28}" + "".join(f"{entry['rejected_' + name]:>24.3f}" for name in names)
+                     + f"{entry['non_lesion_caught']:>20.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a multi-source run folder")
+    parser.add_argument("--per-kind", type=int, default=8, help="generated images per non-lesion kind")
+    parser.add_argument("--max-reference", type=int, default=2000, help="training images for the Gaussian")
+    parser.add_argument("--json", dest="json_path", default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    result = run(args.run, args.per_kind, args.max_reference)
+    print(format_table(result))
+    if args.json_path:
+        from dermtool.io_utils import atomic_write_json
+
+        atomic_write_json(args.json_path, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
