@@ -23,6 +23,7 @@ step() { echo "== wheel check: $*"; }
 step "build the wheel"
 test -x .venv/bin/pip || { echo "no .venv: run make install first" >&2; exit 2; }
 .venv/bin/pip wheel --quiet --no-deps --wheel-dir "$WORK/dist" .
+rm -rf build  # setuptools' scratch copy of the package (git-ignored); stale copies only confuse grep
 WHEEL=$(ls "$WORK"/dist/dermtool-*.whl)
 echo "$WHEEL"
 
