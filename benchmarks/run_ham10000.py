@@ -21,8 +21,13 @@ Stages (each timed; the wall times go into the summary and RESULTS.md):
    pruned50_qat_int8         50 % magnitude pruning, then QAT, then full int8
    ========================  ===========================================================
 
-3. **bench** each variant with ``dermtool.bench.runner.run_bench`` on the run's test split, against the
-   run's float Keras model, with every ``--threads`` value; results to ``RESULTS_DIR/VARIANT.json``.
+3. **bench** each variant with ``dermtool bench`` on the run's test split, against the run's float Keras
+   model, with every ``--threads`` value; results to ``RESULTS_DIR/VARIANT.json``. The int8 variant is also
+   benched as a phone app runs it, through MediaPipe Tasks' ImageClassifier on the original image files
+   (``dermtool bench --client mediapipe``; ``RESULTS_DIR/int8_ptq.mediapipe.json``), unless ``--no-mediapipe``.
+   A multi-source config (``[[data.sources]]``) benches every variant on each source's test split
+   separately (``--data`` that source's folder): ``RESULTS_DIR/VARIANT.SOURCE.json`` and
+   ``VARIANT.SOURCE.mediapipe.json``, one table row per variant and source.
 4. **overhead**: the bench harness against a bare LiteRT loop on the int8 model (target: below 5 %).
 5. **report**: one row per variant into the Markdown file between ``<!-- results:begin -->`` and
    ``<!-- results:end -->``, with the CPU, thread counts, date, stage times and the exact command.
@@ -73,6 +78,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 DEFAULT_VARIANTS = "float,int8_ptq,int8_qat,pruned50_qat_int8"
 QUICK_VARIANTS = "float,int8_ptq"
+#: The int8 variants, in order of preference: the first one run is also benched through MediaPipe.
+INT8_VARIANTS = ("int8_ptq", "int8_qat", "pruned50_qat_int8")
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -99,6 +106,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results-dir", default=None, help="where VARIANT.json go (see the module docstring)")
     parser.add_argument("--results-md", default=None, help="the Markdown file with the results markers")
     parser.add_argument("--overhead-runs", type=int, default=100, help="invokes per loop of the harness-overhead check (20 alternating loops each)")
+    parser.add_argument("--no-mediapipe", action="store_true",
+                        help="do not bench the int8 variant through MediaPipe's ImageClassifier")
     arguments = parser.parse_args(argv)
     names = arguments.variants or (QUICK_VARIANTS if arguments.quick else DEFAULT_VARIANTS)
     arguments.variant_list = [name.strip() for name in names.split(",") if name.strip()]
@@ -144,7 +153,9 @@ def train_stage(config_path: str, data_dir: str, run_dir: Path, skip_train: bool
             print(f"{run_dir} is not finished: resuming it", flush=True)
     from dermtool.train.trainer import train
 
-    config = load_config(config_path, overrides=[f"data.data_dir={data_dir}"])
+    config = load_config(config_path)
+    if not config.data.sources:  # a multi-source config names its own folders
+        config = load_config(config_path, overrides=[f"data.data_dir={data_dir}"])
     resume = run_dir.exists() and any(run_dir.iterdir())
     train(config, run_dir, resume=resume, progress=True)
     return run_dir
@@ -190,13 +201,18 @@ def export_stage(run_dir: Path, data_dir: str, variant: str, model_path: Path, f
 
 
 def bench_stage(model_path: Path, data_dir: str, run_dir: Path, threads: list[int], runs: int, warmup: int,
-                json_path: Path) -> dict:
-    """``dermtool bench`` in a fresh process (so that training's memory and threads do not touch the numbers)."""
+                json_path: Path, client: str = "litert") -> dict:
+    """``dermtool bench`` in a fresh process (so that training's memory and threads do not touch the numbers).
+
+    ``client="mediapipe"``: through MediaPipe's ImageClassifier on the original files (no thread counts)."""
     command = [sys.executable, "-m", "dermtool.cli.main", "bench", str(model_path), "--data", str(data_dir),
                "--split", "test", "--reference", str(run_dir), "--runs", str(runs), "--warmup", str(warmup),
                "--json", str(json_path)]
-    for count in threads:
-        command += ["--threads", str(count)]
+    if client != "litert":
+        command += ["--client", client]
+    else:
+        for count in threads:
+            command += ["--threads", str(count)]
     completed = subprocess.run(command)
     if completed.returncode != 0:
         raise DermtoolError(f"bench of {model_path} failed (exit {completed.returncode}): {shlex.join(command)}")
@@ -205,10 +221,11 @@ def bench_stage(model_path: Path, data_dir: str, run_dir: Path, threads: list[in
 
 OVERHEAD_CODE = """
 import json, sys
-from dermtool.bench.runner import harness_overhead, load_evaluation_set, select_records
+from dermtool.bench.runner import _model_sources, harness_overhead, load_evaluation_set, select_records
 from dermtool.runtime import TFLiteModel
 model_path, data_dir, run_dir, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-records, _ = select_records(data_dir, split="test", reference=run_dir)
+sources = _model_sources(TFLiteModel(model_path), run_dir)  # a multi-source run: that folder's test rows
+records, _ = select_records(data_dir, split="test", reference=run_dir, sources=sources)
 images = load_evaluation_set(records[:32], TFLiteModel(model_path).require_input_spec(), progress=False).images
 result = harness_overhead(model_path, images, runs=runs, threads=1, repeats=20)
 result["model"] = model_path
@@ -237,16 +254,40 @@ def _value(value: Any, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def bench_sources(config_path: str, data_dir: str) -> dict[str, str]:
+    """``{source name: data folder}`` to bench on: each ``[[data.sources]]`` of a multi-source config, or
+    ``{"": data_dir}`` for a single-source one (results keyed ``VARIANT`` as before)."""
+    from dermtool.config import load_config
+
+    sources = load_config(config_path).data.sources
+    if not sources:
+        return {"": data_dir}
+    return {source.name: source.data_dir for source in sources}
+
+
+def result_key(variant: str, source: str = "", client: str = "litert") -> str:
+    """``VARIANT[.SOURCE][.mediapipe]``: the name of a result (its JSON file without ``.json``)."""
+    return ".".join([variant] + ([source] if source else []) + (["mediapipe"] if client == "mediapipe" else []))
+
+
 def results_table(all_results: dict[str, dict], threads: list[int]) -> list[str]:
-    header = ["variant", "size (MB)", "gzip (MB)", "bal. acc.", "macro F1", "mel recall", "ECE", "top-1 agr."]
+    """One row per result: per variant, or per variant and source (a ``source`` column) with several sources;
+    a MediaPipe result is the row ``VARIANT (MediaPipe)`` (its latency is per image, in the notes)."""
+    with_source = any(results.get("source") for results in all_results.values())
+    header = ["variant"] + (["source"] if with_source else []) + [
+        "size (MB)", "gzip (MB)", "bal. acc.", "macro F1", "mel recall", "ECE", "top-1 agr."]
     for count in threads:
         header.append(f"p50 / p99 ms ({count} thr)")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    for variant, results in all_results.items():
+    for key, results in all_results.items():
         model = results["model"]
         melanoma = results.get("per_class", {}).get("mel", {}).get("recall")
+        variant = results.get("variant", key)
+        if results.get("client") == "mediapipe":
+            variant += " (MediaPipe)"
         row = [
             variant,
+            *([results.get("source") or "-"] if with_source else []),
             f"{model['bytes'] / 1e6:.2f}",
             f"{model['gzip_bytes'] / 1e6:.2f}",
             _value(results.get("balanced_accuracy")),
@@ -261,18 +302,45 @@ def results_table(all_results: dict[str, dict], threads: list[int]) -> list[str]
     return lines
 
 
+def _reference_line(results: dict, summary: dict) -> str:
+    reference = results.get("reference", {})
+    return (f"Test split of {results['data'].get('path')} ({results['n']} images, lesion-grouped split of the run); "
+            f"reference: the float Keras model of `{summary['run']}` (balanced accuracy "
+            f"{_value(reference.get('balanced_accuracy'))}, macro F1 {_value(reference.get('macro_f1'))}, "
+            f"melanoma recall {_value(reference.get('per_class', {}).get('mel', {}).get('recall'))}).")
+
+
+def mediapipe_lines(all_results: dict[str, dict]) -> list[str]:
+    """One note per MediaPipe result: agreement with dermtool's pipeline and the time per image."""
+    lines = []
+    for key, results in all_results.items():
+        if results.get("client") != "mediapipe":
+            continue
+        drift = results.get("pipeline_drift", {})
+        entry = results.get("latency_ms", {}).get("mediapipe", {})
+        sizes = results.get("input_images", {})
+        lines.append(
+            f"- `{key}`: MediaPipe Tasks ImageClassifier on the original files ({sizes.get('median_width', '?')}x"
+            f"{sizes.get('median_height', '?')} px median): top-1 agreement with dermtool's pipeline (LiteRT on "
+            f"Pillow-resized images) {_value(drift.get('top1_agreement'), 4)}, balanced accuracy "
+            f"{_value(results.get('balanced_accuracy'))} ({drift.get('delta_balanced_accuracy', 0) * 100:+.1f} points "
+            f"against the pipeline); classify per image p50 {_value(entry.get('p50'), 2)} ms, "
+            f"p90 {_value(entry.get('p90'), 2)} ms.")
+    return lines
+
+
 def results_section(all_results: dict[str, dict], summary: dict) -> str:
-    first = next(iter(all_results.values()))
-    reference = first.get("reference", {})
+    firsts: dict[str, dict] = {}
+    for results in all_results.values():
+        firsts.setdefault(results.get("source") or "", results)
+    references = [_reference_line(results, summary) for results in firsts.values()]
     lines = [
         BEGIN_MARKER,
-        f"Test split of {first['data'].get('path')} ({first['n']} images, lesion-grouped split of the run); "
-        f"reference: the float Keras model of `{summary['run']}` (balanced accuracy "
-        f"{_value(reference.get('balanced_accuracy'))}, macro F1 {_value(reference.get('macro_f1'))}, "
-        f"melanoma recall {_value(reference.get('per_class', {}).get('mel', {}).get('recall'))}).",
+        *([references[0]] if len(references) == 1 else [f"- {line}" for line in references]),
         "",
         *results_table(all_results, summary["threads"]),
         "",
+        *mediapipe_lines(all_results),
         f"- CPU: {summary['device']['cpu']} ({summary['device']['threads']} hardware threads); "
         f"thread counts timed: {', '.join(map(str, summary['threads']))}; {summary['runs']} timed runs each "
         f"after {summary['warmup']} warm-up runs; LiteRT with XNNPACK.",
@@ -334,22 +402,30 @@ def main(argv: list[str] | None = None) -> int:
         from dermtool.io_utils import atomic_write_json
 
         all_results: dict[str, dict] = {}
+        sources = bench_sources(arguments.config, arguments.data)
+        int8_variant = next((name for name in INT8_VARIANTS if name in models), None)
         for variant, model_path in models.items():
-            json_path = arguments.results_dir / f"{variant}.json"
-            results = timer.run(
-                f"bench {variant}",
-                lambda model_path=model_path, json_path=json_path: bench_stage(
-                    model_path, arguments.data, run_dir, arguments.threads, arguments.runs, arguments.warmup, json_path),
-            )
-            results["variant"] = variant
-            results["export"] = exports[variant]
-            atomic_write_json(json_path, results)
-            all_results[variant] = results
-        int8_variant = next((name for name in ("int8_ptq", "int8_qat", "pruned50_qat_int8") if name in models), None)
+            clients = ["litert"] + (["mediapipe"] if variant == int8_variant and not arguments.no_mediapipe else [])
+            for source, data_dir in sources.items():
+                for client in clients:
+                    key = result_key(variant, source, client)
+                    json_path = arguments.results_dir / f"{key}.json"
+                    results = timer.run(
+                        f"bench {key}",
+                        lambda model_path=model_path, json_path=json_path, data_dir=data_dir, client=client: bench_stage(
+                            model_path, data_dir, run_dir, arguments.threads, arguments.runs, arguments.warmup,
+                            json_path, client),
+                    )
+                    results["variant"] = variant
+                    results["source"] = source or None
+                    results["export"] = exports[variant]
+                    atomic_write_json(json_path, results)
+                    all_results[key] = results
         overhead = None
         if int8_variant:
             overhead = timer.run("overhead check",
-                                 lambda: overhead_stage(models[int8_variant], arguments.data, run_dir, arguments.overhead_runs))
+                                 lambda: overhead_stage(models[int8_variant], next(iter(sources.values())), run_dir,
+                                                        arguments.overhead_runs))
             print(f"harness overhead: {overhead['overhead'] * 100:+.1f} % CPU time per invoke "
                   f"({overhead['harness_cpu_ms']:.3f} ms vs {overhead['bare_cpu_ms']:.3f} ms bare), "
                   f"{overhead['overhead_wall'] * 100:+.1f} % wall-clock median", flush=True)
@@ -361,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         "date": _datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "config": arguments.config,
         "run": str(run_dir),
-        "variants": list(all_results),
+        "variants": list(models),
+        "results": list(all_results),
+        "sources": [name for name in sources if name],
         "threads": arguments.threads,
         "runs": arguments.runs,
         "warmup": arguments.warmup,

@@ -62,3 +62,59 @@ def test_results_section_replaces_only_the_text_between_the_markers(
     fresh = tmp_path / "new" / "RESULTS.md"
     script.write_results_markdown(fresh, section)
     assert script.BEGIN_MARKER in fresh.read_text()
+
+
+def test_multi_source_configs_bench_each_source(script) -> None:
+    """A multi-source config: one bench per source's folder, results keyed VARIANT.SOURCE; a HAM-only config
+    keeps VARIANT and the --data folder."""
+    assert script.bench_sources("configs/multisource_cpu.toml", "ignored") == {
+        "ham10000": "../shared/data/ham10000", "pad_ufes_20": "../shared/data/pad_ufes_20"}
+    assert script.bench_sources("configs/ham10000_cpu.toml", "/data/ham") == {"": "/data/ham"}
+    assert script.result_key("int8_ptq") == "int8_ptq"
+    assert script.result_key("int8_ptq", client="mediapipe") == "int8_ptq.mediapipe"
+    assert script.result_key("float", "pad_ufes_20") == "float.pad_ufes_20"
+    assert script.result_key("int8_ptq", "ham10000", "mediapipe") == "int8_ptq.ham10000.mediapipe"
+
+
+def test_bench_stage_runs_the_mediapipe_client(script, monkeypatch, tmp_path: Path) -> None:
+    commands = []
+
+    def fake_run(command, *args, **kwargs):
+        commands.append(command)
+        Path(command[command.index("--json") + 1]).write_text('{"n": 1}')
+        return type("Completed", (), {"returncode": 0})()
+
+    monkeypatch.setattr(script.subprocess, "run", fake_run)
+    script.bench_stage(Path("m.tflite"), "DATA", Path("RUN"), [1, 2], 10, 1, tmp_path / "a.json")
+    script.bench_stage(Path("m.tflite"), "DATA", Path("RUN"), [1, 2], 10, 1, tmp_path / "b.json", client="mediapipe")
+    litert, mediapipe = commands
+    assert "--client" not in litert and litert.count("--threads") == 2
+    assert mediapipe[mediapipe.index("--client") + 1] == "mediapipe" and "--threads" not in mediapipe
+    assert mediapipe[mediapipe.index("--data") + 1] == "DATA" and mediapipe[mediapipe.index("--split") + 1] == "test"
+
+
+def test_results_section_one_row_per_variant_and_source_with_mediapipe(
+    script, exported_models: dict[str, Path], tiny_run: Path, small_ham: Path, small_pad: Path
+) -> None:
+    common = dict(split="test", manifest=tiny_run / "split.csv", reference=exported_models["float"], runs=3, warmup=0,
+                  progress=False)
+    ham = run_bench(exported_models["int8"], small_ham, **common)
+    ham_mediapipe = run_bench(exported_models["int8"], small_ham, client="mediapipe", **common)
+    all_results = {}
+    for variant in ("float", "int8_ptq"):
+        for source in ("ham10000", "pad_ufes_20"):
+            all_results[script.result_key(variant, source)] = {**ham, "variant": variant, "source": source}
+    all_results["int8_ptq.ham10000.mediapipe"] = {**ham_mediapipe, "variant": "int8_ptq", "source": "ham10000"}
+    summary = {"command": "python benchmarks/run_ham10000.py --config configs/multisource_cpu.toml",
+               "date": "2026-01-01T00:00:00+00:00", "run": "runs/x", "threads": [1], "runs": 3, "warmup": 0,
+               "device": ham["device"], "overhead": None, "stage_seconds": {"train": 1.0}}
+    section = script.results_section(all_results, summary)
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| variant")]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("float", "ham10000"), ("float", "pad_ufes_20"), ("int8_ptq", "ham10000"), ("int8_ptq", "pad_ufes_20"),
+        ("int8_ptq (MediaPipe)", "ham10000")]
+    assert all(len(row) == 10 for row in rows)  # variant, source, size, gzip, 5 metrics, agreement, 1 latency cell
+    assert rows[-1][4] == f"{ham_mediapipe['balanced_accuracy']:.3f}" and rows[-1][-1] == "- / -"
+    assert "`int8_ptq.ham10000.mediapipe`: MediaPipe Tasks ImageClassifier" in section
+    assert f"{ham_mediapipe['pipeline_drift']['top1_agreement']:.4f}" in section
