@@ -402,8 +402,8 @@ def threshold_for_sensitivity(
 
     ``confidence`` (e.g. 0.95): instead, the highest threshold at which the *lower confidence bound* of the
     sensitivity (:func:`wilson_lower_bound`) is >= ``target``: a margin for the sampling error of a
-    threshold chosen on a few hundred positives, so that the target also holds on new images. Measured on
-    the demo_cpu run: a threshold set on validation for exactly 0.90 gave 0.881 on the test split. When no
+    threshold chosen on a few hundred positives, so that the target also holds on new images (a threshold
+    set for exactly the target on validation falls short of it on new images about half the time). When no
     threshold reaches the bound, the lowest positive score (every validation positive referred).
     """
     if not 0 < target <= 1:

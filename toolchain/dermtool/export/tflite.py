@@ -236,10 +236,9 @@ def export_model(
     model keeps the float model's answers. ``representative_images``: int8 calibration images
     from the training split. ``bias_correction`` (int8 only; None = on for post-training int8, off with QAT
     and for the other modes): round the kernels to their int8 grid and correct the mean shift on the
-    representative images (:mod:`dermtool.optimize.bias_correction`); measured on the HAM10000 Lite0 run, it
-    removed 16 of the 41 test images on which int8 PTQ disagreed with the float model. With ``qat=True``,
-    QAT starts from the corrected model (measured there: no gain in agreement, test balanced accuracy 1.6
-    points lower, so not the default). Gate: refuse the export when balanced accuracy on the validation
+    representative images (:mod:`dermtool.optimize.bias_correction`), so that the int8 model disagrees with
+    the float model on fewer images. With ``qat=True``, QAT starts from the corrected model; that is not the
+    default because fine-tuning moves the weights off the corrected grid (docs/experiments.md). Gate: refuse the export when balanced accuracy on the validation
     split drops by more than ``max_balanced_accuracy_drop`` points or top-1 agreement with the float model
     is below ``min_agreement`` (``gate=False``: measure and report only). ``data_dir``: the image folder,
     when it is not where the run's config says. ``learning_rate``: of the QAT fine-tuning (default: the run config's
@@ -336,9 +335,8 @@ def export_model(
 
         batch_size = max(1, min(config.train.batch_size, FINETUNE_BATCH_SIZE_MAX))
         # The float model was trained for balanced accuracy (class weights or class-balanced sampling);
-        # fine-tuning on the raw 58:1 class mix drifts it towards nv (measured: QAT int8 of a Lite0 run lost
-        # 9.6 points of balanced accuracy and melanoma recall fell from 0.52 to 0.38). Balanced sampling
-        # keeps the objective the model was trained for, in expectation, for either setting.
+        # fine-tuning on the raw class mix (HAM10000: 58:1) drifts it towards the majority class and costs
+        # balanced accuracy and melanoma recall. Balanced sampling keeps the objective the model was trained for, in expectation, for either setting.
         train_dataset = make_dataset(train.images, train.labels, len(labels), batch_size, True, finetune_augment(),
                                      spec, seed=seed,
                                      class_balanced_sampling=config.train.class_balance != "none")

@@ -1,9 +1,8 @@
 """Empirical bias correction of int8 weight rounding, before post-training int8 conversion.
 
 Rounding a kernel to its int8 grid does not only add noise to a layer's output: it shifts the *mean* of
-each output channel, and every later layer inherits the shift. Measured on the EfficientNet-Lite0 run of
-``configs/ham10000_cpu.toml``, rounding the weights alone flips the top-1 class of 25 of 1,501 test
-images (RESULTS.md section 2). Empirical bias correction (Nagel et al. 2019, "Data-free quantization
+each output channel, and every later layer inherits the shift, enough to flip the top-1 class of images
+whose two best classes are close. Empirical bias correction (Nagel et al. 2019, "Data-free quantization
 through weight equalization and bias correction", section 4.2; Finkelstein et al. 2019) removes the mean
 shift:
 
@@ -22,8 +21,8 @@ The correction runs the rounded model once, layer by layer, over all calibration
 corrected on activations that already carry the corrections of every layer before it (what correcting one
 layer at a time and re-running the model would give, at the cost of one pass). Correcting all layers at
 once from one measurement does not work: each layer's measured shift includes what its upstream layers
-pass on, which their own corrections already remove, and the double correction grows with depth (tried:
-EfficientNet-Lite0 collapsed to one class). :class:`BiasCorrectionReport` gives the mean shift left.
+pass on, which their own corrections already remove, and the double correction grows with depth until
+the model predicts one class. :class:`BiasCorrectionReport` gives the mean shift left.
 
 Example::
 
@@ -188,8 +187,8 @@ def correct_int8_rounding_bias(
 
     ``images``: normalised calibration images (what the model takes), a few hundred from the training
     split, prepared exactly as in evaluation. The model runs layer by layer over all of them at once,
-    keeping the activations later layers still need: for 300 images at 192 px through EfficientNet-Lite0 the
-    process's peak resident memory rose from 1.7 to 3.8 GB (benchmarks/probes/probe_bias_correction.py).
+    keeping the activations later layers still need, so memory grows with the number of images (about 2 GB
+    more for 300 images at 192 px through EfficientNet-Lite0).
     """
     from dermtool.export.convert import clone_with_weights
     from dermtool.optimize.common import check_keras2_model

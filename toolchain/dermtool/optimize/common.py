@@ -33,8 +33,8 @@ def freeze_batch_normalization(model: Any) -> int:
 
     The float model was trained with BatchNorm frozen (its moving statistics are the ones its weights were
     tuned to, see :func:`dermtool.models.registry.set_trainable`). Fine-tuning it for QAT or pruning with
-    BatchNorm in training mode would normalise with batch statistics and drag the moving statistics away:
-    measured on a Lite0 run, QAT int8 then lost 25 points of balanced accuracy. Returns how many were frozen.
+    BatchNorm in training mode would normalise with batch statistics and drag the moving statistics away
+    from what the weights expect, which wrecks the fine-tuned model. Returns how many were frozen.
     """
     import tf_keras as keras
 

@@ -2,9 +2,7 @@
 
 The point of an int8 (or pruned) export is to give the *same* answers as the float model, smaller and
 faster. Fine-tuning the quantized student on the hard labels instead re-opens training: it moves decisions
-that the float model had settled, so agreement falls even when accuracy holds (measured on a Lite0 run:
-QAT int8 of the demo_cpu run, fine-tuned on hard labels, agreed with the float model on 86 % of the test
-images). Distillation (Hinton, Vinyals and Dean 2015, "Distilling the knowledge in a neural network")
+that the float model had settled, so agreement falls even when accuracy holds. Distillation (Hinton, Vinyals and Dean 2015, "Distilling the knowledge in a neural network")
 replaces the target by the float teacher's softmax on the same augmented batch, and the loss by the
 Kullback-Leibler divergence ``KL(teacher || student)``. The labels are still used, for the reported accuracy.
 

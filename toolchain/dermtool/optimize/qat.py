@@ -13,9 +13,8 @@ stripped) the scheme is ``Default8BitPrunePreserveQuantizeScheme``: the zeros st
 
 Before conversion, :func:`widen_zero_weight_ranges` gives every all-zero output channel of a kernel (pruning
 leaves a few) the typical range of its layer: a zero-width range becomes a weight scale near 1e-9 in the
-converter, the channel's bias then overflows int32, and the error grows from layer to layer (measured: the
-50 %-pruned ham10000_cpu model fell from 0.69 to 0.39 validation balanced accuracy in TFLite while its
-Keras QAT model held 0.69).
+converter, the channel's bias then overflows int32, and the error grows from layer to layer: the TFLite
+model collapses while its Keras QAT model is sound (docs/experiments.md, the pruned + QAT investigation).
 
 The returned model is a QAT model: convert it with the TFLite converter (``Optimize.DEFAULT``); its
 quantisation ranges come from training, no representative data set is needed. The input range is pinned
@@ -135,9 +134,8 @@ def calibrate_activation_ranges(model: Any, dataset: Any, batches: int = 10, rou
     TF-MOT starts activation ranges at [-6, 6] and moves them by an exponential moving average with decay
     0.999 and no bias correction, so a fine-tune of a few hundred steps leaves them mostly at the initial
     value: after 438 steps (2 epochs of HAM10000 at batch 32) 65 % of [-6, 6] remains. ReLU6 outputs then
-    waste half of the int8 range on negatives and larger activations are clipped. Measured on the
-    ham10000_cpu Lite0 run: QAT int8 agreed with the float model on only 90 % of the validation images,
-    against 97 % for post-training int8, which calibrates its ranges on data.
+    waste half of the int8 range on negatives and larger activations are clipped, so the QAT model agrees
+    with the float model less often than post-training int8, which calibrates its ranges on data.
 
     This reaches what the moving average would converge to at once. Each forward pass in training mode makes
     one update, ``new = decay * old + (1 - decay) * batch range``, so the batch range is
