@@ -1,6 +1,6 @@
 """Metrics of a trained (float) model on a labelled folder: ``dermtool evaluate RUN --data DATA``.
 
-    result = evaluate("runs/ham10000_cpu", "../shared/data/ham10000", split="test")
+    result = evaluate("runs/ham10000_cpu", "data/ham10000", split="test")
     result["balanced_accuracy"], result["per_class"]["mel"]["recall"]
 
 The images go through the run's own input spec (resize policy, size, normalisation); probabilities are

@@ -1,6 +1,6 @@
 """A run folder: everything ``dermtool train`` leaves behind, and the one way to read it back.
 
-Layout (see ``../shared/notes/contract.md``)::
+Layout (see ``docs/contract.md``, "A run folder")::
 
     RUN/
       model.keras          the classifier (tf_keras), best epoch's weights, float32

@@ -1,6 +1,6 @@
 """``dermtool bench``: accuracy, drift against a reference, latency and size of one ``.tflite`` model.
 
-:func:`run_bench` returns ONE flat dict in the ``bench --json`` schema of ``shared/notes/contract.md``:
+:func:`run_bench` returns ONE flat dict in the ``bench --json`` schema of ``docs/contract.md``:
 
 - the metric keys (``n, accuracy, balanced_accuracy, macro_f1, auc_macro, ece, nll, per_class,
   confusion_matrix``) of the model on the evaluated images (:func:`dermtool.metrics.classification_metrics`);

@@ -20,8 +20,8 @@ opens the ``.tflite`` bytes with :mod:`zipfile`: no TensorFlow, no tflite-suppor
 
 Writing needs tflite-support, imported as ``tensorflow_lite_support.metadata.python.metadata_writers``
 (its documented ``tflite_support.metadata_writers`` import fails with protobuf 7), after loading the
-``libusb-1.0`` shipped by ``libusb-package`` into the process (the compiled modules link against it); see
-``../shared/notes/dependencies.md``.
+``libusb-1.0`` shipped by ``libusb-package`` into the process (the compiled modules link against it).
+tflite-support is installed without its declared dependencies (``protobuf<4``): see requirements-nodeps.txt.
 """
 
 from __future__ import annotations
