@@ -585,6 +585,9 @@ def run_bench(
         mediapipe_part, mediapipe_probs, mediapipe_samples = _mediapipe_bench(
             model_path, evaluation, labels, y_true, probabilities, spec, progress)
         stage_seconds["mediapipe"] = time.perf_counter() - clock
+        if spec.resize_policy != "squash":
+            notes.append(f"MediaPipe stretches the whole image to the input square, but this model was trained on "
+                         f"images fitted with {spec.resize_policy!r}: an app must crop or pad before classify")
 
     if client == "mediapipe":
         assert mediapipe_part is not None and mediapipe_probs is not None
