@@ -157,3 +157,16 @@ def test_cli_client_mediapipe(exported_models: dict[str, Path], tiny_run: Path, 
     bad = CliRunner().invoke(cli, ["bench", str(exported_models["int8"]), "--data", str(small_ham),
                                    "--client", "mediapipe", "--upscale", "0.5"])
     assert bad.exit_code == 2 and "--upscale" in bad.stderr and "Traceback" not in bad.output
+
+
+def test_a_cropping_model_gets_a_note(exported_models: dict[str, Path], tiny_run: Path, small_ham: Path,
+                                      tmp_path: Path) -> None:
+    """MediaPipe stretches the whole image; a model trained on centre crops is told so (and agrees less)."""
+    from tests.tflite_files import dermtool_metadata, with_metadata
+
+    metadata = TFLiteModel(exported_models["int8"]).metadata
+    spec = {**metadata["input_spec"], "resize_policy": "center_crop"}
+    cropping = with_metadata(exported_models["int8"], tmp_path / "crop.tflite", dermtool_metadata(metadata, input_spec=spec))
+    results = run_bench(cropping, small_ham, split="test", manifest=tiny_run / "split.csv", progress=False,
+                        client="mediapipe")
+    assert any("stretches the whole image" in note and "center_crop" in note for note in results["notes"])
