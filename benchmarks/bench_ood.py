@@ -38,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     from dermtool.data.pipeline import load_images
     from dermtool.data.preprocess import resize
     from dermtool.explain.non_lesion import generate_non_lesion_images
-    from dermtool.explain.ood import binary_auroc, split_records
+    from dermtool.explain.ood import split_records
+    from dermtool.metrics import roc_auc
+
+    def auroc(lesion_scores, other_scores) -> float | None:
+        """AUROC of telling the non-lesions (should score high) from the lesions."""
+        return roc_auc(np.r_[np.zeros(len(lesion_scores)), np.ones(len(other_scores))], np.r_[lesion_scores, other_scores])
     from dermtool.explain.predict import Predictor
     from dermtool.run import RunFolder
 
@@ -74,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         selected = np.array([k == kind for k in kinds])
         per_kind[kind] = {
             "n": int(selected.sum()),
-            "auroc": binary_auroc(lesion_scores, other_scores[selected]),
+            "auroc": auroc(lesion_scores, other_scores[selected]),
             "caught": float(np.mean(detector.rejects(other_scores[selected]))),
         }
     components = {
-        name: {"auroc": binary_auroc(lesion_raw[name], other_raw[name]), "weight": detector.weights.get(name, 0.0)}
+        name: {"auroc": auroc(lesion_raw[name], other_raw[name]), "weight": detector.weights.get(name, 0.0)}
         for name in lesion_raw
     }
     result = {
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "unreadable_lesion_images": len(failed),
         "non_lesion_images": int(len(others)),
         "threshold": float(detector.threshold),
-        "auroc": binary_auroc(lesion_scores, other_scores),
+        "auroc": auroc(lesion_scores, other_scores),
         "false_rejection": float(np.mean(detector.rejects(lesion_scores))),
         "non_lesion_caught": float(np.mean(detector.rejects(other_scores))),
         "per_kind": per_kind,

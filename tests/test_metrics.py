@@ -80,6 +80,14 @@ def test_auc_known_value_and_ties() -> None:
     assert roc_auc([1, 1], [0.2, 0.4]) is None
 
 
+def test_auc_matches_pairwise_counting() -> None:
+    rng = np.random.default_rng(1)
+    negative = rng.normal(0, 1, 40).round(1)  # rounding makes ties
+    positive = rng.normal(1, 1, 30).round(1)
+    pairs = (positive[:, None] > negative[None, :]).mean() + 0.5 * (positive[:, None] == negative[None, :]).mean()
+    assert roc_auc(np.r_[np.zeros(40), np.ones(30)], np.r_[negative, positive]) == pytest.approx(pairs)
+
+
 def test_absent_classes_are_left_out_of_balanced_accuracy_and_auc() -> None:
     # class "c" never occurs in y_true and is never predicted
     probabilities = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]])

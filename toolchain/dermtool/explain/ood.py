@@ -427,28 +427,6 @@ def from_metadata(metadata: Mapping[str, Any], source: str = "dermtool.json") ->
     return OODDetector.from_dict(values, source)
 
 
-def binary_auroc(negative_scores: Sequence[float], positive_scores: Sequence[float]) -> float:
-    """AUROC of separating positives (should score high) from negatives, ties counted half (Mann-Whitney)."""
-    negative = np.asarray(negative_scores, np.float64)
-    positive = np.asarray(positive_scores, np.float64)
-    if negative.size == 0 or positive.size == 0:
-        raise DermtoolError("AUROC needs at least one score of each kind")
-    values = np.concatenate([negative, positive])
-    order = values.argsort(kind="mergesort")
-    ranks = np.empty(len(values), np.float64)
-    sorted_values = values[order]
-    # average ranks for ties
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2.0 + 1.0
-        start = end + 1
-    positive_rank_sum = ranks[len(negative) :].sum()
-    return float((positive_rank_sum - positive.size * (positive.size + 1) / 2.0) / (positive.size * negative.size))
-
-
 __all__ = [
     "OOD_FILE_NAME",
     "DEFAULT_TARGET_FALSE_REJECTION",
@@ -462,7 +440,6 @@ __all__ = [
     "load_for_run",
     "read_ood_file",
     "from_metadata",
-    "binary_auroc",
     "ood_path",
     "split_records",
 ]
