@@ -78,3 +78,23 @@ def test_predictions_are_calibrated_softmax_of_the_logits(run: RunFolder, small_
 def test_wrongly_sized_images_are_refused(run: RunFolder) -> None:
     with pytest.raises(DermtoolError, match=r"shape \(N, 64, 64, 3\)"):
         run.predict_probabilities(np.zeros((2, 32, 32, 3), dtype=np.uint8))
+
+
+def test_logits_predictor_graph_and_eager_paths_agree() -> None:
+    """Above GRAPH_MODE_MIN_IMAGES the logits come from one traced tf.function, below from eager calls."""
+    import tf_keras as keras
+
+    from dermtool.run import GRAPH_MODE_MIN_IMAGES, LogitsPredictor
+
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, keras.layers.Dense(5, name="logits")(keras.layers.Flatten()(inputs)))
+    images = np.random.default_rng(0).normal(size=(GRAPH_MODE_MIN_IMAGES + 4, 4, 4, 3)).astype(np.float32)
+    batches = [images[start:start + 64] for start in range(0, len(images), 64)]
+    predictor = LogitsPredictor(model)
+    graph = predictor.predict_batches(batches, len(images))
+    eager = np.concatenate([LogitsPredictor(model).predict_batches([batch], len(batch)) for batch in batches])
+    assert graph.dtype == np.float64 and graph.shape == (len(images), 5)
+    np.testing.assert_allclose(graph, eager, rtol=1e-5, atol=1e-5)
+    dataset = [(batch, np.zeros(len(batch))) for batch in batches]
+    np.testing.assert_allclose(predictor(dataset, len(images)), graph)
+    assert predictor.predict_batches([], 0).shape == (0, 5)

@@ -47,7 +47,7 @@ CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
 
 # Above this many images, predictions run as a traced tf.function (graph mode fuses convolution, BatchNorm
-# and activation: about 2.5x less CPU than eager calls); below, tracing would cost more than it saves.
+# and activation: much less CPU than eager calls); below, tracing would cost more than it saves.
 GRAPH_MODE_MIN_IMAGES = 256
 
 # What a finished run must hold to be used by evaluate, export, bench, predict and explain.
@@ -55,6 +55,46 @@ REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, INPUT_SPEC_FILE, METRICS_FILE)
 # Everything train writes (used to clear a folder on --overwrite without touching anything else).
 RUN_ENTRIES = REQUIRED_FILES + (CONFIG_FILE, SPLIT_FILE, HISTORY_FILE, CONFUSION_MATRIX_FILE,
                                 TRAINING_CURVES_FILE, CHECKPOINTS_DIR, LOGS_DIR, "train.log")
+
+
+class LogitsPredictor:
+    """float64 logits (N x C) of a logits model (a Keras model whose output is the ``logits`` layer), in order.
+
+    Up to :data:`GRAPH_MODE_MIN_IMAGES` images, eager calls; above, one ``tf.function`` traced once for any
+    batch size and kept for later calls. Used by training (validation and test datasets) and by
+    :meth:`RunFolder.predict_logits`.
+    """
+
+    def __init__(self, logits_model: Any) -> None:
+        self.model = logits_model
+        self._graph_function = None
+
+    def _function(self):
+        if self._graph_function is None:
+            import tensorflow as tf
+
+            model = self.model
+            shape = (None, *model.input_shape[1:])
+
+            @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
+            def logits_of(images):
+                return tf.cast(model(images, training=False), tf.float32)
+
+            self._graph_function = logits_of
+        return self._graph_function
+
+    def predict_batches(self, batches: Any, count: int) -> np.ndarray:
+        """Logits of an iterable of normalised image batches holding ``count`` images in all."""
+        call = self._function() if count > GRAPH_MODE_MIN_IMAGES else (
+            lambda images: self.model(images, training=False))
+        outputs = [np.asarray(call(images), dtype=np.float64) for images in batches]
+        if not outputs:
+            return np.zeros((0, int(self.model.output_shape[-1])), dtype=np.float64)
+        return np.concatenate(outputs, axis=0)
+
+    def __call__(self, dataset: Any, count: int) -> np.ndarray:
+        """Logits of an un-augmented dataset of ``(images, labels)`` batches holding ``count`` images."""
+        return self.predict_batches((images for images, _ in dataset), count)
 
 
 class RunFolder:
@@ -72,8 +112,7 @@ class RunFolder:
             raise DermtoolError(
                 f"{self.path} is not a finished run folder: missing {', '.join(missing)}{hint}"
             )
-        self._cached_logits_model = None
-        self._cached_graph_logits = None
+        self._cached_logits_predictor = None
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -193,32 +232,11 @@ class RunFolder:
             raise DermtoolError(
                 f"expected uint8 images of shape (N, {size}, {size}, 3) for this model, got {images.shape}"
             )
-        if self._cached_logits_model is None:
-            self._cached_logits_model = self.logits_model()
-        call = self._graph_logits() if len(images) > GRAPH_MODE_MIN_IMAGES else (
-            lambda batch: self._cached_logits_model(batch, training=False))
-        outputs = []
-        for start in range(0, len(images), batch_size):
-            batch = normalize(images[start:start + batch_size], self.input_spec)
-            outputs.append(np.asarray(call(batch), dtype=np.float64))
-        if not outputs:
-            return np.zeros((0, len(self.labels)), dtype=np.float64)
-        return np.concatenate(outputs, axis=0)
-
-    def _graph_logits(self):
-        """The cached logits model as a ``tf.function`` (traced once, any batch size)."""
-        if self._cached_graph_logits is None:
-            import tensorflow as tf
-
-            model = self._cached_logits_model
-            size = self.input_spec.image_size
-
-            @tf.function(input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
-            def logits_of(images):
-                return model(images, training=False)
-
-            self._cached_graph_logits = logits_of
-        return self._cached_graph_logits
+        if self._cached_logits_predictor is None:
+            self._cached_logits_predictor = LogitsPredictor(self.logits_model())
+        batches = (normalize(images[start:start + batch_size], self.input_spec)
+                   for start in range(0, len(images), batch_size))
+        return self._cached_logits_predictor.predict_batches(batches, len(images))
 
     def predict_probabilities(self, uint8_images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities ``softmax(logits / T)`` (float64, N x C), columns in ``labels`` order."""
