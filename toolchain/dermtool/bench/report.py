@@ -248,33 +248,17 @@ def _save(figure: Any, path: Path) -> Path:
 
 
 def plot_confusion_matrix(results: Mapping[str, Any], path: Path) -> Path:
-    """Row-normalised confusion matrix (recall on the diagonal), counts written in each cell."""
-    import matplotlib.pyplot as plt
+    """The bench's confusion matrix, classes in :func:`class_order`, drawn by
+    :func:`dermtool.train.plots.plot_confusion_matrix` (the run folder's plot)."""
     import numpy as np
 
+    from dermtool.train import plots
+
     labels = list(results["confusion_matrix"]["labels"])
-    counts = np.asarray(results["confusion_matrix"]["matrix"], dtype=np.float64)
+    counts = np.asarray(results["confusion_matrix"]["matrix"], dtype=np.int64)
     order = [labels.index(label) for label in class_order(labels)]
-    counts = counts[np.ix_(order, order)]
-    labels = [labels[index] for index in order]
-    totals = counts.sum(axis=1, keepdims=True)
-    fractions = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    figure, axes = plt.subplots(figsize=(1.0 + 0.75 * len(labels), 0.8 + 0.7 * len(labels)))
-    image = axes.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
-    for row in range(len(labels)):
-        for column in range(len(labels)):
-            colour = "white" if fractions[row, column] > 0.6 else "black"
-            axes.text(column, row, f"{int(counts[row, column])}", ha="center", va="center", color=colour, fontsize=8)
-    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    axes.set_yticks(range(len(labels)), labels)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    axes.set_title(f"Confusion matrix (n={int(counts.sum())}; colour = row fraction)")
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    try:
-        return _save(figure, path)
-    finally:
-        plt.close(figure)
+    return plots.plot_confusion_matrix(counts[np.ix_(order, order)], [labels[index] for index in order], path,
+                                       title=f"Confusion matrix (n={int(counts.sum())})")
 
 
 def plot_reliability(results: Mapping[str, Any], path: Path) -> Path:

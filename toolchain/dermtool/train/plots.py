@@ -1,4 +1,4 @@
-"""PNG plots written into a run folder: the confusion matrix and the training curves.
+"""PNG plots: the confusion matrix (a run folder's, and `dermtool bench --plots`) and the training curves.
 
 matplotlib is used with the non-interactive ``Agg`` backend (no display needed) through its
 object-oriented API, so nothing touches global pyplot state; every file is written atomically.
