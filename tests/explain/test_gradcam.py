@@ -1,4 +1,4 @@
-"""Grad-CAM: maps at the image's size in [0, 1], resize policies undone, lesion localisation, nested models."""
+"""Grad-CAM: maps at the image's size in [0, 1], resize policies undone, lesion localisation, flat models only."""
 
 from __future__ import annotations
 
@@ -111,38 +111,16 @@ def _tiny_backbone(keras, name: str):
     return keras.Model(inputs, x, name=name)
 
 
-def test_nested_models_work_without_graph_disconnected() -> None:
-    """A backbone sub-model inside a functional model, and inside a Sequential, gives the flat model's maps."""
+def test_a_nested_model_is_refused_with_a_clear_error() -> None:
+    """Grad-CAM works on one flat functional model (what build_classifier builds); a nested backbone is named."""
     import tf_keras as keras
 
     backbone = _tiny_backbone(keras, "backbone")
     inputs = keras.Input((32, 32, 3), name="image")
     features = keras.layers.GlobalAveragePooling2D(name="pooled")(backbone(inputs))
-    logits = keras.layers.Dense(4, name="logits")(features)
-    nested = keras.Model(inputs, keras.layers.Activation("softmax", name="probabilities")(logits))
-    sequential = keras.Sequential(
-        [backbone, keras.layers.GlobalAveragePooling2D(name="pooled"), nested.get_layer("logits"), keras.layers.Softmax()]
-    )
-    # the flat equivalent: fresh layers with the same weights, on one graph
-    flat_inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv_a")(flat_inputs)
-    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="top_conv")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
-    flat_logits = keras.layers.Dense(4, name="logits")(x)
-    flat = keras.Model(flat_inputs, keras.layers.Activation("softmax")(flat_logits))
-    for name in ("conv_a", "top_conv"):
-        flat.get_layer(name).set_weights(backbone.get_layer(name).get_weights())
-    flat.get_layer("logits").set_weights(nested.get_layer("logits").get_weights())
-
-    images = np.random.default_rng(0).normal(size=(3, 32, 32, 3)).astype(np.float32)
-    expected, expected_logits, _ = gradcam_maps(GradientModel(flat, "top_conv"), images, [0, 1, 2])
-    for model in (nested, sequential):
-        maps, logits, chosen = gradcam_maps(GradientModel(model, "top_conv"), images, [0, 1, 2])
-        assert chosen == [0, 1, 2]
-        np.testing.assert_allclose(logits, expected_logits, atol=1e-5)
-        np.testing.assert_allclose(maps, expected, atol=1e-5)
-    maps, _, _ = gradcam_maps(GradientModel(nested), images)  # the layer found without its name
-    assert maps.shape == (3, 8, 8)
+    nested = keras.Model(inputs, keras.layers.Dense(4, name="logits")(features))
+    with pytest.raises(DermtoolError, match="flat functional model.*backbone"):
+        GradientModel(nested, "top_conv")
 
 
 def test_mobilenet_backbone_from_the_registry() -> None:

@@ -5,16 +5,14 @@ averaged gradient of the class's *logit* and keeps the positive part. Here:
 
 - The classifier is one flat tf_keras functional model (``dermtool.models.build_classifier``), so a model with
   outputs ``[last_conv_output, logits]`` is built directly from its graph. The layer comes from the registry
-  (``ModelSpec.last_conv_layer_name``) or, failing that, is the last 4-D layer before ``pooled``. A *nested*
-  model (a backbone sub-model inside, e.g. a hand-made Sequential) is handled by walking into the sub-model:
-  a gradient model of the sub-model is built and the outer layers are applied in order around it, so there is
-  no "Graph disconnected" error.
+  (``ModelSpec.last_conv_layer_name``) or, failing that, is the last 4-D layer before ``pooled``. The model
+  must be one flat functional model, as :func:`dermtool.models.build_classifier` builds them; a model with
+  a nested sub-model is refused with a clear error.
 - The score differentiated is, by default, the class's logit *minus the mean logit*
   (``target="contrastive"``), not the raw logit of the original paper (``target="logit"``). The softmax
   probabilities depend only on differences between logits: a feature map that raises every logit alike
-  changes no probability, yet it dominates a raw-logit map. On a briefly fine-tuned Lite0 (128 px, all
-  1501 images of a lesion-grouped HAM10000 test split) raw-logit maps put the hottest pixel inside the lesion
-  mask for 28 % of images (they lit the dark vignette and the borders), contrastive maps for 63 %.
+  changes no probability, yet it dominates a raw-logit map (on dermoscopic images, raw-logit maps tend to
+  light the dark vignette and the borders).
 - The map is computed on the model input (``S x S``) and mapped back onto the original image, undoing the
   resize policy: ``squash`` stretches it back; ``center_crop`` places it on the central square (the cut-off
   sides, never seen by the model, are 0); ``pad`` drops the black borders. Values are in [0, 1] (1 = the
@@ -90,16 +88,11 @@ def _is_model(layer: Any) -> bool:
 
 
 def _last_spatial_layer_name(model: Any) -> str | None:
-    """The last layer with a 4-D output before the global pooling (searching nested models too)."""
+    """The last layer with a 4-D output before the global pooling."""
     candidate = None
     for layer in model.layers:
         if layer.name == "pooled":
             break
-        if _is_model(layer):
-            inner = _last_spatial_layer_name(layer)
-            if inner is not None:
-                candidate = inner
-            continue
         shape = getattr(layer, "output_shape", None)
         if isinstance(shape, tuple) and len(shape) == 4 and not layer.name.startswith("input"):
             candidate = layer.name
@@ -130,70 +123,31 @@ def _logits_layer(model: Any) -> Any:
 
 
 class GradientModel:
-    """``__call__(images) -> (conv_output, logits)`` for a flat or nested tf_keras model.
-
-    Flat (the project's classifiers): one ``keras.Model(inputs, [conv.output, logits.output])``.
-    Nested: the outer layers are applied in order (a chain, as in a Sequential or a backbone-then-head
-    functional model); the sub-model holding the layer is replaced by a two-output model of its own, built
-    the same way recursively, so no tensor of one graph is ever asked for in another.
-    """
+    """``__call__(images) -> (conv_output, logits)`` of a flat tf_keras functional model: one
+    ``keras.Model(inputs, [conv.output, logits.output])``. A model with a nested sub-model (a backbone inside
+    a functional model or a Sequential) is refused: build the classifier flat, as
+    :func:`dermtool.models.build_classifier` does."""
 
     def __init__(self, model: Any, layer_name: str | None = None) -> None:
         import tf_keras as keras
 
+        nested = [layer.name for layer in model.layers if _is_model(layer)]
+        if nested:
+            raise DermtoolError(
+                f"Grad-CAM needs one flat functional model; this one nests the sub-model(s) {', '.join(nested)} "
+                "(build the classifier with dermtool.models.build_classifier)"
+            )
         self.model = model
         name = layer_name or _last_spatial_layer_name(model)
-        if name is None or not _has_layer_deep(model, name):
+        if name is None or not _contains_layer(model, name):
             raise DermtoolError(f"cannot find the convolutional layer {name!r} for Grad-CAM in the model")
         self.layer_name = name
         self.logits_name = _logits_layer(model).name
-        self._flat = None
-        if _contains_layer(model, name):  # flat: one functional model, two outputs
-            logits = model.get_layer(self.logits_name).output
-            self._flat = keras.Model(model.inputs, [model.get_layer(name).output, logits])
-        self._sub_models: dict[str, Any] = {}
-
-    def _two_output(self, sub_model: Any) -> Any:
-        """``x -> (conv, sub_model output)`` for a sub-model holding the layer somewhere inside."""
-        import tf_keras as keras
-
-        if sub_model.name not in self._sub_models:
-            if _contains_layer(sub_model, self.layer_name):
-                flat = keras.Model(sub_model.inputs, [sub_model.get_layer(self.layer_name).output, sub_model.output])
-                self._sub_models[sub_model.name] = lambda x: flat(x, training=False)
-            else:
-                self._sub_models[sub_model.name] = lambda x: self._walk(sub_model, x, stop_at=None)
-        return self._sub_models[sub_model.name]
-
-    def _walk(self, model: Any, tensor: Any, stop_at: str | None) -> tuple[Any, Any]:
-        import tf_keras as keras
-
-        conv = None
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            if _is_model(layer) and _has_layer_deep(layer, self.layer_name):
-                conv, tensor = self._two_output(layer)(tensor)
-            else:
-                tensor = layer(tensor, training=False)
-            if stop_at is not None and layer.name == stop_at:
-                break
-        return conv, tensor
+        self._flat = keras.Model(model.inputs, [model.get_layer(name).output, model.get_layer(self.logits_name).output])
 
     def __call__(self, images: Any) -> tuple[Any, Any]:
-        if self._flat is not None:
-            conv, logits = self._flat(images, training=False)
-            return conv, logits
-        return self._walk(self.model, images, stop_at=self.logits_name)
-
-
-def _has_layer_deep(model: Any, name: str) -> bool:
-    for layer in model.layers:
-        if layer.name == name:
-            return True
-        if _is_model(layer) and _has_layer_deep(layer, name):
-            return True
-    return False
+        conv, logits = self._flat(images, training=False)
+        return conv, logits
 
 
 def gradcam_maps(

@@ -459,10 +459,6 @@ class Predictor:
                 results[index] = self._result(name, row, None if score is None else float(score), top_k)
         return [result for result in results if result is not None]
 
-    def predict_one(self, image: ImageInput, top_k: int = 3) -> dict[str, Any]:
-        """The contract dict of one image (``{image, error}`` if it cannot be read)."""
-        return self.predict([image], top_k=top_k)[0]
-
     def _result(self, name: str, row: np.ndarray, ood_score: float | None, top_k: int) -> dict[str, Any]:
         rejected = ood_score is not None and ood_score >= self.ood_threshold
         order = np.argsort(-row, kind="stable")

@@ -185,11 +185,3 @@ def extract_upload(body: bytes, content_type_header: str, limit_bytes: int) -> U
     if not upload.data:
         raise UploadError(422, "The uploaded file is empty (0 bytes). Choose or take the photo again.")
     return upload
-
-
-async def read_upload(request: Request, limit_bytes: int) -> Upload:
-    """The one image of a request (multipart or raw ``image/*`` body): size, type and emptiness checked."""
-    content_type_header = request.headers.get("content-type", "")
-    check_request_type(content_type_header)  # refuse before reading a body that cannot be an image
-    body = await read_body(request, limit_bytes)
-    return extract_upload(body, content_type_header, limit_bytes)

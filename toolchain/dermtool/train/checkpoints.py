@@ -125,12 +125,6 @@ def clear_run_files(run_dir: Path) -> None:
             path.unlink()
 
 
-def checkpoint_files(run_dir: Path, prefix: str) -> list[Path]:
-    """The files of the tf.train.Checkpoint written under ``prefix``."""
-    folder = run_dir / CHECKPOINTS_DIR
-    return sorted(folder.glob(f"{prefix}.*")) if prefix else []
-
-
 def remove_checkpoints_except(run_dir: Path, keep: set[str]) -> None:
     """Delete checkpoint files whose prefix is not in ``keep`` (call after the state file names ``keep``)."""
     folder = run_dir / CHECKPOINTS_DIR

@@ -30,10 +30,6 @@ class Devices:
     description: str
 
     @property
-    def replicas(self) -> int:
-        return int(self.strategy.num_replicas_in_sync)
-
-    @property
     def is_chief(self) -> bool:
         """True on the worker that writes the run folder (the only one unless multi-worker)."""
         resolver = getattr(self.strategy, "cluster_resolver", None)
