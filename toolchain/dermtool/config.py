@@ -108,8 +108,7 @@ class TrainConfig:
     finetune_learning_rate: float = 3e-4
     finetune_from_block: int = 0  # 0 = fine-tune the whole backbone; N = blocks N.. and the head conv
     # BatchNorm of the fine-tuned blocks: "frozen" keeps the ImageNet statistics (safe with small batches);
-    # "train" lets them follow this data (batch statistics in training, moving averages updated). On
-    # ham10000_cpu "train" scored 0.702 test balanced accuracy against 0.712 frozen (benchmarks/RESULTS.md).
+    # "train" lets them follow this data (batch statistics in training, moving averages updated).
     finetune_batch_norm: Literal["frozen", "train"] = "frozen"
     warmup_fraction: float = 0.05  # share of fine-tuning steps spent warming the learning rate up
     weight_decay: float = 1e-5
@@ -132,14 +131,11 @@ class ExportConfig:
     qat_learning_rate: float = 1e-5
     prune_sparsity: float = 0.0
     prune_epochs: int = 2
-    # Pruning re-learns around the zeroed weights and takes a larger step than QAT's gentle nudge
-    # (measured at 1e-4: the 50 % pruned Lite0 kept 0.69 on val, RESULTS.md). The collapse to 0.375 once
-    # put down to 1e-5 was the int8 conversion of all-zero channels (optimize/qat.widen_zero_weight_ranges).
+    # Pruning re-learns around the zeroed weights, so it takes a larger step than QAT's gentle nudge.
     prune_learning_rate: float = 1e-4
     distill: bool = True  # QAT / pruning fine-tunes learn the float model's softmax, not the labels
     # post-training int8 (not with QAT unless asked): round the kernels to their int8 grid and take the mean
-    # shift out of the biases (optimize/bias_correction.py; int8 PTQ test agreement with float 0.973 -> 0.983
-    # on the HAM10000 Lite0 run)
+    # shift out of the biases (optimize/bias_correction.py)
     bias_correction: bool = True
     gate_max_balanced_accuracy_drop: float = 1.5  # points of balanced accuracy
     gate_min_agreement: float = 0.97
