@@ -174,7 +174,7 @@ def source_of_folder(sources: Sequence[SourceConfig], dataset: Dataset, split_ro
     if len(sources) < 2:
         return None
     for source in sources:
-        if _same_folder(source.data_dir, dataset.root):
+        if source.data_dir and _same_folder(source.data_dir, dataset.root):
             return source
     ids = {record.image_id for record in dataset.records}
     named = {row.source for row in split_rows if row.source and row.image_id in ids}
