@@ -58,6 +58,12 @@ def test_check_messy_folder_reports_and_strict_exit(messy_folder: Path, tmp_path
     assert "Result: PROBLEMS" in text
     assert len(json.loads(out.read_text())["errors"]) == 4
 
+    strict = run("data", "check", str(messy_folder), "--json", "-", "--strict")
+    assert strict.exit_code == 1  # --strict: partial failure, after the JSON is written
+    report = json.loads(strict.stdout)  # stdout holds the JSON alone
+    assert set(report) == set(json.loads(out.read_text())) and len(report["errors"]) == 4
+    assert "Result: PROBLEMS" not in strict.output  # with --json -, no text report
+
     strict = run("data", "check", str(messy_folder), "--strict", "--min-per-class", "13")
     assert strict.exit_code == 1
     assert "Rare labels (fewer than 13 usable images): bcc 12" in strict.stdout

@@ -66,7 +66,7 @@ def test_predict_cli_fails_closed(nan_model: Path, small_ham: Path) -> None:
     image = next((small_ham / "images").iterdir())
     for options in (["--json"], []):
         result = CliRunner().invoke(cli, ["predict", str(image), "--model", str(nan_model), *options])
-        assert result.exit_code == 2, result.output
+        assert result.exit_code == 3, result.output  # refused by a check (docs/contract.md)
         assert '"outcome"' not in result.output and "nan %" not in result.output.lower()
         assert "non-finite" in result.output
         assert result.output.count("\n") == 1 and result.output.startswith("Error: ")
@@ -81,7 +81,7 @@ def test_serve_refuses_to_start(nan_model: Path) -> None:
 
 def test_bench_refuses(nan_model: Path, small_ham: Path) -> None:
     result = CliRunner().invoke(cli, ["bench", str(nan_model), "--data", str(small_ham), "--runs", "2"])
-    assert result.exit_code != 0
+    assert result.exit_code == 3
     assert "non-finite" in result.output and "Traceback" not in result.output
 
 
@@ -95,7 +95,7 @@ def test_run_folder_with_nan_weights_fails_closed(nan_run: Path, small_ham: Path
         Explainer(nan_run)
     image = next((small_ham / "images").iterdir())
     result = CliRunner().invoke(cli, ["explain", str(image), "--model", str(nan_run), "--out", str(tmp_path / "o.png")])
-    assert result.exit_code == 2 and "non-finite" in result.output
+    assert result.exit_code == 3 and "non-finite" in result.output
     assert not (tmp_path / "o.png").exists()
 
 

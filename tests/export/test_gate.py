@@ -71,3 +71,45 @@ def test_gate_refuses_an_int8_model_calibrated_without_normalisation(tiny_run: P
     assert "top-1 agreement" in message or "balanced accuracy fell" in message
     assert not out.exists()
     assert list(out.parent.iterdir()) == []  # no model card, no temporary file
+
+
+def test_cli_refused_gate_exits_3_with_json_and_passed_gate_writes_the_summary(tiny_run: Path, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch):
+    """`dermtool export`: a refusing gate exits 3 (2 is a usage error), writes no model, and --json - says why
+    on stdout alone; a passing export's --json PATH is the summary (path, mode, size, gate, model card)."""
+    import dataclasses
+    import json
+
+    from click.testing import CliRunner
+
+    from dermtool.cli.main import cli
+    from dermtool.export import gate
+
+    measure = gate.measure_gate
+
+    def unpassable(*args, **kwargs):  # the real numbers against a limit no model meets
+        result, float_metrics, exported_metrics = measure(*args, **kwargs)
+        return dataclasses.replace(result, min_agreement=1.5, passed=False), float_metrics, exported_metrics
+
+    out = tmp_path / "tiny_float.tflite"
+    with monkeypatch.context() as patch:
+        patch.setattr(gate, "measure_gate", unpassable)
+        refused = CliRunner().invoke(cli, ["export", str(tiny_run), "--out", str(out), "--float", "--quiet",
+                                           "--json", "-"])
+    assert refused.exit_code == 3, refused.output
+    assert refused.stderr.strip().splitlines()[-1].startswith("Error: export refused by the accuracy gate")
+    summary = json.loads(refused.stdout)  # the JSON and nothing else
+    assert summary["written"] is False and summary["path"] is None and summary["mode"] == "float"
+    assert summary["gate"]["passed"] is False and summary["gate"]["min_agreement"] == 1.5
+    assert "accuracy gate" in summary["error"]
+    assert list(tmp_path.iterdir()) == []  # no model, no model card, and no JSON file in --json - mode
+
+    report = tmp_path / "reports" / "export.json"
+    passed = CliRunner().invoke(cli, ["export", str(tiny_run), "--out", str(out), "--float", "--quiet",
+                                      "--json", str(report)])
+    assert passed.exit_code == 0, passed.output
+    assert "model card:" in passed.stdout  # the text summary still printed with --json PATH
+    summary = json.loads(report.read_text())
+    assert summary["written"] is True and summary["path"] == str(out) and summary["mode"] == "float"
+    assert summary["bytes"] == out.stat().st_size and summary["gate"]["passed"] is True
+    assert Path(summary["model_card"]["json"]).is_file() and Path(summary["model_card"]["markdown"]).is_file()

@@ -21,12 +21,26 @@ DISCLAIMER = (
 
 
 class DermtoolError(ValueError):
-    """A user-facing error: the command line prints its message as one line and exits non-zero."""
+    """A user-facing error: the command line prints its message as one line and exits with ``exit_code``
+    (2: a usage error, a missing file, a bad folder ...)."""
+
+    exit_code = 2
 
 
-class ModelOutputError(DermtoolError):
+class CheckFailed(DermtoolError):
+    """A gate or check refused the result (export's accuracy gate, a model with non-finite outputs): the
+    command line exits 3. ``details``: what the check measured, for ``--json`` (e.g. the gate's numbers)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class ModelOutputError(CheckFailed):
     """The model gave non-finite outputs (NaN or infinity): a corrupt model. Never turned into an outcome;
-    the web app answers 500 with the message."""
+    the web app answers 500 with the message; the command line exits 3."""
 
 
 def check_finite_outputs(values, model: object) -> None:
@@ -55,5 +69,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'dermtool' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "DISCLAIMER", "DermtoolError", "ModelOutputError", "check_finite_outputs", "predict",
+__all__ = ["__version__", "DISCLAIMER", "DermtoolError", "CheckFailed", "ModelOutputError", "check_finite_outputs", "predict",
            "explain"]

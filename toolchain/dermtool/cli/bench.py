@@ -10,6 +10,8 @@ import sys
 
 import click
 
+from dermtool.cli.output import JsonOutput, json_option
+
 EPILOG = """\b
 Examples:
   # every labelled image of a folder, 1 thread
@@ -59,7 +61,7 @@ of each classify call, one per image (--threads, --runs and --warmup do not appl
               help="Interpreter threads; repeat for several latency entries (--threads 1 --threads 2). Default 1.")
 @click.option("--runs", type=int, default=200, show_default=True, help="Timed invokes per thread count.")
 @click.option("--warmup", type=int, default=20, show_default=True, help="Untimed invokes before timing.")
-@click.option("--json", "json_path", default=None, metavar="OUT", help="Write the results (bench --json schema) here; '-' for stdout.")
+@json_option("the results (bench --json schema)")
 @click.option("--md", "markdown_path", default=None, metavar="OUT", help="Write a Markdown report here.")
 @click.option("--plots", "plots_dir", default=None, metavar="DIR",
               help="Write confusion_matrix.png, reliability.png and latency_histogram.png into DIR.")
@@ -81,7 +83,7 @@ def bench(
     threads: tuple[int, ...],
     runs: int,
     warmup: int,
-    json_path: str | None,
+    json_out: str | None,
     markdown_path: str | None,
     plots_dir: str | None,
     client: str,
@@ -94,36 +96,32 @@ def bench(
     Prints a table (melanoma first in every per-class listing); --json, --md and --plots write the
     same results to files.
     """
-    import json
-
     from dermtool.bench.report import format_table, to_markdown
     from dermtool.bench.runner import run_bench
-    from dermtool.io_utils import atomic_write_json, atomic_write_text
+    from dermtool.io_utils import atomic_write_text
 
-    results = run_bench(
-        model,
-        data_dir,
-        split=split,
-        manifest=manifest,
-        reference=reference,
-        threads=threads or (1,),
-        runs=runs,
-        warmup=warmup,
-        labels_csv=labels_csv,
-        ignore_unknown=ignore_unknown,
-        progress=not quiet,
-        client=client,
-        upscale=upscale,
-    )
+    output = JsonOutput(json_out)
+    with output.capture():
+        results = run_bench(
+            model,
+            data_dir,
+            split=split,
+            manifest=manifest,
+            reference=reference,
+            threads=threads or (1,),
+            runs=runs,
+            warmup=warmup,
+            labels_csv=labels_csv,
+            ignore_unknown=ignore_unknown,
+            progress=not quiet,
+            client=client,
+            upscale=upscale,
+        )
     for note in results.get("notes", []):
-        click.echo(f"Note: {note}", err=True)
-    if json_path == "-":
-        click.echo(json.dumps(results, indent=2))
-    elif not quiet:
-        click.echo(format_table(results))
-    if json_path and json_path != "-":
-        atomic_write_json(json_path, results)
-        click.echo(f"Wrote {json_path}", err=True)
+        output.note(f"Note: {note}")
+    if not quiet:
+        output.report(format_table(results))  # left out with --json -
+    output.write(results)
     if markdown_path:
         atomic_write_text(markdown_path, to_markdown(results))
         click.echo(f"Wrote {markdown_path}", err=True)

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from dermtool import DermtoolError
+from dermtool.cli.output import EXIT_PARTIAL, JsonOutput, json_option
 
 #: How many examples each section of the check report prints.
 SHOWN = 5
@@ -139,15 +140,14 @@ def _format_report(report: Any) -> str:
 @click.option("--split", "split_csv", type=click.Path(dir_okay=False, path_type=Path),
               help="A split file (image_id,label,group,split) to check for leakage; "
                    "by default one at the top of DATA is used.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the full report as JSON here (atomically).")
+@json_option("the full report (with --config: {source: report})")
 @click.option("--strict", is_flag=True,
               help="Exit 1 when an image is unusable, a listed image has no file, or splits leak.")
 @click.option("--min-per-class", type=click.IntRange(min=0), default=10, show_default=True,
               help="Report classes with fewer usable images than this as rare.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Decoding threads (default: twice the CPU cores, at most 16).")
-def check_command(data_dir: Path | None, config_path: Path | None, labels_csv: Path | None, split_csv: Path | None, json_out: Path | None,
+def check_command(data_dir: Path | None, config_path: Path | None, labels_csv: Path | None, split_csv: Path | None, json_out: str | None,
                   strict: bool, min_per_class: int, workers: int | None) -> None:
     """Validate every image of DATA and report what is wrong, without stopping at the first problem.
 
@@ -158,7 +158,8 @@ def check_command(data_dir: Path | None, config_path: Path | None, labels_csv: P
     ids without a file (missing), files the labels do not name (unlisted) and rare classes.
 
     The exit status is 0 unless --strict is given and there is an unusable image, a missing image or a
-    leak between splits (then 1). A folder that fits no layout is an error (exit 2).
+    leak between splits (then 1, after the report and the JSON are written). A folder that fits no
+    layout is an error (exit 2).
 
     \b
     Examples:
@@ -166,52 +167,50 @@ def check_command(data_dir: Path | None, config_path: Path | None, labels_csv: P
       dermtool data check DATA --labels DATA/ISIC2018_Task3_Training_GroundTruth.csv
       dermtool data check DATA --split runs/lite0/split.csv --json check.json --strict
       dermtool data check --config configs/multisource_cpu.toml --json check.json
+      dermtool data check DATA --json - --strict | jq '.errors | length'
     """
     if (data_dir is None) == (config_path is None):
         raise DermtoolError("give DATA or --config CONFIG.toml (one of them)")
+    output = JsonOutput(json_out)
     if config_path is not None:
-        _check_sources(config_path, labels_csv, split_csv, json_out, strict, min_per_class, workers)
+        _check_sources(config_path, labels_csv, split_csv, output, strict, min_per_class, workers)
         return
     from dermtool.data.check import check_dataset
-    from dermtool.io_utils import atomic_write_json
 
     if split_csv is not None and not split_csv.is_file():
         raise DermtoolError(f"split file not found: {split_csv}")
-    report = check_dataset(data_dir, labels_csv=labels_csv, split_csv=split_csv,
-                           min_per_class=min_per_class, workers=workers, progress=True)
-    click.echo(_format_report(report))
-    if json_out is not None:
-        atomic_write_json(json_out, report.to_dict())
-        click.echo(f"Report written to {json_out}")
+    with output.capture():
+        report = check_dataset(data_dir, labels_csv=labels_csv, split_csv=split_csv,
+                               min_per_class=min_per_class, workers=workers, progress=True)
+    output.report(_format_report(report))
+    output.write(report.to_dict())
     if strict and report.strict_failures():
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(EXIT_PARTIAL)
 
 
-def _check_sources(config_path: Path, labels_csv: Path | None, split_csv: Path | None, json_out: Path | None,
+def _check_sources(config_path: Path, labels_csv: Path | None, split_csv: Path | None, output: JsonOutput,
                    strict: bool, min_per_class: int, workers: int | None) -> None:
     """``data check --config``: one check report per source of the config (JSON: ``{source: report}``)."""
     from dermtool.config import load_config
     from dermtool.data.check import check_dataset
     from dermtool.data.sources import resolve_sources
-    from dermtool.io_utils import atomic_write_json
 
     if labels_csv is not None or split_csv is not None:
         raise DermtoolError("--labels and --split name files of one folder: with --config, set labels_csv in "
                             "the config's sources and check a split per folder (dermtool data check DATA --split)")
     reports = {}
     for source in resolve_sources(load_config(config_path).data):
-        click.echo(f"== Source {source.name} ({source.kind}) ==")
-        report = check_dataset(Path(source.data_dir), labels_csv=source.labels_csv or None, split_csv=None,
-                               min_per_class=min_per_class, workers=workers, progress=True)
-        click.echo(_format_report(report) + "\n")
+        output.report(f"== Source {source.name} ({source.kind}) ==")
+        with output.capture():
+            report = check_dataset(Path(source.data_dir), labels_csv=source.labels_csv or None, split_csv=None,
+                                   min_per_class=min_per_class, workers=workers, progress=True)
+        output.report(_format_report(report) + "\n")
         if source.label_map:
-            click.echo(f"Label map: {', '.join(f'{key} -> {value or chr(8709)}' for key, value in source.label_map.items())}\n")
+            output.report(f"Label map: {', '.join(f'{key} -> {value or chr(8709)}' for key, value in source.label_map.items())}\n")
         reports[source.name] = report
-    if json_out is not None:
-        atomic_write_json(json_out, {name: report.to_dict() for name, report in reports.items()})
-        click.echo(f"Report written to {json_out}")
+    output.write({name: report.to_dict() for name, report in reports.items()})
     if strict and any(report.strict_failures() for report in reports.values()):
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(EXIT_PARTIAL)
 
 
 def cross_split_duplicates(records: Any, rows: Any) -> list[list[tuple[str, str]]]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from dermtool.cli.output import JsonOutput, json_option
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, path_type=Path))
@@ -18,11 +20,10 @@ import click
               help="Only the images of this split in RUN/split.csv [default: every labelled image in DATA].")
 @click.option("--labels", "labels_csv", type=click.Path(dir_okay=False, path_type=Path),
               help="The label CSV, when DATA holds several or it lies elsewhere.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the metrics as JSON to this file.")
+@json_option("the metrics (docs/contract.md's metric keys, plus temperature and skipped images)")
 @click.option("--ignore-unknown", is_flag=True, help="Leave out images whose label the model does not know.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def evaluate(run_dir: Path, data_dir: Path, split: str | None, labels_csv: Path | None, json_out: Path | None,
+def evaluate(run_dir: Path, data_dir: Path, split: str | None, labels_csv: Path | None, json_out: str | None,
              ignore_unknown: bool, quiet: bool) -> None:
     """Metrics of a trained float model on a labelled folder.
 
@@ -35,22 +36,22 @@ def evaluate(run_dir: Path, data_dir: Path, split: str | None, labels_csv: Path 
       dermtool evaluate runs/lite0 --data ../shared/data/ham10000 --split test
       dermtool evaluate runs/lite0 --data isic_test/ --labels isic_test/GroundTruth.csv --json test.json
       dermtool evaluate runs/lite0 --data other_clinic/ --ignore-unknown
+      dermtool evaluate runs/lite0 --data DATA --split test --json - | jq .balanced_accuracy
     """
     from dermtool.evaluate import evaluate as run_evaluation
     from dermtool.evaluate import format_metrics_table
-    from dermtool.io_utils import atomic_write_json
 
-    result = run_evaluation(run_dir, data_dir, split=split, labels_csv=labels_csv, ignore_unknown=ignore_unknown,
-                            progress=not quiet)
+    output = JsonOutput(json_out)
+    with output.capture():
+        result = run_evaluation(run_dir, data_dir, split=split, labels_csv=labels_csv, ignore_unknown=ignore_unknown,
+                                progress=not quiet)
     where = f"split {split!r} of {run_dir / 'split.csv'}" if split else "every labelled image"
-    click.echo(f"Run: {run_dir}  Data: {data_dir} ({where}); temperature {result['temperature']:.3f}")
+    output.report(f"Run: {run_dir}  Data: {data_dir} ({where}); temperature {result['temperature']:.3f}")
     if result["skipped_images"]:
-        click.echo(f"Skipped {len(result['skipped_images'])} unreadable image(s), e.g. "
-                   f"{result['skipped_images'][0]['path']} ({result['skipped_images'][0]['reason']})", err=True)
+        output.note(f"Skipped {len(result['skipped_images'])} unreadable image(s), e.g. "
+                    f"{result['skipped_images'][0]['path']} ({result['skipped_images'][0]['reason']})")
     if result.get("ignored_unknown"):
         ignored = ", ".join(f"{label} {count}" for label, count in result["ignored_unknown"].items())
-        click.echo(f"Left out images with labels the model does not know: {ignored}", err=True)
-    click.echo(format_metrics_table(result))
-    if json_out is not None:
-        atomic_write_json(json_out, result)
-        click.echo(f"Metrics written to {json_out}")
+        output.note(f"Left out images with labels the model does not know: {ignored}")
+    output.report(format_metrics_table(result))
+    output.write(result)

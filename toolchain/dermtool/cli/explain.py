@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import click
 
+from dermtool.cli.output import JsonOutput, check_output_file, json_option
+
 EPILOG = """\b
 Examples:
   # the regions behind the predicted class, as a PNG with colour bar and caption
@@ -24,19 +26,6 @@ written only where --out says; the input image itself is never stored.
 """
 
 
-def _check_output_file(path: str, option: str) -> None:
-    """Refuse, before any work, an output path that is a folder or lies in a folder that does not exist."""
-    from pathlib import Path
-
-    from dermtool import DermtoolError
-
-    target = Path(path)
-    if target.is_dir():
-        raise DermtoolError(f"{option} {path} is a folder; give a file name such as {target / 'overlay.png'}")
-    if target.parent.exists() and not target.parent.is_dir():
-        raise DermtoolError(f"{option} {path}: {target.parent} is not a folder")
-
-
 @click.command("explain", epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("image", required=False, metavar="IMAGE")
 @click.option("--model", "model_path", required=True, metavar="RUN", help="A run folder written by `dermtool train`.")
@@ -52,7 +41,7 @@ def _check_output_file(path: str, option: str) -> None:
               help="--evaluate: lesion masks <image_id>_segmentation.png (255 = lesion).")
 @click.option("--split", default="test", show_default=True, metavar="NAME", help="--evaluate: split of the run to use.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="--evaluate: at most N images.")
-@click.option("--json", "json_path", default=None, metavar="OUT", help="--evaluate: also write the results as JSON.")
+@json_option("--evaluate's results")
 def explain(
     image: str | None,
     model_path: str,
@@ -64,7 +53,7 @@ def explain(
     masks_dir: str | None,
     split: str,
     limit: int | None,
-    json_path: str | None,
+    json_out: str | None,
 ) -> None:
     """Show which regions of IMAGE drove the model's prediction (Grad-CAM), or with --evaluate, measure
     whether the heat maps point at the lesion on a split with segmentation masks.
@@ -77,20 +66,19 @@ def explain(
         if not data_dir or not masks_dir:
             raise DermtoolError("--evaluate needs --data DATA and --masks DIR")
         from dermtool.explain.evaluate import evaluate_localisation
-        from dermtool.io_utils import atomic_write_json
 
-        if json_path:
-            _check_output_file(json_path, "--json")
-        report = evaluate_localisation(model_path, data_dir, masks_dir, split=split, limit=limit, target=target)
-        click.echo(report.format())
-        if json_path:
-            atomic_write_json(json_path, report.to_dict())
-            click.echo(f"Wrote {json_path}")
+        output = JsonOutput(json_out)
+        with output.capture():
+            report = evaluate_localisation(model_path, data_dir, masks_dir, split=split, limit=limit, target=target)
+        output.report(report.format())
+        output.write(report.to_dict())
         return
+    if json_out is not None:
+        raise DermtoolError("--json writes the results of --evaluate; one image's explanation is the overlay --out")
 
     if image is None or out_path is None:
         raise DermtoolError("give IMAGE and --out OVERLAY.png (or --evaluate with --data and --masks)")
-    _check_output_file(out_path, "--out")
+    check_output_file(out_path, "--out", example="overlay.png")
     from dermtool.explain.gradcam import get_explainer, overlay_png
     from dermtool.explain.predict import class_name
     from dermtool.io_utils import atomic_write_bytes

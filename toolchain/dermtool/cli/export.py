@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from dermtool.cli.output import JsonOutput, json_option
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, path_type=Path))
@@ -51,11 +53,12 @@ import click
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
               help="The run's image folder, if it is not where the run's config.toml says.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@json_option("a summary (written, path, mode, bytes, gate, model_card ...; on a refusal written false, error, gate)")
 def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None, qat: bool, prune: float | None,
            representative_images: int | None, qat_epochs: int | None, prune_epochs: int | None,
            qat_learning_rate: float | None, prune_learning_rate: float | None, distill: bool | None, no_gate: bool,
            max_drop: float | None, min_agreement: float | None, overwrite: bool, data_dir: Path | None,
-           quiet: bool, bias_correction: bool | None) -> None:
+           quiet: bool, bias_correction: bool | None, json_out: str | None) -> None:
     """Write a TFLite model of a trained run, checked against the float model.
 
     The calibration temperature is folded into the model, so its softmax output is calibrated. The
@@ -64,8 +67,8 @@ def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None,
 
     The accuracy gate runs the exported model (LiteRT) and the float model on the run's validation
     images and refuses the export, writing nothing, if balanced accuracy drops by more than --max-drop
-    points or the two agree on fewer than --min-agreement of the images. Options left out take the
-    run's [export] configuration.
+    points or the two agree on fewer than --min-agreement of the images (exit status 3; 2 for a usage
+    error). Options left out take the run's [export] configuration.
 
     \b
     Examples:
@@ -74,36 +77,45 @@ def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None,
       dermtool export runs/lite0 --out lite0_qat.tflite --int8 --qat --qat-epochs 2
       dermtool export runs/lite0 --out lite0_sparse.tflite --int8 --prune 0.5
       dermtool export runs/lite0 --out lite0_int8io.tflite --int8 --io int8 --representative 500
+      dermtool export runs/lite0 --out lite0_int8.tflite --json - | jq .gate.passed
     """
     from dermtool.export.tflite import export_model
     from dermtool.run import RunFolder
 
-    from dermtool import DermtoolError
+    from dermtool import CheckFailed, DermtoolError
 
+    output = JsonOutput(json_out)
     defaults = RunFolder(run_dir).config.export
     mode = mode or defaults.mode
     if io_type is not None and mode != "int8":
         raise DermtoolError(f"--io sets the tensor type of an int8 model; a {mode} model has float32 input and output")
-    result = export_model(
-        run_dir,
-        out_path,
-        mode=mode,
-        io=io_type or defaults.io,
-        qat=qat,
-        prune=prune if prune is not None else defaults.prune_sparsity,
-        representative_images=representative_images if representative_images is not None else defaults.representative_images,
-        qat_epochs=qat_epochs if qat_epochs is not None else defaults.qat_epochs,
-        prune_epochs=prune_epochs if prune_epochs is not None else defaults.prune_epochs,
-        distill=distill if distill is not None else defaults.distill,
-        gate=not no_gate,
-        max_balanced_accuracy_drop=max_drop if max_drop is not None else defaults.gate_max_balanced_accuracy_drop,
-        min_agreement=min_agreement if min_agreement is not None else defaults.gate_min_agreement,
-        overwrite=overwrite,
-        data_dir=data_dir,
-        progress=not quiet,
-        learning_rate=qat_learning_rate,
-        prune_learning_rate=prune_learning_rate,
-        # None: on for post-training int8 (the export decides); the config can only switch it off
-        bias_correction=bias_correction if bias_correction is not None else (None if defaults.bias_correction else False),
-    )
-    click.echo(result.summary())
+    try:
+        with output.capture():
+            result = export_model(
+                run_dir,
+                out_path,
+                mode=mode,
+                io=io_type or defaults.io,
+                qat=qat,
+                prune=prune if prune is not None else defaults.prune_sparsity,
+                representative_images=representative_images if representative_images is not None else defaults.representative_images,
+                qat_epochs=qat_epochs if qat_epochs is not None else defaults.qat_epochs,
+                prune_epochs=prune_epochs if prune_epochs is not None else defaults.prune_epochs,
+                distill=distill if distill is not None else defaults.distill,
+                gate=not no_gate,
+                max_balanced_accuracy_drop=max_drop if max_drop is not None else defaults.gate_max_balanced_accuracy_drop,
+                min_agreement=min_agreement if min_agreement is not None else defaults.gate_min_agreement,
+                overwrite=overwrite,
+                data_dir=data_dir,
+                progress=not quiet,
+                learning_rate=qat_learning_rate,
+                prune_learning_rate=prune_learning_rate,
+                # None: on for post-training int8 (the export decides); the config can only switch it off
+                bias_correction=bias_correction if bias_correction is not None else (None if defaults.bias_correction else False),
+            )
+    except CheckFailed as refusal:  # the gate refused: the JSON says why, then exit 3
+        output.write({"written": False, "path": None, "mode": mode, "error": str(refusal),
+                      **(refusal.details or {})})
+        raise
+    output.report(result.summary())
+    output.write({"written": True, **result.to_dict()})

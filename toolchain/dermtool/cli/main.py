@@ -2,7 +2,8 @@
 
 Commands are loaded lazily from ``dermtool.cli.<module>`` so that ``dermtool --help`` imports neither
 TensorFlow nor any command's dependencies. A :class:`dermtool.DermtoolError` raised anywhere below a
-command becomes one line on stderr and exit status 2, never a traceback. TensorFlow's start-up logging is
+command becomes one line on stderr and its exit status (2; 3 for :class:`dermtool.CheckFailed`, a refusing
+gate or check), never a traceback; the statuses are listed in :mod:`dermtool.cli.output`. TensorFlow's start-up logging is
 silenced before its first import (:mod:`dermtool.cli.quiet`).
 """
 
@@ -57,7 +58,7 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except DermtoolError as error:
             click.echo(f"Error: {error}", err=True)
-            ctx.exit(2)
+            ctx.exit(getattr(error, "exit_code", 2))
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,6 +73,11 @@ def cli() -> None:
       dermtool train --config configs/ham10000_cpu.toml --out runs/lite0
       dermtool export runs/lite0 --out lite0_int8.tflite --int8
       dermtool bench lite0_int8.tflite --data DATA --split test --reference runs/lite0
+
+    \b
+    Every command that produces results takes --json PATH ('-': stdout, nothing else).
+    Exit status: 0 ok, 1 partial failure (unreadable images in predict, data check --strict),
+    2 usage error, 3 refused by a gate or check (export's accuracy gate, a non-finite model).
 
     dermtool is a decision-support research tool, not a medical device.
     """

@@ -12,10 +12,13 @@ from typing import Any
 
 import click
 
+from dermtool.cli.output import STDOUT, JsonOutput, json_option
+
 EPILOG = """\b
 Examples:
   dermtool predict lesion.jpg --model runs/lite0
-  dermtool predict photos/ --model lite0_int8.tflite --json > results.json
+  dermtool predict photos/ --model lite0_int8.tflite --json results.json
+  dermtool predict photos/ --model lite0_int8.tflite --json - | jq '.[].outcome'
   dermtool predict 'photos/*.jpg' --model runs/lite0 --top-k 5 --uncertainty-threshold 0.6
 \b
 Outcomes (the first that applies wins):
@@ -28,6 +31,9 @@ Outcomes (the first that applies wins):
 \b
 IMAGE may be files, folders (every image inside, recursively) or quoted glob patterns. An unreadable
 image is reported in place ({image, error} with --json) and the command exits 1 after all others.
+--json with no PATH (the last option, or followed by another option) means '-', as in earlier versions;
+a PATH with an image suffix is refused (it would be one of the images). Exit status: 0 ok, 1 some image
+unreadable, 2 usage error, 3 a model with non-finite outputs.
 Images are read, never stored; EXIF data is ignored. Only regular files within the decoding budget are
 read (64 MB, 40 megapixels, 256 MB of decoded memory; raise with DERMTOOL_MAX_IMAGE_MB,
 DERMTOOL_MAX_IMAGE_MEGAPIXELS, DERMTOOL_MAX_DECODE_MB). A model whose outputs are NaN or infinite gives no
@@ -130,7 +136,7 @@ def format_result(result: dict[str, Any], predictor: Any) -> list[str]:
 @click.option("--model", "model_path", required=True, metavar="RUN_or_MODEL",
               help="A run folder (from `dermtool train`) or a .tflite (from `dermtool export`).")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes listed per image.")
-@click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON list instead of text.")
+@json_option("the contract's list, one object per image,", is_flag=False, flag_value=STDOUT)
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Interpreter threads (.tflite).")
 @click.option("--uncertainty-threshold", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               metavar="P", help="Outcome 'uncertain' when the top probability is below P.")
@@ -143,7 +149,7 @@ def predict(
     images: tuple[str, ...],
     model_path: str,
     top_k: int,
-    as_json: bool,
+    json_out: str | None,
     threads: int,
     uncertainty_threshold: float,
     referral_threshold: float | None,
@@ -153,50 +159,58 @@ def predict(
     """Predict calibrated class probabilities and an outcome (refer, uncertain, not a lesion, benign)
     for each IMAGE with a trained run folder or an exported .tflite.
     """
-    import json
     import warnings
 
     from tqdm import tqdm
 
-    from dermtool import DISCLAIMER
+    from dermtool import DISCLAIMER, DermtoolError
+    from dermtool.data.images import IMAGE_SUFFIXES
     from dermtool.explain.predict import get_predictor
 
+    if json_out not in (None, STDOUT) and Path(json_out).suffix.lower() in IMAGE_SUFFIXES:
+        raise DermtoolError(f"--json {json_out} looks like an image, not a JSON file: put --json after the images, "
+                            "or give a path such as results.json")
+    output = JsonOutput(json_out)
     paths = collect_images(images)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        predictor = get_predictor(model_path, threads=threads).with_options(
-            uncertainty_threshold=uncertainty_threshold,
-            referral_threshold=referral_threshold,
-            ood=not no_ood,
-            data_dir=data_dir,
-            progress=True,
-        )
-        predictor.ood_detector  # load (or fit, once) now, so its notes come before the results
-    for warning in caught:
-        click.echo(f"Warning: {warning.message}", err=True)
+    with output.capture():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictor = get_predictor(model_path, threads=threads).with_options(
+                uncertainty_threshold=uncertainty_threshold,
+                referral_threshold=referral_threshold,
+                ood=not no_ood,
+                data_dir=data_dir,
+                progress=True,
+            )
+            predictor.ood_detector  # load (or fit, once) now, so its notes come before the results
+        for warning in caught:
+            output.note(f"Warning: {warning.message}")
 
-    results: list[dict[str, Any]] = []
-    chunk = 32
-    with tqdm(total=len(paths), unit="image", file=sys.stderr, disable=True if len(paths) < 10 else None) as bar:
-        for start in range(0, len(paths), chunk):
-            part = paths[start : start + chunk]
-            results.extend(predictor.predict(part, top_k=top_k))
-            bar.update(len(part))
+        results: list[dict[str, Any]] = []
+        chunk = 32
+        with tqdm(total=len(paths), unit="image", file=sys.stderr, disable=True if len(paths) < 10 else None) as bar:
+            for start in range(0, len(paths), chunk):
+                part = paths[start : start + chunk]
+                results.extend(predictor.predict(part, top_k=top_k))
+                bar.update(len(part))
 
-    if as_json:
-        click.echo(json.dumps(results, indent=2))
-    else:
-        kind = "run folder, float Keras" if predictor.kind == "run" else "TFLite"
-        click.echo(f"Model: {model_path} ({kind}; classes {', '.join(predictor.labels)})")
-        for line in referral_summary(predictor):
-            click.echo(line)
-        for result in results:
-            click.echo("")
-            for line in format_result(result, predictor):
-                click.echo(line)
-        click.echo("")
-        click.echo(DISCLAIMER)
+        _report(output, results, predictor, model_path, DISCLAIMER)  # left out with --json -
+        output.write(results)
     failures = sum(1 for result in results if "error" in result)
     if failures:
-        click.echo(f"{failures} of {len(results)} image(s) could not be read.", err=True)
+        output.note(f"{failures} of {len(results)} image(s) could not be read.")
         sys.exit(1)
+
+
+def _report(output: JsonOutput, results: list[dict[str, Any]], predictor: Any, model_path: str, disclaimer: str) -> None:
+    """The text report: the model, its decision rule, one block per image, the disclaimer."""
+    kind = "run folder, float Keras" if predictor.kind == "run" else "TFLite"
+    output.report(f"Model: {model_path} ({kind}; classes {', '.join(predictor.labels)})")
+    for line in referral_summary(predictor):
+        output.report(line)
+    for result in results:
+        output.report("")
+        for line in format_result(result, predictor):
+            output.report(line)
+    output.report("")
+    output.report(disclaimer)

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from dermtool import DermtoolError
+from dermtool.cli.output import JsonOutput, json_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,9 +31,10 @@ from dermtool import DermtoolError
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any config value; repeatable (e.g. --set train.loss=focal).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines (the run log is still written).")
+@json_option("the run's metrics.json, plus 'run' (the run folder),")
 def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_csv: Path | None, resume: bool,
           overwrite: bool, epochs: int | None, image_size: int | None, batch_size: int | None,
-          overrides: tuple[str, ...], quiet: bool) -> None:
+          overrides: tuple[str, ...], quiet: bool, json_out: str | None) -> None:
     """Fine-tune a pretrained mobile CNN on labelled skin images.
 
     Two phases: the classifier head on a frozen backbone, then fine-tuning with a warm-up and a cosine
@@ -50,9 +52,11 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
       dermtool train --config configs/ham10000_cpu.toml --out runs/lite0 --resume
       dermtool train --config configs/smoke.toml --set train.loss=focal --set data.image_size=96
       dermtool train --config configs/ham10000_cpu.toml --split split.csv --overwrite
+      dermtool train --config configs/smoke.toml --out runs/smoke --json - | jq .test.balanced_accuracy
     """
     from dermtool.config import apply_overrides, load_config
 
+    output = JsonOutput(json_out)  # a bad --json PATH is refused before anything else
     config = load_config(config_path)
     options = list(overrides)
     if epochs is not None:
@@ -70,7 +74,6 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
         config.data.data_dir = str(data_dir)
     out_dir = out_dir or Path("runs") / config_path.stem
 
-    from dermtool.evaluate import format_metrics_table
     from dermtool.train.trainer import train as run_training
 
     for name, configured_data in ([(source.name, source.data_dir) for source in config.data.sources]
@@ -81,8 +84,9 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
             raise DermtoolError(f"data folder {what}: {configured_data} ({where})")
     fresh = not resume and (not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())))
     try:
-        run = run_training(config, out_dir, resume=resume, overwrite=overwrite, split_csv=split_csv,
-                           progress=not quiet)
+        with output.capture():  # with --json -, the per-epoch lines go to stderr
+            run = run_training(config, out_dir, resume=resume, overwrite=overwrite, split_csv=split_csv,
+                               progress=not quiet)
     except Exception:
         if fresh:  # a run that failed before its first epoch leaves nothing behind: the retry starts clean
             _remove_unstarted_run(out_dir)
@@ -92,35 +96,43 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
                    f"  dermtool train --config {config_path} --out {out_dir} --resume", err=True)
         raise SystemExit(130) from None
 
+    _report(output, run)
+    output.write({"run": str(run.path), **run.metrics})
+
+
+def _report(output: JsonOutput, run) -> None:
+    """The text summary of a finished run (left out with --json -)."""
+    from dermtool.evaluate import format_metrics_table
+
     result = run.metrics
-    click.echo(f"Run folder: {run.path}")
-    click.echo(f"Best epoch: {result.get('best_epoch')} of {result.get('epochs')}; "
-               f"temperature {run.temperature:.3f}")
+    output.report(f"Run folder: {run.path}")
+    output.report(f"Best epoch: {result.get('best_epoch')} of {result.get('epochs')}; "
+                  f"temperature {run.temperature:.3f}")
     for name in ("test", "val"):
         if result.get(name):
-            click.echo(f"\n{name.capitalize()} metrics (calibrated):")
-            click.echo(format_metrics_table(result[name]))
+            output.report(f"\n{name.capitalize()} metrics (calibrated):")
+            output.report(format_metrics_table(result[name]))
             break
     per_source = result.get("per_source") or {}
     if per_source:
-        click.echo("\nPer source (test, calibrated):")
+        output.report("\nPer source (test, calibrated):")
         for name, entry in per_source.items():
             test = entry.get("test")
             if test:
-                click.echo(f"  {name:<16} {entry.get('kind', ''):<12} images {test['n']:>5}, balanced accuracy "
-                           f"{test['balanced_accuracy']:.3f}, AUC {_fraction(test.get('auc_macro'))}")
+                output.report(f"  {name:<16} {entry.get('kind', ''):<12} images {test['n']:>5}, balanced accuracy "
+                              f"{test['balanced_accuracy']:.3f}, AUC {_fraction(test.get('auc_macro'))}")
     referral = result.get("referral")
     if referral and referral.get("test"):
         test = referral["test"]
-        click.echo(f"\nReferral ({'+'.join(referral['classes'])} >= {referral['threshold']:.3f}, set on val for "
-                   f"sensitivity >= {referral['target_sensitivity']:.2f}"
-                   + (f" at {referral['confidence']:.0%} confidence" if referral.get("confidence") else "")
-                   + "): test sensitivity "
-                   f"{_fraction(test['sensitivity'])}, specificity {_fraction(test['specificity'])}")
+        output.report(f"\nReferral ({'+'.join(referral['classes'])} >= {referral['threshold']:.3f}, set on val for "
+                      f"sensitivity >= {referral['target_sensitivity']:.2f}"
+                      + (f" at {referral['confidence']:.0%} confidence" if referral.get("confidence") else "")
+                      + "): test sensitivity "
+                      f"{_fraction(test['sensitivity'])}, specificity {_fraction(test['specificity'])}")
         for name, entry in (referral.get("per_source") or {}).items():
             if entry.get("test"):
-                click.echo(f"  {name:<16} test sensitivity {_fraction(entry['test']['sensitivity'])}, "
-                           f"specificity {_fraction(entry['test']['specificity'])}")
+                output.report(f"  {name:<16} test sensitivity {_fraction(entry['test']['sensitivity'])}, "
+                              f"specificity {_fraction(entry['test']['specificity'])}")
 
 
 def _remove_unstarted_run(out_dir: Path) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from dermtool import DermtoolError
+from dermtool import CheckFailed, DermtoolError
 
 MODES: tuple[str, ...] = ("float", "fp16", "dynamic", "int8")
 IO_TYPES: tuple[str, ...] = ("uint8", "int8", "float32")
@@ -179,11 +179,11 @@ def expected_input_quantization(input_spec: Any, io_type: str) -> tuple[float, f
 
 
 def check_raw_pixel_input(quantization: TensorQuantization, input_spec: Any, io_type: str) -> None:
-    """Raise unless the quantised input takes raw pixels: scale ``1/std`` (within 0.5 %) and zero point
+    """Raise :class:`dermtool.CheckFailed` (exit 3) unless the quantised input takes raw pixels: scale ``1/std`` (within 0.5 %) and zero point
     ``mean`` (within half a step)."""
     scale, zero_point = expected_input_quantization(input_spec, io_type)
     if abs(quantization.scale - scale) > 0.005 * scale or abs(quantization.zero_point - zero_point) > 0.5:
-        raise DermtoolError(
+        raise CheckFailed(
             f"the converter chose input scale {quantization.scale:.6g} and zero point {quantization.zero_point}, "
             f"not {scale:.6g} and {zero_point:g} (1/std and mean of the input spec): raw pixels would not be "
             "the model's input. The representative images do not span the 0-255 pixel range."

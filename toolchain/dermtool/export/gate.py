@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dermtool import DermtoolError
+from dermtool import CheckFailed
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def measure_gate(
 
 
 def enforce(result: GateResult, mode: str, qat: bool) -> None:
-    """Raise :class:`DermtoolError` with both numbers and what to try when an enforced gate failed."""
+    """Raise :class:`dermtool.CheckFailed` (exit 3) with both numbers and what to try when an enforced gate failed."""
     if result.passed or not result.enforced:
         return
     problems = []
@@ -101,10 +101,11 @@ def enforce(result: GateResult, mode: str, qat: bool) -> None:
     advice = (
         "try --qat (quantization-aware fine-tuning)" if not qat else "try more --qat-epochs or a milder mode (--dynamic, --fp16)"
     )
-    raise DermtoolError(
+    raise CheckFailed(
         f"export refused by the accuracy gate on {result.images} validation images: {'; '.join(problems)}. "
         f"Nothing was written. To fix it, {advice}; --max-drop / --min-agreement change the limits and "
-        "--no-gate skips the gate."
+        "--no-gate skips the gate.",
+        details={"gate": result.to_dict()},
     )
 
 
