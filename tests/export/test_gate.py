@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dermtool import DermtoolError
+from dermtool import CheckFailed, DermtoolError
 from dermtool.export.gate import enforce, measure_gate
 
 LABELS = ["a", "b", "c"]
@@ -50,9 +50,10 @@ def test_gate_numbers_and_limits():
 
 
 def test_gate_refuses_an_int8_model_calibrated_without_normalisation(tiny_run: Path, tiny_run_validation,
-                                                                      tmp_path: Path):
+                                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The classic int8 failure: calibration images that skip ``normalize``. The gate catches it and the
     export leaves nothing behind (no model, no model card, no temporary file)."""
+    from dermtool.export import tflite
     from dermtool.export.tflite import export_model
 
     float_classes = set(tiny_run_validation.float_probabilities.argmax(axis=1).tolist())
@@ -63,9 +64,9 @@ def test_gate_refuses_an_int8_model_calibrated_without_normalisation(tiny_run: P
     def skip_normalisation(pixels: np.ndarray) -> np.ndarray:
         return pixels.astype(np.float32)  # raw 0..255 instead of (pixels - mean) / std
 
-    with pytest.raises(DermtoolError) as error:
-        export_model(tiny_run, out, mode="int8", representative_images=32, progress=False,
-                     representative_transform=skip_normalisation)
+    monkeypatch.setattr(tflite, "_CALIBRATION_TRANSFORM", skip_normalisation)  # the test hook
+    with pytest.raises(CheckFailed) as error:  # exit 3 on the command line, a DermtoolError in the API
+        export_model(tiny_run, out, mode="int8", representative_images=32, progress=False)
     message = str(error.value)
     assert "accuracy gate" in message and "--qat" in message
     assert "top-1 agreement" in message or "balanced accuracy fell" in message

@@ -149,7 +149,7 @@ def test_export_with_pruning_and_qat_end_to_end(tiny_run, tmp_path):
 
     out = tmp_path / "sparse_qat.tflite"
     result = export_model(run_copy, out, mode="int8", qat=True, prune=TARGET, qat_epochs=1, prune_epochs=1,
-                          gate=False, representative_images=32, learning_rate=1e-3, prune_learning_rate=2e-3,
+                          gate=False, representative_images=32, qat_learning_rate=1e-3, prune_learning_rate=2e-3,
                           progress=False, bias_correction=True)
     assert result.fine_tune_learning_rates == {"prune": 2e-3, "qat": 1e-3}
     assert abs(result.sparsity - TARGET) <= 0.01

@@ -34,7 +34,7 @@ def test_existing_output_is_refused_without_overwrite(tiny_run, tmp_path):
         ({"mode": "float", "min_agreement": 1.5}, "min-agreement"),
         ({"mode": "float", "max_balanced_accuracy_drop": -1}, "max-drop"),
         ({"mode": "int8", "prune": 0.5, "prune_learning_rate": 0.0}, "--prune-learning-rate must be positive"),
-        ({"mode": "int8", "qat": True, "learning_rate": -1e-5}, "--qat-learning-rate must be positive"),
+        ({"mode": "int8", "qat": True, "qat_learning_rate": -1e-5}, "--qat-learning-rate must be positive"),
     ],
 )
 def test_bad_arguments_are_clear_errors(tiny_run, tmp_path, arguments, message):
@@ -120,3 +120,23 @@ def test_cli_exports_int8_with_int8_io_and_reports(tiny_run, tmp_path):
     float_corrected = runner.invoke(cli, ["export", str(tiny_run), "--out", str(tmp_path / "y.tflite"), "--fp16",
                                           "--bias-correction"])
     assert float_corrected.exit_code == 2 and "add --int8" in float_corrected.output
+
+
+def test_export_options_from_the_config_and_single_keywords(tiny_run, tmp_path):
+    """ExportOptions.from_config: the run's [export] section, replaced by what is given (None: left out);
+    export_model's keywords replace single options; the test hook is no keyword."""
+    from dermtool.config import ExportConfig
+    from dermtool.export.tflite import ExportOptions
+
+    config = ExportConfig(mode="fp16", prune_sparsity=0.5, bias_correction=False, gate_min_agreement=0.9)
+    options = ExportOptions.from_config(config, mode="int8", qat=None, prune=None, gate=False)
+    assert (options.mode, options.prune, options.qat, options.gate) == ("int8", 0.5, False, False)
+    assert options.bias_correction is False and options.min_agreement == 0.9
+    assert options.qat_learning_rate == config.qat_learning_rate
+    assert ExportOptions.from_config(ExportConfig()).bias_correction is None  # on for post-training int8
+
+    with pytest.raises(DermtoolError, match="is for int8 export"):  # the keyword replaces the options' mode
+        export_model(tiny_run, tmp_path / "model.tflite", ExportOptions(mode="int8", qat=True), mode="fp16")
+    with pytest.raises(TypeError, match="representative_transform"):
+        export_model(tiny_run, tmp_path / "model.tflite", representative_transform=lambda batch: batch)
+    assert list(tmp_path.iterdir()) == []

@@ -1,7 +1,8 @@
 """``dermtool export``: a trained run folder -> a calibrated, checked .tflite with metadata and a model card.
 
-Thin: :func:`dermtool.export.tflite.export_model` does the work (imported inside the command, so
-``dermtool --help`` stays fast).
+Thin: the options become a :class:`dermtool.export.tflite.ExportOptions` (what is left out comes from the
+run's ``[export]`` configuration) and :func:`dermtool.export.tflite.export_model` does the work (imported
+inside the command, so ``dermtool --help`` stays fast).
 """
 
 from __future__ import annotations
@@ -79,40 +80,26 @@ def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None,
       dermtool export runs/lite0 --out lite0_int8io.tflite --int8 --io int8 --representative 500
       dermtool export runs/lite0 --out lite0_int8.tflite --json - | jq .gate.passed
     """
-    from dermtool.export.tflite import export_model
+    from dermtool.export.tflite import ExportOptions, export_model
     from dermtool.run import RunFolder
 
     from dermtool import CheckFailed, DermtoolError
 
     output = JsonOutput(json_out)
-    defaults = RunFolder(run_dir).config.export
-    mode = mode or defaults.mode
+    # options left out (None) take the run's [export] configuration
+    options = ExportOptions.from_config(
+        RunFolder(run_dir).config.export, mode=mode, io=io_type, qat=qat, prune=prune,
+        representative_images=representative_images, qat_epochs=qat_epochs, prune_epochs=prune_epochs,
+        distill=distill, gate=not no_gate, max_balanced_accuracy_drop=max_drop, min_agreement=min_agreement,
+        bias_correction=bias_correction, qat_learning_rate=qat_learning_rate, prune_learning_rate=prune_learning_rate,
+    )
+    mode = options.mode
     if io_type is not None and mode != "int8":
         raise DermtoolError(f"--io sets the tensor type of an int8 model; a {mode} model has float32 input and output")
     try:
         with output.capture():
-            result = export_model(
-                run_dir,
-                out_path,
-                mode=mode,
-                io=io_type or defaults.io,
-                qat=qat,
-                prune=prune if prune is not None else defaults.prune_sparsity,
-                representative_images=representative_images if representative_images is not None else defaults.representative_images,
-                qat_epochs=qat_epochs if qat_epochs is not None else defaults.qat_epochs,
-                prune_epochs=prune_epochs if prune_epochs is not None else defaults.prune_epochs,
-                distill=distill if distill is not None else defaults.distill,
-                gate=not no_gate,
-                max_balanced_accuracy_drop=max_drop if max_drop is not None else defaults.gate_max_balanced_accuracy_drop,
-                min_agreement=min_agreement if min_agreement is not None else defaults.gate_min_agreement,
-                overwrite=overwrite,
-                data_dir=data_dir,
-                progress=not quiet,
-                learning_rate=qat_learning_rate,
-                prune_learning_rate=prune_learning_rate,
-                # None: on for post-training int8 (the export decides); the config can only switch it off
-                bias_correction=bias_correction if bias_correction is not None else (None if defaults.bias_correction else False),
-            )
+            result = export_model(run_dir, out_path, options, overwrite=overwrite, data_dir=data_dir,
+                                  progress=not quiet)
     except CheckFailed as refusal:  # the gate refused: the JSON says why, then exit 3
         output.write({"written": False, "path": None, "mode": mode, "error": str(refusal),
                       **(refusal.details or {})})

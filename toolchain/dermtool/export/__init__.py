@@ -2,7 +2,8 @@
 
 - :mod:`dermtool.export.tflite`: :func:`~dermtool.export.tflite.export_model`, the whole export
   (temperature folding, optional pruning / quantization-aware fine-tuning, conversion in a named mode,
-  metadata, accuracy gate, model card), written atomically.
+  metadata, accuracy gate, model card), written atomically, as set by one
+  :class:`~dermtool.export.tflite.ExportOptions`.
 - :mod:`dermtool.export.convert`: the TFLite converter settings of each named mode.
 - :mod:`dermtool.export.calibration_data`: the run's images per split, and the stratified representative set.
 - :mod:`dermtool.export.gate`: the accuracy gate (exported model against the float model).

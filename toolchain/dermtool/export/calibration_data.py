@@ -113,8 +113,9 @@ def representative_batches(
 ) -> Callable[[], Iterator[np.ndarray]]:
     """A generator factory of ``(1, S, S, 3)`` float32 inputs for the converter's calibration.
 
-    ``transform`` replaces :func:`dermtool.data.preprocess.normalize` (a test hook only: it lets a test
-    prove that the accuracy gate catches a model calibrated on wrongly prepared images).
+    ``transform`` replaces :func:`dermtool.data.preprocess.normalize` (a test hook only,
+    ``dermtool.export.tflite._CALIBRATION_TRANSFORM``: it lets a test prove that the accuracy gate catches a
+    model calibrated on wrongly prepared images).
     """
     from dermtool.data.preprocess import normalize
 

@@ -1,29 +1,33 @@
 """``export_model``: a trained run folder -> a calibrated, checked ``.tflite`` with metadata and a model card.
 
-The steps, in order:
+How to export is one :class:`ExportOptions` (mode, int8 tensor types, QAT, pruning, bias correction,
+calibration, gate limits), as MediaPipe Model Maker's ``export_model(quantization_config)``;
+:meth:`ExportOptions.from_config` gives a run's ``[export]`` defaults. The steps, in order (the methods of
+the private ``_Export``, called one after the other by its ``run``):
 
-1. Read the run (:class:`dermtool.run.RunFolder`): model, labels, input spec, temperature, split.
-2. Fold the calibration temperature into a clone's "logits" layer (kernel/T, bias/T): the exported softmax
+1. ``read_run`` (after ``check_arguments``): the run (:class:`dermtool.run.RunFolder`): model, labels, input spec, temperature, split.
+2. ``make_reference``: fold the calibration temperature into a clone's "logits" layer (kernel/T, bias/T): the exported softmax
    is calibrated. This clone, in float, is also the reference the gate compares against.
-3. Optionally prune (``prune`` = target sparsity) and/or quantization-aware fine-tune (``qat``; with
+3. ``load_training_images``, ``optimise``: optionally prune (``prune`` = target sparsity) and/or quantization-aware fine-tune (``qat``; with
    pruning, prune-preserving QAT) on the run's training split (:func:`dermtool.data.pipeline.make_dataset`,
    light augmentation), distilling from the float reference (``distill``, the default). For post-training
    int8 (no QAT), the kernels are rounded to their int8 grid and the mean shift this causes is taken out
    of the biases (``bias_correction``, the default; :mod:`dermtool.optimize.bias_correction`), on the
    representative images, after pruning; asked for with QAT, QAT starts from the corrected model.
-4. Convert in the named mode (:mod:`dermtool.export.convert`); int8 calibrates on ``representative_images``
+4. ``convert`` in the named mode (:mod:`dermtool.export.convert`); int8 calibrates on ``representative_images``
    training images spread evenly across the classes, prepared with ``load_image`` + ``normalize`` exactly
    as in evaluation.
-5. Attach metadata (:mod:`dermtool.export.metadata`): normalisation, labels.txt, dermtool.json (labels,
+5. ``attach_metadata`` (:mod:`dermtool.export.metadata`): normalisation, labels.txt, dermtool.json (labels,
    input spec, temperature, mode, referral operating point, OOD guard parameters).
-6. Write to a temporary file beside ``out_path`` and run it in LiteRT on the validation split against the
+6. ``gate_and_write``: write to a temporary file beside ``out_path`` and run it in LiteRT on the validation split against the
    float model: the accuracy gate (:mod:`dermtool.export.gate`). A failed gate (unless ``gate=False``) or
    any error leaves nothing at ``out_path``.
-7. Write the model card (:mod:`dermtool.export.model_card`) and move the model into place.
+7. ``write_model_card`` (:mod:`dermtool.export.model_card`) and move the model into place.
 
 Example::
 
-    result = export_model("runs/lite0", "lite0_int8.tflite", mode="int8")
+    result = export_model("runs/lite0", "lite0_int8.tflite", ExportOptions(mode="int8", qat=True))
+    result = export_model("runs/lite0", "lite0_fp16.tflite", mode="fp16", gate=False)  # single options
     print(result.bytes, result.gzip_bytes, result.gate.top1_agreement)
 """
 
@@ -33,7 +37,8 @@ import gzip
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -129,36 +134,6 @@ def finetune_augment() -> Any:
     )
 
 
-def _check_arguments(
-    mode: str, io: str, qat: bool, prune: float, representative_images: int, qat_epochs: int, prune_epochs: int,
-    max_balanced_accuracy_drop: float, min_agreement: float,
-    learning_rates: dict[str, float | None] | None = None, bias_correction: bool = False,
-) -> None:
-    from dermtool.export.convert import check_mode
-
-    check_mode(mode, io)
-    if bias_correction and mode != "int8":
-        raise DermtoolError(f"bias correction (--bias-correction) corrects int8 weight rounding; a {mode} model has "
-                            "no int8 grid to correct for: add --int8, or leave it out")
-    if qat and mode != "int8":
-        raise DermtoolError(f"quantization-aware training (--qat) is for int8 export, not {mode}; add --int8")
-    if not 0.0 <= prune < 1.0:
-        raise DermtoolError(f"--prune takes a target sparsity in [0, 1) such as 0.5, got {prune}")
-    if mode == "int8" and representative_images < 1:
-        raise DermtoolError(f"int8 export needs at least 1 representative image, got {representative_images}")
-    if qat and qat_epochs < 1:
-        raise DermtoolError(f"--qat-epochs must be at least 1, got {qat_epochs}")
-    if prune > 0 and prune_epochs < 1:
-        raise DermtoolError(f"pruning needs at least 1 epoch, got {prune_epochs}")
-    if max_balanced_accuracy_drop < 0:
-        raise DermtoolError(f"--max-drop is a number of points >= 0, got {max_balanced_accuracy_drop}")
-    if not 0.0 <= min_agreement <= 1.0:
-        raise DermtoolError(f"--min-agreement is a fraction in [0, 1] such as 0.97, got {min_agreement}")
-    for option, rate in (learning_rates or {}).items():  # given ones; the config's are checked when it loads
-        if rate is not None and rate <= 0:
-            raise DermtoolError(f"{option} must be positive (such as 1e-4), got {rate}")
-
-
 def _check_output(out_path: Path, overwrite: bool) -> None:
     if out_path.suffix.lower() != ".tflite":
         raise DermtoolError(f"the output must be a .tflite file, got {out_path}")
@@ -202,246 +177,409 @@ def _ood_parameters(run: Any, data_dir: Path | None, predict: Callable[[np.ndarr
     return detector.to_dict() if detector is not None else None
 
 
-def export_model(
-    run_dir: str | os.PathLike,
-    out_path: str | os.PathLike,
-    mode: str = "int8",
-    io: str = "uint8",
-    qat: bool = False,
-    prune: float = 0.0,
-    representative_images: int = 300,
-    qat_epochs: int = 2,
-    prune_epochs: int = 2,
-    distill: bool = True,
-    gate: bool = True,
-    max_balanced_accuracy_drop: float = 1.5,
-    min_agreement: float = 0.97,
-    overwrite: bool = False,
-    data_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-    *,
-    bias_correction: bool | None = None,
-    learning_rate: float | None = None,
-    prune_learning_rate: float | None = None,
-    seed: int = 0,
-    representative_transform: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> ExportResult:
-    """Export the run in ``run_dir`` to ``out_path`` (see the module docstring for the steps).
+@dataclass
+class ExportOptions:
+    """How :func:`export_model` converts, quantises, fine-tunes and gates (the run's ``[export]`` section,
+    :meth:`from_config`, gives the command line's defaults).
 
     ``mode``: "float" | "fp16" | "dynamic" | "int8". ``io`` (int8 only): "uint8" (default; raw pixels in,
     quantised probabilities out), "int8" or "float32". ``qat``: quantization-aware fine-tuning for
-    ``qat_epochs`` epochs (int8 only). ``prune``: target sparsity in [0, 1) reached by ``prune_epochs``
-    epochs of pruning fine-tuning (0 = no pruning). ``distill``: those fine-tunes learn the float model's
-    softmax (self-distillation, :mod:`dermtool.optimize.distill`) instead of the labels, so the exported
-    model keeps the float model's answers. ``representative_images``: int8 calibration images
-    from the training split. ``bias_correction`` (int8 only; None = on for post-training int8, off with QAT
-    and for the other modes): round the kernels to their int8 grid and correct the mean shift on the
-    representative images (:mod:`dermtool.optimize.bias_correction`), so that the int8 model disagrees with
-    the float model on fewer images. With ``qat=True``, QAT starts from the corrected model; that is not the
-    default because fine-tuning moves the weights off the corrected grid (docs/experiments.md). Gate: refuse the export when balanced accuracy on the validation
-    split drops by more than ``max_balanced_accuracy_drop`` points or top-1 agreement with the float model
-    is below ``min_agreement`` (``gate=False``: measure and report only). ``data_dir``: the image folder,
-    when it is not where the run's config says. ``learning_rate``: of the QAT fine-tuning (default: the run config's
-    ``export.qat_learning_rate``); ``prune_learning_rate``: of the pruning fine-tuning (default:
-    ``export.prune_learning_rate``). ``representative_transform``: replaces ``normalize`` for the calibration
-    images only; a test hook that proves the gate catches a wrongly calibrated model, never for real use.
+    ``qat_epochs`` epochs (int8 only). ``prune``: target sparsity in [0, 1) reached by ``prune_epochs`` epochs
+    of pruning fine-tuning (0 = no pruning). ``distill``: those fine-tunes learn the float model's softmax
+    (self-distillation, :mod:`dermtool.optimize.distill`) instead of the labels, so the exported model keeps
+    the float model's answers. ``representative_images``: int8 calibration images from the training split.
+    ``bias_correction`` (int8 only; None = on for post-training int8, off with QAT and for the other modes):
+    round the kernels to their int8 grid and correct the mean shift on the representative images
+    (:mod:`dermtool.optimize.bias_correction`), so that the int8 model disagrees with the float model on fewer
+    images. With ``qat=True``, QAT starts from the corrected model; that is not the default because
+    fine-tuning moves the weights off the corrected grid (docs/experiments.md). Gate: refuse the export when
+    balanced accuracy on the validation split drops by more than ``max_balanced_accuracy_drop`` points or
+    top-1 agreement with the float model is below ``min_agreement`` (``gate=False``: measure and report only).
+    ``qat_learning_rate`` / ``prune_learning_rate``: of the fine-tunes (None: the run config's
+    ``export.qat_learning_rate`` / ``export.prune_learning_rate``). ``seed``: of the calibration sample and
+    the fine-tuning's shuffling.
     """
-    from dermtool.export import calibration_data, convert, gate as gate_module, metadata, model_card
-    from dermtool.export.calibration_data import (
-        load_representative_images,
-        load_split,
-        representative_batches,
-        stratified_sample,
-    )
-    from dermtool.io_utils import atomic_path
-    from dermtool.run import RunFolder
 
-    started = time.perf_counter()
-    seconds: dict[str, float] = {}
+    mode: str = "int8"
+    io: str = "uint8"
+    qat: bool = False
+    prune: float = 0.0
+    representative_images: int = 300
+    qat_epochs: int = 2
+    prune_epochs: int = 2
+    distill: bool = True
+    gate: bool = True
+    max_balanced_accuracy_drop: float = 1.5
+    min_agreement: float = 0.97
+    bias_correction: bool | None = None
+    qat_learning_rate: float | None = None
+    prune_learning_rate: float | None = None
+    seed: int = 0
 
-    def lap(name: str, since: float) -> float:
-        now = time.perf_counter()
-        seconds[name] = round(now - since, 3)
-        return now
-
-    _check_arguments(mode, io, qat, prune, representative_images, qat_epochs, prune_epochs,
-                     max_balanced_accuracy_drop, min_agreement,
-                     {"--qat-learning-rate": learning_rate, "--prune-learning-rate": prune_learning_rate},
-                     bias_correction=bool(bias_correction))
-    if bias_correction is None:
-        bias_correction = mode == "int8" and not qat
-    out_path = Path(out_path)
-    _check_output(out_path, overwrite)
-    io_type = convert.effective_io(mode, io)
-
-    run = RunFolder(run_dir)
-    labels, spec, temperature, config = run.labels, run.input_spec, run.temperature, run.config
-    folder = calibration_data.resolve_data_dir(run, data_dir)
-    records = calibration_data.split_records(run, folder)
-    train_records, val_records = records.get("train", []), records.get("val", [])
-    from dermtool.data.sources import run_data_description
-
-    where = run_data_description(run, folder)
-    if gate and not val_records:
-        raise DermtoolError(
-            f"{run.path}: no validation images found in {where}, so the accuracy gate cannot run; "
-            "pass the right --data folder, or --no-gate to export unchecked"
+    @classmethod
+    def from_config(cls, export: Any, **given: Any) -> "ExportOptions":
+        """The options of a run's ``[export]`` section (:class:`dermtool.config.ExportConfig`), each replaced by
+        ``given[name]`` unless that is None (an option left out on the command line)."""
+        options = cls(
+            mode=export.mode, io=export.io, prune=export.prune_sparsity,
+            representative_images=export.representative_images, qat_epochs=export.qat_epochs,
+            prune_epochs=export.prune_epochs, distill=export.distill,
+            max_balanced_accuracy_drop=export.gate_max_balanced_accuracy_drop,
+            min_agreement=export.gate_min_agreement,
+            # None: on for post-training int8 (the export decides); the config can only switch it off
+            bias_correction=None if export.bias_correction else False,
+            qat_learning_rate=export.qat_learning_rate, prune_learning_rate=export.prune_learning_rate,
         )
-    needs_training = qat or prune > 0
-    if (needs_training or mode == "int8") and not train_records:
-        raise DermtoolError(f"{run.path}: no training images found in {where} (needed for calibration / fine-tuning)")
+        return replace(options, **{name: value for name, value in given.items() if value is not None})
 
-    # ---- the float reference: the run's model with the temperature folded in
-    step = time.perf_counter()
-    reference = convert.fold_temperature(run.load_model(), temperature, copy=False)  # a fresh model: ours
-    val = load_split(val_records, "val", spec, progress=progress)
-    float_probabilities = _predict_float(reference, val.images, spec)
-    step = lap("load_and_reference", step)
+    def check(self) -> None:
+        """Raise :class:`DermtoolError` naming the command-line option of the first invalid setting."""
+        from dermtool.export.convert import check_mode
 
-    # ---- training images: all of them for fine-tuning, else only the representative subset
-    train = None
-    if needs_training:
-        train = load_split(train_records, "train", spec, progress=progress)
-        if len(train.images) == 0:
-            raise DermtoolError(f"none of the {len(train_records)} training images could be read")
-    # ---- int8 calibration images: the representative dataset, also what bias correction measures on
-    used_representative = 0
-    if mode == "int8":
-        if train is not None:
-            chosen = stratified_sample(train.labels, representative_images, seed)
-            calibration_images = train.images[chosen]
+        check_mode(self.mode, self.io)
+        if self.bias_correction and self.mode != "int8":
+            raise DermtoolError(f"bias correction (--bias-correction) corrects int8 weight rounding; a {self.mode} "
+                                "model has no int8 grid to correct for: add --int8, or leave it out")
+        if self.qat and self.mode != "int8":
+            raise DermtoolError(f"quantization-aware training (--qat) is for int8 export, not {self.mode}; add --int8")
+        if not 0.0 <= self.prune < 1.0:
+            raise DermtoolError(f"--prune takes a target sparsity in [0, 1) such as 0.5, got {self.prune}")
+        if self.mode == "int8" and self.representative_images < 1:
+            raise DermtoolError(f"int8 export needs at least 1 representative image, got {self.representative_images}")
+        if self.qat and self.qat_epochs < 1:
+            raise DermtoolError(f"--qat-epochs must be at least 1, got {self.qat_epochs}")
+        if self.prune > 0 and self.prune_epochs < 1:
+            raise DermtoolError(f"pruning needs at least 1 epoch, got {self.prune_epochs}")
+        if self.max_balanced_accuracy_drop < 0:
+            raise DermtoolError(f"--max-drop is a number of points >= 0, got {self.max_balanced_accuracy_drop}")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise DermtoolError(f"--min-agreement is a fraction in [0, 1] such as 0.97, got {self.min_agreement}")
+        for option, rate in (("--qat-learning-rate", self.qat_learning_rate),
+                             ("--prune-learning-rate", self.prune_learning_rate)):
+            if rate is not None and rate <= 0:
+                raise DermtoolError(f"{option} must be positive (such as 1e-4), got {rate}")
+
+    @property
+    def fine_tunes(self) -> bool:
+        """True when the export trains (pruning or QAT): it then needs every training image."""
+        return self.qat or self.prune > 0
+
+
+#: Test hook, never for real use: replaces ``normalize`` for the int8 calibration images (bias correction and
+#: the converter's representative dataset), so that a test can prove the gate catches a wrongly calibrated
+#: model. Tests set it with ``monkeypatch.setattr``.
+_CALIBRATION_TRANSFORM: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+def export_model(
+    run_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    options: ExportOptions | None = None,
+    *,
+    overwrite: bool = False,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    **fields: Any,
+) -> ExportResult:
+    """Export the run in ``run_dir`` to ``out_path`` (the steps: the module docstring).
+
+    ``options``: :class:`ExportOptions` (default: its defaults); ``fields`` (``mode="fp16"``, ``gate=False``
+    ...) replace single options, so ``export_model(run, out, mode="int8", qat=True)`` needs no options object.
+    ``overwrite``: replace ``out_path`` if it exists. ``data_dir``: the image folder, when it is not where the
+    run's config says.
+    """
+    unknown = sorted(set(fields) - {item.name for item in dataclass_fields(ExportOptions)})
+    if unknown:
+        raise TypeError(f"export_model() got unexpected keyword argument(s) {', '.join(unknown)}: "
+                        "not an ExportOptions field")
+    options = replace(options or ExportOptions(), **fields)
+    return _Export(run_dir, out_path, options, overwrite=overwrite, data_dir=data_dir, progress=progress).run()
+
+
+class _Export:
+    """One export, as named steps in :meth:`run`; each step leaves its products on ``self``."""
+
+    def __init__(self, run_dir: str | os.PathLike, out_path: str | os.PathLike, options: ExportOptions, *,
+                 overwrite: bool, data_dir: str | os.PathLike | None, progress: bool) -> None:
+        self.run_dir, self.out_path, self.options = run_dir, Path(out_path), options
+        self.overwrite, self.data_dir, self.progress = overwrite, data_dir, progress
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self._last = self.started
+        self.bias_correction_report: Any = None
+        self.calibration_images: np.ndarray | None = None
+        self.train: Any = None
+
+    def run(self) -> ExportResult:
+        self.check_arguments()
+        self.read_run()
+        self.make_reference()
+        self.load_training_images()
+        candidate = self.optimise(self.reference)
+        content = self.convert(candidate)
+        content = self.attach_metadata(content)
+        return self.gate_and_write(content)
+
+    def lap(self, name: str) -> None:
+        """Record the seconds since the previous lap under ``name``."""
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 3)
+        self._last = now
+
+    # ---- step 0: arguments and output path, before anything is read
+    def check_arguments(self) -> None:
+        from dermtool.export import convert
+
+        self.options.check()
+        if self.options.bias_correction is None:
+            self.options = replace(self.options, bias_correction=self.options.mode == "int8" and not self.options.qat)
+        _check_output(self.out_path, self.overwrite)
+        self.io_type = convert.effective_io(self.options.mode, self.options.io)
+
+    # ---- step 1: the run, and the images it needs (an error now, before any work, if they are missing)
+    def read_run(self) -> None:
+        from dermtool.data.sources import run_data_description
+        from dermtool.export import calibration_data
+        from dermtool.run import RunFolder
+
+        self.run_folder = run = RunFolder(self.run_dir)
+        self.labels, self.spec, self.temperature, self.config = run.labels, run.input_spec, run.temperature, run.config
+        self.folder = calibration_data.resolve_data_dir(run, self.data_dir)
+        records = calibration_data.split_records(run, self.folder)
+        self.train_records, self.val_records = records.get("train", []), records.get("val", [])
+        where = run_data_description(run, self.folder)
+        if self.options.gate and not self.val_records:
+            raise DermtoolError(
+                f"{run.path}: no validation images found in {where}, so the accuracy gate cannot run; "
+                "pass the right --data folder, or --no-gate to export unchecked"
+            )
+        if (self.options.fine_tunes or self.options.mode == "int8") and not self.train_records:
+            raise DermtoolError(f"{run.path}: no training images found in {where} (needed for calibration / fine-tuning)")
+
+    # ---- step 2: the float reference, the run's model with the temperature folded in (also the gate's yardstick)
+    def make_reference(self) -> None:
+        from dermtool.export import convert
+        from dermtool.export.calibration_data import load_split
+
+        self._last = time.perf_counter()
+        self.reference = convert.fold_temperature(self.run_folder.load_model(), self.temperature, copy=False)
+        self.val = load_split(self.val_records, "val", self.spec, progress=self.progress)
+        self.float_probabilities = _predict_float(self.reference, self.val.images, self.spec)
+        self.lap("load_and_reference")
+
+    # ---- step 3: training images (all of them to fine-tune) and the int8 calibration (representative) images
+    def load_training_images(self) -> None:
+        from dermtool.export.calibration_data import load_representative_images, load_split, stratified_sample
+
+        options = self.options
+        if options.fine_tunes:
+            self.train = load_split(self.train_records, "train", self.spec, progress=self.progress)
+            if len(self.train.images) == 0:
+                raise DermtoolError(f"none of the {len(self.train_records)} training images could be read")
+        if options.mode != "int8":
+            return
+        if self.train is not None:
+            chosen = stratified_sample(self.train.labels, options.representative_images, options.seed)
+            self.calibration_images = self.train.images[chosen]
         else:
-            calibration_images = load_representative_images(train_records, representative_images, spec, seed, progress)
-        if len(calibration_images) == 0:
+            self.calibration_images = load_representative_images(
+                self.train_records, options.representative_images, self.spec, options.seed, self.progress)
+        if len(self.calibration_images) == 0:
             raise DermtoolError("none of the representative training images could be read")
-        used_representative = len(calibration_images)
 
-    def correct_bias(model: Any) -> Any:
+    # ---- step 4: pruning, bias correction, QAT (each optional, in this order; QAT after bias correction)
+    def optimise(self, candidate: Any) -> Any:
+        options = self.options
+        if options.fine_tunes:
+            train_dataset = self._finetune_dataset()
+            teacher = self.reference if options.distill else None
+            if options.prune > 0:
+                from dermtool.optimize.prune import prune_finetune
+
+                candidate = prune_finetune(candidate, train_dataset, None, options.prune, options.prune_epochs,
+                                           self.prune_rate, self.progress, teacher=teacher)
+                self.lap("prune")
+            if options.qat and options.bias_correction:
+                candidate = self.correct_bias(candidate)  # QAT starts from the corrected int8 grid
+            if options.qat:
+                from dermtool.optimize.qat import quantization_aware_finetune
+
+                candidate = quantization_aware_finetune(candidate, train_dataset, None, options.qat_epochs,
+                                                        self.qat_rate, input_spec=self.spec,
+                                                        prune_preserve=options.prune > 0, progress=self.progress,
+                                                        teacher=teacher)
+                self.lap("qat")
+        if options.bias_correction and not options.qat:
+            candidate = self.correct_bias(candidate)
+        return candidate
+
+    @property
+    def qat_rate(self) -> float:
+        rate = self.options.qat_learning_rate
+        return float(rate if rate is not None else self.config.export.qat_learning_rate)
+
+    @property
+    def prune_rate(self) -> float:
+        rate = self.options.prune_learning_rate
+        return float(rate if rate is not None else self.config.export.prune_learning_rate)
+
+    def _finetune_dataset(self) -> Any:
+        """The training split, lightly augmented, class-balanced when the run was: what pruning and QAT see.
+
+        The float model was trained for balanced accuracy (class weights or class-balanced sampling);
+        fine-tuning on the raw class mix (HAM10000: 58:1) drifts it towards the majority class and costs
+        balanced accuracy and melanoma recall. Balanced sampling keeps the objective the model was trained
+        for, in expectation, for either setting. No validation set: the gate measures the result.
+        """
+        from dermtool.data.pipeline import make_dataset
+
+        batch_size = max(1, min(self.config.train.batch_size, FINETUNE_BATCH_SIZE_MAX))
+        return make_dataset(self.train.images, self.train.labels, len(self.labels), batch_size, True,
+                            finetune_augment(), self.spec, seed=self.options.seed,
+                            class_balanced_sampling=self.config.train.class_balance != "none")
+
+    def correct_bias(self, model: Any) -> Any:
         """A copy of ``model`` with int8-rounded kernels and corrected biases."""
         from dermtool.data.preprocess import normalize
         from dermtool.optimize.bias_correction import correct_int8_rounding_bias
 
-        nonlocal bias_correction_report, step
-        prepare = representative_transform or (lambda batch: normalize(batch, spec))
-        model, bias_correction_report = correct_int8_rounding_bias(model, prepare(calibration_images),
-                                                                   progress=progress)
-        step = lap("bias_correction", step)
+        prepare = _CALIBRATION_TRANSFORM or (lambda batch: normalize(batch, self.spec))
+        model, self.bias_correction_report = correct_int8_rounding_bias(model, prepare(self.calibration_images),
+                                                                        progress=self.progress)
+        self.lap("bias_correction")
         return model
 
-    bias_correction_report = None
-    candidate = reference
-    if needs_training:
-        from dermtool.data.pipeline import make_dataset
+    # ---- step 5: conversion in the named mode (int8: calibrated on the representative images)
+    def convert(self, candidate: Any) -> bytes:
+        from dermtool.export import convert
+        from dermtool.export.calibration_data import representative_batches
+        from dermtool.optimize.prune import sparsity_report
 
-        batch_size = max(1, min(config.train.batch_size, FINETUNE_BATCH_SIZE_MAX))
-        # The float model was trained for balanced accuracy (class weights or class-balanced sampling);
-        # fine-tuning on the raw class mix (HAM10000: 58:1) drifts it towards the majority class and costs
-        # balanced accuracy and melanoma recall. Balanced sampling keeps the objective the model was trained for, in expectation, for either setting.
-        train_dataset = make_dataset(train.images, train.labels, len(labels), batch_size, True, finetune_augment(),
-                                     spec, seed=seed,
-                                     class_balanced_sampling=config.train.class_balance != "none")
-        val_dataset = None  # the gate measures the result on the validation split; no per-epoch evaluation
-        rate = float(learning_rate if learning_rate is not None else config.export.qat_learning_rate)
-        prune_rate = float(prune_learning_rate if prune_learning_rate is not None
-                           else config.export.prune_learning_rate)
-        teacher = reference if distill else None
-        if prune > 0:
-            from dermtool.optimize.prune import prune_finetune
+        self.sparsity = sparsity_report(candidate).overall
+        batches = None
+        if self.options.mode == "int8":
+            batches = representative_batches(self.calibration_images, self.spec, transform=_CALIBRATION_TRANSFORM)
+        content = convert.convert(candidate, self.options.mode, self.io_type, batches)
+        self.input_quantization, self.output_quantization = convert.tensor_quantization(content)
+        self.lap("convert")
+        return content
 
-            candidate = prune_finetune(candidate, train_dataset, val_dataset, prune, prune_epochs, prune_rate, progress,
-                                       teacher=teacher)
-            step = lap("prune", step)
-        if qat and bias_correction:
-            candidate = correct_bias(candidate)  # QAT starts from the corrected int8 grid
-        if qat:
-            from dermtool.optimize.qat import quantization_aware_finetune
+    @property
+    def fine_tune_target(self) -> str | None:
+        if not self.options.fine_tunes:
+            return None
+        return "float model (distillation)" if self.options.distill else "labels"
 
-            candidate = quantization_aware_finetune(candidate, train_dataset, val_dataset, qat_epochs, rate,
-                                                    input_spec=spec, prune_preserve=prune > 0, progress=progress,
-                                                    teacher=teacher)
-            step = lap("qat", step)
+    # ---- step 6: TFLite metadata (normalisation, labels.txt, dermtool.json with the OOD guard)
+    def attach_metadata(self, content: bytes) -> bytes:
+        from dermtool.export import metadata
 
-    if bias_correction and not qat:
-        candidate = correct_bias(candidate)
-
-    from dermtool.optimize.prune import sparsity_report
-
-    sparsity = sparsity_report(candidate).overall
-
-    # ---- conversion
-    batches = None
-    if mode == "int8":
-        batches = representative_batches(calibration_images, spec, transform=representative_transform)
-    content = convert.convert(candidate, mode, io_type, batches)
-    input_quantization, output_quantization = convert.tensor_quantization(content)
-    step = lap("convert", step)
-
-    fine_tune_target = ("float model (distillation)" if distill else "labels") if needs_training else None
-    extra: dict[str, Any] = {
-        "model": config.model.name,
-        "input_quantization": input_quantization.to_dict(),
-        "qat": qat,
-        "prune": prune,
-        "bias_correction": bool(bias_correction),
-        "fine_tune_target": fine_tune_target,
-        "referral": run.metrics.get("referral"),
-        "melanoma": run.metrics.get("melanoma"),
-    }
-    if config.data.sources:  # a multi-source model carries its label maps, so bench can read each source's folder
-        extra["sources"] = [{"name": source.name, "kind": source.kind, "label_map": dict(source.label_map)}
-                            for source in config.data.sources]
-    ood = _ood_parameters(run, folder, lambda images: _predict_float(reference, images, spec), progress)
-    if ood is not None:
-        extra["ood"] = ood
-    content = metadata.write_metadata(
-        content, labels=labels, input_spec=spec, temperature=temperature, mode=mode, io_type=io_type,
-        model_name=config.model.name, extra=extra,
-    )
-    step = lap("metadata", step)
-
-    # ---- gate, model card, and the model moved into place (nothing at out_path on any failure)
-    with atomic_path(out_path) as temporary:
-        temporary.write_bytes(content)
-        gate_result = float_metrics = exported_metrics = exported_referral = None
-        if len(val.images):
-            from dermtool.runtime import TFLiteModel
-
-            exported_probabilities = TFLiteModel(temporary).predict(val.images).astype(np.float64)
-            gate_result, float_metrics, exported_metrics = gate_module.measure_gate(
-                val.labels, float_probabilities, exported_probabilities, labels,
-                max_balanced_accuracy_drop, min_agreement, enforced=gate,
-            )
-            exported_referral = _referral_point(run.metrics.get("referral"), labels, val.labels, exported_probabilities)
-            step = lap("gate", step)
-            gate_module.enforce(gate_result, mode, qat)
-            logger.info(gate_result.summary())
-        if mode == "int8" and io_type in ("uint8", "int8"):
-            convert.check_raw_pixel_input(input_quantization, spec, io_type)
-        gzip_bytes = len(gzip.compress(content, compresslevel=9))
-        card = model_card.build_model_card(
-            model_path=out_path, run_path=run.path, model_name=config.model.name, labels=labels,
-            input_spec=spec.to_dict(), split_rows=run.split_rows, run_metrics=run.metrics, temperature=temperature,
-            float_metrics=float_metrics, exported_metrics=exported_metrics, exported_referral=exported_referral,
-            mode=mode, io_type=io_type, input_quantization=input_quantization.to_dict(),
-            output_quantization=output_quantization.to_dict(), qat=qat, prune=prune, sparsity=sparsity,
-            representative_images=used_representative, size_bytes=len(content), gzip_bytes=gzip_bytes,
-            gate=gate_result.to_dict() if gate_result is not None else None,
-            fine_tune_target=fine_tune_target,
-            bias_correction=bias_correction_report.to_dict() if bias_correction_report is not None else None,
+        options, config, run = self.options, self.config, self.run_folder
+        extra: dict[str, Any] = {
+            "model": config.model.name,
+            "input_quantization": self.input_quantization.to_dict(),
+            "qat": options.qat,
+            "prune": options.prune,
+            "bias_correction": bool(options.bias_correction),
+            "fine_tune_target": self.fine_tune_target,
+            "referral": run.metrics.get("referral"),
+            "melanoma": run.metrics.get("melanoma"),
+        }
+        if config.data.sources:  # a multi-source model carries its label maps, so bench can read each source's folder
+            extra["sources"] = [{"name": source.name, "kind": source.kind, "label_map": dict(source.label_map)}
+                                for source in config.data.sources]
+        ood = _ood_parameters(run, self.folder, lambda images: _predict_float(self.reference, images, self.spec),
+                              self.progress)
+        if ood is not None:
+            extra["ood"] = ood
+        content = metadata.write_metadata(
+            content, labels=self.labels, input_spec=self.spec, temperature=self.temperature, mode=options.mode,
+            io_type=self.io_type, model_name=config.model.name, extra=extra,
         )
-        card_json, card_markdown = model_card.write_model_card(card, out_path)
-    seconds["total"] = round(time.perf_counter() - started, 3)
-    return ExportResult(
-        path=out_path, mode=mode, io=io_type, bytes=len(content), gzip_bytes=gzip_bytes, sparsity=sparsity,
-        gate=gate_result, model_card_json=card_json, model_card_markdown=card_markdown,
-        input_quantization=input_quantization.to_dict(), output_quantization=output_quantization.to_dict(),
-        temperature=temperature, qat=qat, prune=prune, representative_images=used_representative,
-        bias_correction=bias_correction_report.to_dict() if bias_correction_report is not None else None,
-        fine_tune_target=fine_tune_target,
-        fine_tune_epochs={**({"prune": prune_epochs} if prune > 0 else {}), **({"qat": qat_epochs} if qat else {})},
-        fine_tune_learning_rates={**({"prune": prune_rate} if prune > 0 else {}), **({"qat": rate} if qat else {})},
-        float_metrics=float_metrics, exported_metrics=exported_metrics, seconds=seconds,
-    )
+        self.lap("metadata")
+        return content
+
+    # ---- step 7: gate, model card, and the model moved into place (nothing at out_path on any failure)
+    def gate_and_write(self, content: bytes) -> ExportResult:
+        from dermtool.export import convert
+        from dermtool.io_utils import atomic_path
+
+        with atomic_path(self.out_path) as temporary:
+            temporary.write_bytes(content)
+            gate = self.measure_gate(temporary)
+            if self.options.mode == "int8" and self.io_type in ("uint8", "int8"):
+                convert.check_raw_pixel_input(self.input_quantization, self.spec, self.io_type)
+            gzip_bytes = len(gzip.compress(content, compresslevel=9))
+            card_json, card_markdown = self.write_model_card(gate, len(content), gzip_bytes)
+        self.seconds["total"] = round(time.perf_counter() - self.started, 3)
+        return self.result(gate, len(content), gzip_bytes, card_json, card_markdown)
+
+    def measure_gate(self, model_file: Path) -> tuple[Any, Any, Any, Any]:
+        """(gate result, float metrics, exported metrics, exported referral point) on the validation split;
+        Nones without validation images. Raises :class:`dermtool.CheckFailed` when an enforced gate fails."""
+        from dermtool.export import gate as gate_module
+
+        if not len(self.val.images):
+            return None, None, None, None
+        from dermtool.runtime import TFLiteModel
+
+        options = self.options
+        exported_probabilities = TFLiteModel(model_file).predict(self.val.images).astype(np.float64)
+        gate_result, float_metrics, exported_metrics = gate_module.measure_gate(
+            self.val.labels, self.float_probabilities, exported_probabilities, self.labels,
+            options.max_balanced_accuracy_drop, options.min_agreement, enforced=options.gate,
+        )
+        exported_referral = _referral_point(self.run_folder.metrics.get("referral"), self.labels, self.val.labels,
+                                            exported_probabilities)
+        self.lap("gate")
+        gate_module.enforce(gate_result, options.mode, options.qat)
+        logger.info(gate_result.summary())
+        return gate_result, float_metrics, exported_metrics, exported_referral
+
+    def write_model_card(self, gate: tuple[Any, Any, Any, Any], size: int, gzip_bytes: int) -> tuple[Path, Path]:
+        from dermtool.export import model_card
+
+        gate_result, float_metrics, exported_metrics, exported_referral = gate
+        options, run = self.options, self.run_folder
+        card = model_card.build_model_card(
+            model_path=self.out_path, run_path=run.path, model_name=self.config.model.name, labels=self.labels,
+            input_spec=self.spec.to_dict(), split_rows=run.split_rows, run_metrics=run.metrics,
+            temperature=self.temperature, float_metrics=float_metrics, exported_metrics=exported_metrics,
+            exported_referral=exported_referral, mode=options.mode, io_type=self.io_type,
+            input_quantization=self.input_quantization.to_dict(),
+            output_quantization=self.output_quantization.to_dict(), qat=options.qat, prune=options.prune,
+            sparsity=self.sparsity, representative_images=self.used_representative, size_bytes=size,
+            gzip_bytes=gzip_bytes, gate=gate_result.to_dict() if gate_result is not None else None,
+            fine_tune_target=self.fine_tune_target, bias_correction=self.bias_correction_dict,
+        )
+        return model_card.write_model_card(card, self.out_path)
+
+    @property
+    def used_representative(self) -> int:
+        return 0 if self.calibration_images is None else len(self.calibration_images)
+
+    @property
+    def bias_correction_dict(self) -> dict[str, Any] | None:
+        return self.bias_correction_report.to_dict() if self.bias_correction_report is not None else None
+
+    def result(self, gate: tuple[Any, Any, Any, Any], size: int, gzip_bytes: int, card_json: Path,
+               card_markdown: Path) -> ExportResult:
+        options = self.options
+        gate_result, float_metrics, exported_metrics, _ = gate
+        pruned, qat = options.prune > 0, options.qat
+        return ExportResult(
+            path=self.out_path, mode=options.mode, io=self.io_type, bytes=size, gzip_bytes=gzip_bytes,
+            sparsity=self.sparsity, gate=gate_result, model_card_json=card_json, model_card_markdown=card_markdown,
+            input_quantization=self.input_quantization.to_dict(),
+            output_quantization=self.output_quantization.to_dict(), temperature=self.temperature, qat=qat,
+            prune=options.prune, representative_images=self.used_representative,
+            bias_correction=self.bias_correction_dict, fine_tune_target=self.fine_tune_target,
+            fine_tune_epochs={**({"prune": options.prune_epochs} if pruned else {}),
+                              **({"qat": options.qat_epochs} if qat else {})},
+            fine_tune_learning_rates={**({"prune": self.prune_rate} if pruned else {}),
+                                      **({"qat": self.qat_rate} if qat else {})},
+            float_metrics=float_metrics, exported_metrics=exported_metrics, seconds=self.seconds,
+        )
 
 
 def _referral_point(referral: dict | None, labels: list[str], y_true: np.ndarray, probabilities: np.ndarray) -> dict | None:
@@ -456,4 +594,4 @@ def _referral_point(referral: dict | None, labels: list[str], y_true: np.ndarray
     return metrics.sensitivity_specificity(y_true, probabilities, columns, float(referral["threshold"]))
 
 
-__all__ = ["ExportResult", "export_model", "finetune_augment"]
+__all__ = ["ExportOptions", "ExportResult", "export_model", "finetune_augment"]
