@@ -178,6 +178,65 @@ def _split_section(
     }
 
 
+def _sort_outcomes(outcomes: list[_Outcome], dataset: Dataset) -> tuple[
+        list[dict[str, str]], list[dict[str, str]], dict[str, list[Record]], dict[str, int]]:
+    """The validated images (and the layout's notes) sorted into errors, warnings, files by content digest
+    and usable images per class."""
+    errors: list[dict[str, str]] = []
+    warnings: list[dict[str, str]] = []
+    by_digest: dict[str, list[Record]] = defaultdict(list)
+    valid_counts = {label: 0 for label in dataset.classes}
+    for outcome in outcomes:
+        record = outcome.record
+        if outcome.sha256 is not None:
+            by_digest[outcome.sha256].append(record)
+        if outcome.error is not None:
+            errors.append({"image_id": record.image_id, "path": str(record.path), "reason": outcome.error.reason,
+                           "message": str(outcome.error)})
+            continue
+        valid_counts[record.label] += 1
+        for issue in outcome.info.problems:
+            warnings.append({"image_id": record.image_id, "path": str(record.path), "issue": issue})
+    for note in dataset.notes:
+        if note.issue == OUTSIDE_DATA:  # a defect: the id names a file outside DATA (never read)
+            image_id = note.detail.split(": refused", 1)[0]
+            errors.append({"image_id": image_id, "path": image_id, "reason": OUTSIDE_DATA, "message": note.detail})
+            continue
+        warnings.append({"image_id": "", "path": note.path, "issue": note.issue, "detail": note.detail})
+    return errors, warnings, by_digest, valid_counts
+
+
+def _duplicate_groups(by_digest: dict[str, list[Record]]) -> list[dict[str, Any]]:
+    """Groups of byte-identical files (two or more), with their labels and lesion groups, by first image id."""
+    duplicates = []
+    for digest, copies in by_digest.items():
+        if len(copies) < 2:
+            continue
+        copies = sorted(copies, key=lambda record: record.image_id)
+        duplicates.append({
+            "sha256": digest,
+            "image_ids": [record.image_id for record in copies],
+            "paths": [str(record.path) for record in copies],
+            "labels": [record.label for record in copies],
+            "groups": [record.group for record in copies],
+            "same_label": len({record.label for record in copies}) == 1,
+            "same_group": len({record.group for record in copies}) == 1,
+        })
+    duplicates.sort(key=lambda group: group["image_ids"][0])
+    return duplicates
+
+
+def _cross_split_duplicates(duplicates: list[dict[str, Any]], split_rows: list[SplitRow]) -> list[dict[str, Any]]:
+    """The duplicate groups whose copies the split put in different splits."""
+    split_of = {row.image_id: row.split for row in split_rows}
+    cross_split = []
+    for group in duplicates:
+        splits = {image_id: split_of[image_id] for image_id in group["image_ids"] if image_id in split_of}
+        if len(set(splits.values())) > 1:
+            cross_split.append({"sha256": group["sha256"], "image_ids": list(splits), "splits": list(splits.values())})
+    return cross_split
+
+
 def check_dataset(
     data_dir: str | os.PathLike,
     labels_csv: str | os.PathLike | None = None,
@@ -201,55 +260,12 @@ def check_dataset(
     split_rows = read_split_csv(split_path) if split_path else None
 
     outcomes = _validate(dataset.records, workers, progress)
-
-    errors: list[dict[str, str]] = []
-    warnings: list[dict[str, str]] = []
-    by_digest: dict[str, list[Record]] = defaultdict(list)
-    valid_counts = {label: 0 for label in dataset.classes}
-    for outcome in outcomes:
-        record = outcome.record
-        if outcome.sha256 is not None:
-            by_digest[outcome.sha256].append(record)
-        if outcome.error is not None:
-            errors.append({"image_id": record.image_id, "path": str(record.path), "reason": outcome.error.reason,
-                           "message": str(outcome.error)})
-            continue
-        valid_counts[record.label] += 1
-        for issue in outcome.info.problems:
-            warnings.append({"image_id": record.image_id, "path": str(record.path), "issue": issue})
-    for note in dataset.notes:
-        if note.issue == OUTSIDE_DATA:  # a defect: the id names a file outside DATA (never read)
-            image_id = note.detail.split(": refused", 1)[0]
-            errors.append({"image_id": image_id, "path": image_id, "reason": OUTSIDE_DATA, "message": note.detail})
-            continue
-        warnings.append({"image_id": "", "path": note.path, "issue": note.issue, "detail": note.detail})
-
-    duplicates = []
-    for digest, copies in by_digest.items():
-        if len(copies) < 2:
-            continue
-        copies = sorted(copies, key=lambda record: record.image_id)
-        duplicates.append({
-            "sha256": digest,
-            "image_ids": [record.image_id for record in copies],
-            "paths": [str(record.path) for record in copies],
-            "labels": [record.label for record in copies],
-            "groups": [record.group for record in copies],
-            "same_label": len({record.label for record in copies}) == 1,
-            "same_group": len({record.group for record in copies}) == 1,
-        })
-    duplicates.sort(key=lambda group: group["image_ids"][0])
-
+    errors, warnings, by_digest, valid_counts = _sort_outcomes(outcomes, dataset)
+    duplicates = _duplicate_groups(by_digest)
     cross_split = []
     split_section = None
     if split_rows is not None:
-        split_of = {row.image_id: row.split for row in split_rows}
-        for group in duplicates:
-            splits = {image_id: split_of[image_id] for image_id in group["image_ids"] if image_id in split_of}
-            if len(set(splits.values())) > 1:
-                cross_split.append(
-                    {"sha256": group["sha256"], "image_ids": list(splits), "splits": list(splits.values())}
-                )
+        cross_split = _cross_split_duplicates(duplicates, split_rows)
         split_section = _split_section(split_path, split_rows, dataset, warnings)
 
     errors.sort(key=lambda error: error["path"])

@@ -110,10 +110,7 @@ def evaluate_localisation(
     """
     from tqdm import tqdm
 
-    from dermtool.data.images import ImageError, load_rgb
-    from dermtool.data.preprocess import resize
     from dermtool.explain.gradcam import DEFAULT_TARGET, get_explainer
-    from dermtool.explain.ood import split_records
     from dermtool.run import RunFolder
 
     masks_dir = Path(masks_dir)
@@ -122,41 +119,14 @@ def evaluate_localisation(
     if limit is not None and limit < 1:
         raise DermtoolError(f"--limit must be at least 1, got {limit}")
     run = run_path.run if hasattr(run_path, "run") else RunFolder(run_path)
-    records = split_records(run, data_dir, split)
-    if not records:
-        raise DermtoolError(f"no images of split {split!r} of {run_path} found in {data_dir}")
-    usable = [record for record in records if (masks_dir / f"{record.image_id}{MASK_SUFFIX}").exists()]
-    missing = len(records) - len(usable)
-    if limit is not None:
-        usable = usable[:limit]
-    if not usable:
-        raise DermtoolError(f"no mask in {masks_dir} matches the {split} images (expected <image_id>{MASK_SUFFIX})")
+    usable, missing = _records_with_masks(run, run_path, data_dir, masks_dir, split, limit)
     explainer = get_explainer(run_path)  # the model is loaded only now, once the inputs are known to be there
-    spec = explainer.input_spec
     rows: list[dict[str, float]] = []
     unreadable: list[str] = []
     with tqdm(total=len(usable), unit="image", disable=None if progress else True) as bar:
         for start in range(0, len(usable), batch_size):
             part = usable[start : start + batch_size]
-            originals, inputs, kept = [], [], []
-            for record in part:
-                try:
-                    original = load_rgb(record.path)
-                except ImageError:
-                    unreadable.append(str(record.path))
-                    continue
-                originals.append(original)
-                inputs.append(resize(original, spec.image_size, spec.resize_policy))
-                kept.append(record)
-            if kept:
-                maps, probabilities, chosen = explainer.maps(np.stack(inputs), target=target)
-                for record, original, cam, label_index in zip(kept, originals, maps, chosen):
-                    height, width = original.shape[:2]
-                    heatmap = explainer.heatmap_for_original(cam, height, width)
-                    mask = read_mask(masks_dir / f"{record.image_id}{MASK_SUFFIX}", height, width)
-                    scores = localisation_scores(heatmap, mask)
-                    scores["correct"] = float(explainer.labels[label_index] == record.label)
-                    rows.append(scores)
+            rows.extend(_score_batch(explainer, part, masks_dir, target, unreadable))
             bar.update(len(part))
     if not rows:
         raise DermtoolError("no image could be evaluated (all unreadable)")
@@ -181,6 +151,55 @@ def evaluate_localisation(
         missing_masks=missing,
         unreadable=unreadable,
     )
+
+
+def _records_with_masks(run: Any, run_path: Any, data_dir: str | Path, masks_dir: Path, split: str,
+                        limit: int | None) -> tuple[list[Any], int]:
+    """The records of ``split`` that have a mask (the first ``limit``), and how many have none."""
+    from dermtool.explain.ood import split_records
+
+    records = split_records(run, data_dir, split)
+    if not records:
+        raise DermtoolError(f"no images of split {split!r} of {run_path} found in {data_dir}")
+    usable = [record for record in records if (masks_dir / f"{record.image_id}{MASK_SUFFIX}").exists()]
+    missing = len(records) - len(usable)
+    if limit is not None:
+        usable = usable[:limit]
+    if not usable:
+        raise DermtoolError(f"no mask in {masks_dir} matches the {split} images (expected <image_id>{MASK_SUFFIX})")
+    return usable, missing
+
+
+def _score_batch(explainer: Any, part: list[Any], masks_dir: Path, target: str | None,
+                 unreadable: list[str]) -> list[dict[str, float]]:
+    """:func:`localisation_scores` (plus ``correct``) of each readable image of ``part``, its Grad-CAM map
+    brought to the image's own size; unreadable paths are added to ``unreadable``."""
+    from dermtool.data.images import ImageError, load_rgb
+    from dermtool.data.preprocess import resize
+
+    spec = explainer.input_spec
+    originals, inputs, kept = [], [], []
+    for record in part:
+        try:
+            original = load_rgb(record.path)
+        except ImageError:
+            unreadable.append(str(record.path))
+            continue
+        originals.append(original)
+        inputs.append(resize(original, spec.image_size, spec.resize_policy))
+        kept.append(record)
+    if not kept:
+        return []
+    rows = []
+    maps, probabilities, chosen = explainer.maps(np.stack(inputs), target=target)
+    for record, original, cam, label_index in zip(kept, originals, maps, chosen):
+        height, width = original.shape[:2]
+        heatmap = explainer.heatmap_for_original(cam, height, width)
+        mask = read_mask(masks_dir / f"{record.image_id}{MASK_SUFFIX}", height, width)
+        scores = localisation_scores(heatmap, mask)
+        scores["correct"] = float(explainer.labels[label_index] == record.label)
+        rows.append(scores)
+    return rows
 
 
 __all__ = ["LocalisationReport", "evaluate_localisation", "localisation_scores", "read_mask", "MASK_SUFFIX"]

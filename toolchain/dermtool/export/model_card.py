@@ -315,21 +315,41 @@ def _metrics_table(float_metrics: Mapping[str, Any] | None, exported_metrics: Ma
 
 def render_markdown(card: Mapping[str, Any]) -> str:
     """The model card as Markdown, one ``##`` heading per section."""
-    model, data, quantization = card["model"], card["training_data"], card["quantization"]
-    labels = model["classes"]
-    spec = model["input_spec"]
+    model = card["model"]
     lines = [f"# Model card: {model['file']}", "", f"*{INTENDED_USE['disclaimer']}*", "", f"Created {card['created']}.", ""]
+    lines += _model_section(card) + _intended_use_section(card) + _training_data_section(card)
+    lines += _evaluation_section(card) + _sources_markdown(card, model["classes"]) + _quantization_section(card)
+    lines += _size_section(card) + _calibration_section(card) + _referral_section(card) + _gate_section(card)
+    lines += _closing_sections(card)
+    return "\n".join(lines)
 
+
+def _model_section(card: Mapping[str, Any]) -> list[str]:
+    """## Model: architecture, classes, input, run."""
+    model = card["model"]
+    labels, spec = model["classes"], model["input_spec"]
+    lines: list[str] = []
     lines += ["## Model", "",
               f"- Architecture: {model['architecture']}, {len(labels)} classes: {', '.join(labels)}",
               f"- Input: {spec['image_size']}x{spec['image_size']} RGB, resize policy '{spec['resize_policy']}', "
               f"normalised as (pixel - {spec['mean']:g}) / {spec['std']:g}",
               f"- Trained run: `{model['run']}`; dermtool {model['dermtool_version']}", ""]
+    return lines
 
+
+def _intended_use_section(card: Mapping[str, Any]) -> list[str]:
+    """## Intended use."""
+    lines: list[str] = []
     use = card["intended_use"]
     lines += ["## Intended use", "", use["summary"], "", f"- Users: {use['intended_users']}", f"- Input: {use['input']}",
               "- Not intended for:"] + [f"  - {item}" for item in use["not_intended_for"]] + [""]
+    return lines
 
+
+def _training_data_section(card: Mapping[str, Any]) -> list[str]:
+    """## Training data: images per class and split."""
+    data, labels = card["training_data"], card["model"]["classes"]
+    lines: list[str] = []
     counts = data["images_per_class_and_split"]
     splits = list(counts)
     lines += ["## Training data", "", f"{data['dataset']}; {data['split']}.", "",
@@ -338,13 +358,23 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         lines.append(f"| {label} | " + " | ".join(str(counts[split][label]) for split in splits) + " |")
     lines.append("| total | " + " | ".join(str(sum(counts[split].values())) for split in splits) + " |")
     lines.append("")
+    return lines
 
+
+def _evaluation_section(card: Mapping[str, Any]) -> list[str]:
+    """## Evaluation: the float and the exported model on the validation split."""
+    labels = card["model"]["classes"]
+    lines: list[str] = []
     evaluation = card["evaluation"]
     lines += ["## Evaluation", "", f"Validation split; {evaluation['note']}.", ""]
     lines += _metrics_table(evaluation["float"], evaluation["exported"], labels) + [""]
+    return lines
 
-    lines += _sources_markdown(card, labels)
 
+def _quantization_section(card: Mapping[str, Any]) -> list[str]:
+    """## Quantization: mode, tensors, calibration, bias correction, QAT, pruning."""
+    quantization = card["quantization"]
+    lines: list[str] = []
     lines += ["## Quantization", "",
               f"- Mode: {quantization['mode']}; input/output type: {quantization['io']}",
               f"- Input tensor: {quantization['input']['dtype']}, scale {_number(quantization['input']['scale'], 6)}, "
@@ -358,18 +388,33 @@ def render_markdown(card: Mapping[str, Any]) -> str:
               f"- Fine-tuned towards: {quantization.get('fine_tune_target') or 'no fine-tuning'}",
               f"- Pruning: target sparsity {quantization['pruning_target_sparsity']:.0%}, "
               f"measured sparsity of the prunable kernels {quantization['sparsity']:.1%}", ""]
+    return lines
 
+
+def _size_section(card: Mapping[str, Any]) -> list[str]:
+    """## Size."""
+    lines: list[str] = []
     size = card["size"]
     lines += ["## Size", "", f"- {size['bytes']:,} bytes ({size['bytes'] / 1e6:.2f} MB); "
               f"gzip {size['gzip_bytes']:,} bytes ({size['gzip_bytes'] / 1e6:.2f} MB)", ""]
+    return lines
 
+
+def _calibration_section(card: Mapping[str, Any]) -> list[str]:
+    """## Calibration: temperature and ECE."""
+    lines: list[str] = []
     calibration = card["calibration"]
     lines += ["## Calibration", "", f"{calibration['method'].capitalize()}.", "",
               f"- Temperature: {_number(calibration['temperature'])}",
               f"- Validation ECE (15 bins): {_number(calibration['ece_val_before'])} before, "
               f"{_number(calibration['ece_val_after'])} after calibration (float); exported model "
               f"{_number(calibration['ece_val_exported'])}", ""]
+    return lines
 
+
+def _referral_section(card: Mapping[str, Any]) -> list[str]:
+    """## Referral: the operating point, per split and source, and melanoma alone."""
+    lines: list[str] = []
     referral = card["referral"]
     lines += ["## Referral", ""]
     if referral:
@@ -401,7 +446,12 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     else:
         lines.append("The run recorded no referral operating point.")
     lines.append("")
+    return lines
 
+
+def _gate_section(card: Mapping[str, Any]) -> list[str]:
+    """## Gate: the accuracy gate's numbers."""
+    lines: list[str] = []
     gate = card["gate"]
     lines += ["## Gate", ""]
     if gate:
@@ -416,12 +466,17 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     else:
         lines.append("Not measured (the run has no validation images).")
     lines.append("")
+    return lines
 
+
+def _closing_sections(card: Mapping[str, Any]) -> list[str]:
+    """## Limitations and ## Licence."""
+    lines: list[str] = []
     lines += ["## Limitations", ""] + [f"- {item}" for item in card["limitations"]] + [""]
     licence = card["licence"]
     lines += ["## Licence", "", f"- Data: {licence['data']}", f"- Citation: {licence['citation']}",
               f"- Software: {licence['software']}", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def write_model_card(card: Mapping[str, Any], model_path: str | Path) -> tuple[Path, Path]:

@@ -261,8 +261,29 @@ def create_app(
     app.state.pool = pool
     app.state.max_upload_bytes = limit_bytes
     app.router.add_event_handler("shutdown", pool.shutdown)
+    app.openapi = _openapi_with_error_schema(app)  # type: ignore[method-assign]
+    _add_security_middleware(app, host)
+    _add_model_routes(app, service, pool, limit_bytes)
+    _add_server_routes(app, service, max_upload_mb)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
 
-    # The OpenAPI schema references this for every error response.
+
+#: The 200 answer of ``POST /api/explain``.
+EXPLANATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "label": {"type": "string"},
+        "name": {"type": "string"},
+        "overlay_png_base64": {"type": "string", "format": "byte"},
+        "media_type": {"type": "string", "example": "image/png"},
+    },
+}
+
+
+def _openapi_with_error_schema(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """``app.openapi``: FastAPI's schema plus ``ErrorDetail``, which every error response references."""
+
     def openapi_with_error_schema() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -283,7 +304,12 @@ def create_app(
         app.openapi_schema = schema
         return schema
 
-    app.openapi = openapi_with_error_schema  # type: ignore[method-assign]
+    return openapi_with_error_schema
+
+
+def _add_security_middleware(app: FastAPI, host: str) -> None:
+    """The Host-header check (400, DNS rebinding), a 500 that never echoes internals, and the security
+    headers (CSP, nosniff, no referrer, no framing; no-store on the API)."""
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -304,6 +330,10 @@ def create_app(
         if request.url.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def _add_model_routes(app: FastAPI, service: ModelService, pool: InferencePool, limit_bytes: int) -> None:
+    """``POST /api/predict`` and ``POST /api/explain``: one uploaded image, decoded and run in ``pool``."""
 
     def _parse_and_decode(body: bytes, content_type_header: str):
         return _decode(extract_upload(body, content_type_header, limit_bytes).data)
@@ -355,23 +385,7 @@ def create_app(
         "(409 when a .tflite is served).",
         openapi_extra={
             "requestBody": IMAGE_REQUEST_BODY,
-            "responses": {
-                "200": {
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "label": {"type": "string"},
-                                    "name": {"type": "string"},
-                                    "overlay_png_base64": {"type": "string", "format": "byte"},
-                                    "media_type": {"type": "string", "example": "image/png"},
-                                },
-                            }
-                        }
-                    }
-                }
-            },
+            "responses": {"200": {"content": {"application/json": {"schema": EXPLANATION_SCHEMA}}}},
         },
         responses={
             **ERROR_RESPONSES,
@@ -397,6 +411,10 @@ def create_app(
             if received > limit_bytes:
                 break
 
+
+def _add_server_routes(app: FastAPI, service: ModelService, max_upload_mb: float) -> None:
+    """``GET /api/health``, ``GET /api/model`` and the page at ``/``."""
+
     @app.get("/api/health", summary="Liveness", tags=["server"])
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model_kind": service.kind, "dermtool_version": __version__}
@@ -410,6 +428,3 @@ def create_app(
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
-
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    return app
