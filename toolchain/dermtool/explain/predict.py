@@ -162,6 +162,20 @@ class _RunBackend:
     def melanoma(self) -> dict[str, Any]:
         return dict(self.run.metrics.get("melanoma") or {})
 
+    def fusion_dict(self) -> dict[str, Any] | None:
+        """RUN/fusion.json (written by ``dermtool fuse``), or None."""
+        import json
+
+        from dermtool.fusion.fitting import FUSION_FILE
+
+        path = self.path / FUSION_FILE
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise DermtoolError(f"{path}: not readable JSON ({error}); run `dermtool fuse {self.path}` again") from None
+
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities, computed exactly as ``RunFolder.predict_probabilities`` does."""
         from dermtool import metrics
@@ -207,6 +221,10 @@ class _TFLiteBackend:
     @property
     def melanoma(self) -> dict[str, Any]:
         return dict(self.metadata.get("melanoma") or {})
+
+    def fusion_dict(self) -> dict[str, Any] | None:
+        """The ``fusion`` of the model's dermtool.json metadata, or None."""
+        return self.metadata.get("fusion")
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict(images), dtype=np.float64)
@@ -329,6 +347,8 @@ class Predictor:
         #: the same for the melanoma probability alone (its own threshold), if recorded
         self.melanoma: dict[str, Any] = backend.melanoma
         self.thresholds = self._thresholds(uncertainty_threshold, referral_threshold, malignant_classes)
+        self.fusion, self.fusion_thresholds = self._load_fusion(backend, uncertainty_threshold, referral_threshold,
+                                                                malignant_classes)
         self._ood_enabled = bool(ood)
         self._ood_threshold_override = None if ood_threshold is None else float(ood_threshold)
         self._options = {
@@ -390,6 +410,47 @@ class Predictor:
             self._note(f"{self.model_path}: none of the malignant classes {classes} is a model label; no image will be referred")
         return Thresholds(referral_value, float(uncertainty), classes, source)
 
+    def _load_fusion(self, backend: Any, uncertainty: float, referral: float | None,
+                     malignant: Sequence[str] | None) -> tuple[Any, Thresholds | None]:
+        """The model's questionnaire fusion (RUN/fusion.json or the metadata's ``fusion``) and the decision
+        rule for fused probabilities (the fusion's own referral threshold unless one is given)."""
+        from dermtool.fusion.model import Fusion
+
+        item = backend.fusion_dict()
+        if not item:
+            return None, None
+        where = f"{self.model_path} ({'fusion.json' if backend.kind == 'run' else 'dermtool.json fusion'})"
+        fusion = Fusion.from_dict(item, where)
+        if fusion.labels != self.labels:
+            raise DermtoolError(f"{where}: its labels {fusion.labels} are not the model's {self.labels}")
+        point = item.get("referral") or {}
+        threshold = referral if referral is not None else point.get("threshold")
+        if threshold is None:
+            return fusion, self.thresholds
+        classes = (tuple(str(label).lower() for label in malignant) if malignant is not None
+                   else tuple(point.get("classes") or self.thresholds.malignant_classes))
+        source = "argument" if referral is not None else ("fusion.json" if backend.kind == "run" else "metadata")
+        return fusion, Thresholds(float(threshold), float(uncertainty), classes, source)
+
+    def _answers_per_image(self, answers: Any, count: int) -> list[dict[str, str]] | None:
+        """``answers`` (None, one mapping for every image, or one per image) read by the questionnaire."""
+        from dermtool.fusion.questionnaire import read_answers
+
+        if answers is None:
+            return None
+        if isinstance(answers, Mapping):
+            per_image = [answers] * count
+        else:
+            per_image = list(answers)
+            if len(per_image) != count:
+                raise DermtoolError(f"{len(per_image)} sets of answers for {count} images")
+        read = [read_answers(item or {}) for item in per_image]
+        if self.fusion is None and any(read):
+            raise DermtoolError(
+                f"{self.model_path} has no questionnaire fusion, so answers cannot be used: run "
+                "`dermtool fuse RUN` on its run folder (and export it again for a .tflite)")
+        return read
+
     # ---- OOD ------------------------------------------------------------------------------------------
     @property
     def ood_detector(self):
@@ -432,10 +493,18 @@ class Predictor:
         check_finite_outputs(probabilities, self.model_path)  # a NaN is never an outcome
         return probabilities
 
-    def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3) -> list[dict[str, Any]]:
-        """One contract dict per image, in input order (``{image, error}`` for an unreadable one)."""
+    def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3,
+                answers: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None) -> list[dict[str, Any]]:
+        """One contract dict per image, in input order (``{image, error}`` for an unreadable one).
+
+        ``answers``: the questionnaire's answers (:mod:`dermtool.fusion.questionnaire`), one mapping for every
+        image or one per image (None or empty: unknown). With answers, the model's fusion combines them with
+        the image: the result's probabilities and outcome are the fused ones (with the fusion's referral
+        threshold), and its ``fusion`` key holds the answers, the image-only answer and how much the answers
+        moved the malignant probability. A model without a fusion refuses answers."""
         if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray)):
             images = [images]
+        per_image = self._answers_per_image(answers, len(images))
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise DermtoolError(f"top_k must be a positive integer, got {top_k!r}")
         top_k = min(top_k, len(self.labels))
@@ -456,16 +525,35 @@ class Predictor:
             detector = self.ood_detector
             scores = detector.score(batch, probabilities) if detector is not None else [None] * len(chunk)
             for (index, name, _), row, score in zip(chunk, probabilities, scores):
-                results[index] = self._result(name, row, None if score is None else float(score), top_k)
+                image_answers = None if per_image is None else per_image[index]
+                results[index] = self._result(name, row, None if score is None else float(score), top_k,
+                                              image_answers)
         return [result for result in results if result is not None]
 
-    def _result(self, name: str, row: np.ndarray, ood_score: float | None, top_k: int) -> dict[str, Any]:
+    def _result(self, name: str, row: np.ndarray, ood_score: float | None, top_k: int,
+                answers: dict[str, str] | None = None) -> dict[str, Any]:
         rejected = ood_score is not None and ood_score >= self.ood_threshold
+        fusion_block = None
+        thresholds = self.thresholds
+        if answers is not None and self.fusion is not None:
+            from dermtool.fusion.explain import answer_effects
+
+            image_row, image_best = row, int(np.argmax(row))
+            fusion_block = {"answers": dict(answers), "applied": bool(answers)}
+            if answers:
+                thresholds = self.fusion_thresholds
+                row = self.fusion.apply_one(row, answers)
+                fusion_block["referral_threshold"] = round(thresholds.referral, 6)
+            fusion_block["image_only"] = {
+                "label": self.labels[image_best], "probability": round(float(image_row[image_best]), 6),
+                "probabilities": {label: round(float(p), 6) for label, p in zip(self.labels, image_row)}}
+            fusion_block["malignant_probability"] = answer_effects(self.fusion, image_row, answers,
+                                                                   thresholds.malignant_classes)
         order = np.argsort(-row, kind="stable")
         best = int(order[0])
-        return {
+        result = {
             "image": name,
-            "outcome": decide_outcome(row, self.labels, self.thresholds, rejected),
+            "outcome": decide_outcome(row, self.labels, thresholds, rejected),
             "label": self.labels[best],
             "probability": round(float(row[best]), 6),
             "probabilities": {label: round(float(p), 6) for label, p in zip(self.labels, row)},
@@ -475,9 +563,18 @@ class Predictor:
             ],
             "ood_score": None if ood_score is None else round(ood_score, 4),
         }
+        if fusion_block is not None:
+            result["fusion"] = fusion_block
+        return result
 
     def describe(self, result: Mapping[str, Any]) -> str:
-        """Plain-word explanation of a result's outcome (see :func:`describe_outcome`)."""
+        """Plain-word explanation of a result's outcome (see :func:`describe_outcome`); for a result fused
+        with answers, the fused rule and a sentence on how much the answers moved it."""
+        fusion = result.get("fusion") or {}
+        if fusion.get("applied") and self.fusion_thresholds is not None and result["outcome"] != "not_a_lesion":
+            text = describe_outcome(result, self.fusion_thresholds, self.labels)
+            summary = (fusion.get("malignant_probability") or {}).get("summary")
+            return f"{text} Answers: {summary[0].upper() + summary[1:]}." if summary else text
         return describe_outcome(result, self.thresholds, self.labels)
 
     def __repr__(self) -> str:

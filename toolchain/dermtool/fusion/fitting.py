@@ -1,0 +1,209 @@
+"""Fit a run's fusion (``dermtool fuse RUN``): the image model's answers on its own split, plus the
+questionnaire answers that the sources' metadata CSVs hold, combined by :mod:`dermtool.fusion.model`.
+
+1. The image model's calibrated probabilities for every image of the run's split (dermtool's evaluation
+   preprocessing, no augmentation).
+2. The weights are fitted on the **training** split, every source weighing the same and every class within
+   a source the same (the fit aims at balanced accuracy on each source), with an L2 penalty.
+3. A temperature fitted on the **validation** split is folded into the weights (calibration), and the
+   referral threshold of the fused probabilities is chosen on validation so that the sensitivity bound
+   holds pooled and on each source (as ``dermtool train`` does for the image model).
+4. The report gives, per split and per source, image-only and fused figures side by side, and the fused
+   figures with every answer unknown.
+
+Writes ``RUN/fusion.json`` (the fusion, :meth:`Fusion.to_dict`, with its ``referral`` operating point) and
+``RUN/fusion_report.json``; ``dermtool export`` carries the first into the model's ``dermtool.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from dermtool import DermtoolError, metrics
+from dermtool.fusion.model import Fusion, balanced_weights, fit_fusion
+from dermtool.fusion.questionnaire import QUESTION_NAMES, Answers, answers_from_row
+
+FUSION_FILE = "fusion.json"
+REPORT_FILE = "fusion_report.json"
+DEFAULT_L2 = 0.001
+MIN_ANSWERED_IMAGES = 20
+
+
+def answers_of_csv(path: Path) -> dict[str, Answers]:
+    """``{image_id: answers}`` from a metadata CSV (an ``image_id`` or ``image`` column and any question
+    columns); a value that no question understands is an error naming the file and the image."""
+    answers: dict[str, Answers] = {}
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        for row in csv.DictReader(handle):
+            image_id = (row.get("image_id") or row.get("image") or "").strip()
+            if not image_id:
+                continue
+            try:
+                answers[Path(image_id).stem] = answers_from_row(row)
+            except DermtoolError as error:
+                raise DermtoolError(f"{path}, image {image_id}: {error}") from None
+    return answers
+
+
+def answers_of_run(run: Any, data_dir: str | Path | None = None) -> dict[str, Answers]:
+    """The answers of every image of ``run``'s sources (empty answers where a source's CSV asks nothing)."""
+    from dermtool.data.layouts import read_dataset
+    from dermtool.data.sources import locate_folder, resolve_sources
+
+    sources = resolve_sources(run.config.data)
+    if data_dir is not None and len(sources) == 1:
+        sources = [replace(sources[0], data_dir=str(data_dir))]
+    answers: dict[str, Answers] = {}
+    for source in sources:
+        folder = locate_folder(source.data_dir, run.path)
+        if folder is None:
+            raise DermtoolError(f"cannot find the image folder {source.data_dir} of source {source.name!r}")
+        dataset = read_dataset(folder, source.labels_csv or None)
+        if dataset.csv_path is not None:
+            answers.update(answers_of_csv(dataset.csv_path))
+    return answers
+
+
+def _probabilities(run: Any, records: Sequence[Any], progress: bool) -> np.ndarray:
+    from tqdm import tqdm
+
+    from dermtool.data.preprocess import load_image
+
+    rows = []
+    with tqdm(total=len(records), unit="image", desc="image model", disable=None if progress else True) as bar:
+        for start in range(0, len(records), 128):
+            chunk = records[start:start + 128]
+            images = np.stack([load_image(record.path, run.input_spec) for record in chunk])
+            rows.append(run.predict_probabilities(images))
+            bar.update(len(chunk))
+    return np.concatenate(rows) if rows else np.zeros((0, len(run.labels)))
+
+
+def _figures(y_true: np.ndarray, probabilities: np.ndarray, labels: list[str], referral: dict | None) -> dict:
+    figures = metrics.classification_metrics(y_true, probabilities, labels)
+    result = {"images": int(len(y_true)), "balanced_accuracy": figures["balanced_accuracy"],
+              "accuracy": figures["accuracy"], "ece": figures.get("ece"),
+              "recall": {label: figures["per_class"][label]["recall"] for label in labels
+                         if figures["per_class"][label].get("support")}}
+    if referral:
+        columns = [labels.index(name) for name in referral["classes"]]
+        result["referral"] = metrics.sensitivity_specificity(y_true, probabilities, columns, referral["threshold"])
+    return result
+
+
+def fit_run_fusion(run_path: str | Path, *, l2: float = DEFAULT_L2, data_dir: str | Path | None = None,
+                   progress: bool = True) -> tuple[Fusion, dict[str, Any]]:
+    """Fit, calibrate and report ``run_path``'s fusion; writes ``fusion.json`` and ``fusion_report.json``
+    into the run folder (atomically) and returns ``(fusion, report)``."""
+    from dermtool.data.sources import resolve_sources, run_split_records
+    from dermtool.io_utils import atomic_write_json
+    from dermtool.run import RunFolder
+    from dermtool.train.report import SplitStrata, referral_over_sources
+
+    if not l2 > 0:
+        raise DermtoolError(f"--l2 must be a positive number, got {l2}")
+    run = RunFolder(run_path)
+    labels = list(run.labels)
+    splits = run_split_records(run, data_dir)
+    for needed in ("train", "val"):
+        if not splits.get(needed):
+            raise DermtoolError(f"{run.path}/split.csv has no {needed} images; the fusion is fitted on train "
+                                "and calibrated on val")
+    answers = answers_of_run(run, data_dir)
+    answered = sum(1 for record in splits["train"] if answers.get(record.image_id))
+    if answered < MIN_ANSWERED_IMAGES:
+        raise DermtoolError(
+            f"only {answered} training images of {run.path} have questionnaire answers in their metadata CSV "
+            f"(columns named {', '.join(QUESTION_NAMES)}); a fusion needs at least {MIN_ANSWERED_IMAGES}")
+    names = [source.name for source in resolve_sources(run.config.data)]
+    kinds = [source.kind for source in resolve_sources(run.config.data)]
+    data: dict[str, dict[str, Any]] = {}
+    for split in ("train", "val", "test"):
+        records = splits.get(split) or []
+        if not records:
+            continue
+        data[split] = {
+            "y": np.array([labels.index(record.label) for record in records]),
+            "p": _probabilities(run, records, progress),
+            "answers": [answers.get(record.image_id, {}) for record in records],
+            "source": np.array([record.source for record in records]),
+        }
+    train = data["train"]
+    fusion = fit_fusion(train["p"], train["answers"], train["y"], labels,
+                        sample_weight=balanced_weights(train["y"], train["source"]), l2=l2)
+    val = data["val"]
+    temperature = metrics.fit_temperature(fusion.logits(val["p"], val["answers"]), val["y"])
+    fusion.image_scale /= temperature
+    fusion.weights = {name: {level: [value / temperature for value in values] for level, values in levels.items()}
+                      for name, levels in fusion.weights.items()}
+    fused = {split: fusion.apply(item["p"], item["answers"]) for split, item in data.items()}
+    strata = {split: SplitStrata(np.array([names.index(source) for source in item["source"]]),
+                                 [""] * len(item["y"]), names, kinds) for split, item in data.items()}
+    referral = referral_over_sources(
+        labels, {split: (data[split]["y"], fused[split]) for split in data if split != "train"},
+        {split: strata[split] for split in data if split != "train"})
+    image_referral = dict(run.metrics.get("referral") or {}) or None
+    fusion.fitted_on = {
+        "train_images": int(len(train["y"])),
+        "train_images_with_answers": int(answered),
+        "sources": names,
+        "l2": float(l2),
+        "validation_temperature": float(temperature),
+    }
+    report = _report(labels, data, fused, fusion, referral, image_referral, names)
+    item = fusion.to_dict()
+    if referral:
+        item["referral"] = {key: referral[key] for key in ("classes", "threshold", "target_sensitivity", "confidence")
+                            if key in referral}
+    atomic_write_json(run.path / FUSION_FILE, item)
+    atomic_write_json(run.path / REPORT_FILE, report)
+    return fusion, report
+
+
+def _report(labels: list[str], data: dict, fused: dict, fusion: Fusion, referral: dict | None,
+            image_referral: dict | None, names: list[str]) -> dict[str, Any]:
+    report: dict[str, Any] = {"labels": labels, "fitted_on": fusion.fitted_on, "referral": referral, "splits": {}}
+    for split in ("val", "test"):
+        if split not in data:
+            continue
+        item = data[split]
+        unknown = fusion.apply(item["p"], [{}] * len(item["y"]))
+        entry: dict[str, Any] = {}
+        for name in names + ["pooled"]:
+            mask = np.ones(len(item["y"]), bool) if name == "pooled" else item["source"] == name
+            if not mask.any():
+                continue
+            answered = [answers for answers, keep in zip(item["answers"], mask) if keep]
+            entry[name] = {
+                "images_with_answers": int(sum(1 for answers in answered if answers)),
+                "image_only": _figures(item["y"][mask], item["p"][mask], labels, image_referral),
+                "fused": _figures(item["y"][mask], fused[split][mask], labels, referral),
+                "fused_all_unknown": _figures(item["y"][mask], unknown[mask], labels, None),
+            }
+        report["splits"][split] = entry
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A table: per split and source, balanced accuracy, ECE and referral, image only -> fused."""
+    lines = [f"{'split':<6} {'source':<14} {'images':>6}  {'balanced accuracy':>22}  {'ECE':>15}  "
+             f"{'referral sens/spec':>27}  all unknown"]
+    for split, sources in report["splits"].items():
+        for name, entry in sources.items():
+            image, fused = entry["image_only"], entry["fused"]
+
+            def referral(figures: dict) -> str:
+                point = figures.get("referral")
+                return f"{point['sensitivity']:.3f}/{point['specificity']:.3f}" if point else "-"
+
+            lines.append(
+                f"{split:<6} {name:<14} {image['images']:>6}  {image['balanced_accuracy']:.3f} -> "
+                f"{fused['balanced_accuracy']:.3f} ({fused['balanced_accuracy'] - image['balanced_accuracy']:+.3f})  "
+                f"{image['ece']:.3f} -> {fused['ece']:.3f}  {referral(image):>12} -> {referral(fused):<12}  "
+                f"{entry['fused_all_unknown']['balanced_accuracy']:.3f}")
+    return "\n".join(lines)
