@@ -1,0 +1,116 @@
+"""The PWA applies the questionnaire fusion in JavaScript (mobile_demo/src/fusion.js) after MediaPipe: it
+must read the answers, fuse and explain exactly as dermtool.fusion does in Python.
+
+The recorded inputs (tests/fusion/data/fusion_parity.json): a real two-source fusion and a synthetic one
+(large weights, image_scale 0.8, floor 1e-3, a question and a level without weights), probability vectors
+with zeros, uint8 steps, one-hot, uniform, all-zero and a malignant sum of exactly 0.125 (a rounding tie),
+answer sets empty, partial, all nine, every one unknown, in spellings people type; answers both must refuse,
+and numbers whose two- and six-digit rounding ties JavaScript's toFixed rounds the other way. node runs the
+JavaScript (tests/fusion/fusion_node.mjs); the fused probabilities must agree to 1e-6, the sentences,
+levels and error messages exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermtool import DermtoolError
+from dermtool.fusion.explain import answer_effects
+from dermtool.fusion.model import Fusion
+from dermtool.fusion.questionnaire import read_answers
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+FUSION_JS = REPO_ROOT / "mobile_demo" / "src" / "fusion.js"
+FIXTURE = HERE / "data" / "fusion_parity.json"
+TOLERANCE = 1e-6
+KINDS = ("the answers together", "raised", "lowered", "left the malignant probability", "no answers given",
+         "0.12 (image alone)")  # the last: Python's rounding of the tie 0.125
+
+
+@pytest.fixture(scope="module")
+def fixture() -> dict:
+    return json.loads(FIXTURE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def javascript(fixture: dict) -> dict:
+    """What fusion.js computes on the fixture, run once by node."""
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("node is not installed: the JavaScript side of the parity test cannot run (apt-get install nodejs)")
+    completed = subprocess.run([node, str(HERE / "fusion_node.mjs"), str(FUSION_JS), str(FIXTURE)],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)
+
+
+def python_read(raw: dict) -> dict | str:
+    try:
+        return read_answers(raw)
+    except DermtoolError as error:
+        return str(error)
+
+
+def test_fixture_covers_the_cases(fixture: dict) -> None:
+    answers = [python_read(raw) for raw in fixture["answers"]]
+    assert {} in answers and any(len(item) == 9 for item in answers) and any(0 < len(item) < 9 for item in answers)
+    assert any(raw and not read for raw, read in zip(fixture["answers"], answers))  # all given as unknown
+    for vectors in fixture["probabilities"].values():
+        assert any(0.0 in row for row in vectors)
+
+
+def test_javascript_reads_answers_as_python(fixture: dict, javascript: dict) -> None:
+    for name in fixture["fusions"]:
+        for raw, result in zip(fixture["answers"], javascript["results"][name]):
+            assert result.get("answers") == python_read(raw), raw
+    for raw, result in zip(fixture["refused"], javascript["refused"]):
+        expected = python_read(raw)
+        assert isinstance(expected, str), raw
+        assert result == {"error": expected}, raw
+
+
+def test_javascript_fuses_and_explains_as_python(fixture: dict, javascript: dict) -> None:
+    compared = 0
+    sentences = set()
+    for name, item in fixture["fusions"].items():
+        fusion = Fusion.from_dict(item)
+        malignant = item["referral"]["classes"]
+        vectors = fixture["probabilities"][name]
+        for raw, result in zip(fixture["answers"], javascript["results"][name]):
+            answers = read_answers(raw)
+            expected = fusion.apply(np.asarray(vectors, dtype=np.float64), [answers] * len(vectors))
+            for vector, fused, js in zip(vectors, expected, result["rows"]):
+                np.testing.assert_allclose(js["fused"], fused, atol=TOLERANCE, rtol=0)
+                effects = answer_effects(fusion, vector, answers, malignant)
+                assert js["effects"]["summary"] == effects["summary"], (name, raw, vector)
+                assert js["effects"]["image_only"] == pytest.approx(effects["image_only"], abs=TOLERANCE)
+                assert js["effects"]["fused"] == pytest.approx(effects["fused"], abs=TOLERANCE)
+                assert [(e["question"], e["answer"], e["words"]) for e in js["effects"]["effects"]] == [
+                    (e["question"], e["answer"], e["words"]) for e in effects["effects"]]
+                for mine, theirs in zip(js["effects"]["effects"], effects["effects"]):
+                    assert mine["change"] == pytest.approx(theirs["change"], abs=TOLERANCE)
+                block = js["block"]
+                assert block["fusion"]["applied"] == bool(answers)
+                assert block["fusion"]["answers"] == answers
+                assert block["fusion"]["image_only"]["label"] == item["labels"][int(np.argmax(vector))]
+                fused_map = block["probabilities"]
+                assert [fused_map[label] for label in item["labels"]] == pytest.approx(
+                    list(fused) if answers else vector, abs=TOLERANCE)
+                sentences.update(kind for kind in KINDS if kind in effects["summary"])
+                compared += 1
+    assert compared == sum(len(vectors) for vectors in fixture["probabilities"].values()) * len(fixture["answers"])
+    assert sentences == set(KINDS), sentences  # every kind of sentence was compared
+
+
+def test_javascript_rounds_and_formats_as_python(fixture: dict, javascript: dict) -> None:
+    for value, result in zip(fixture["numbers"], javascript["numbers"]):
+        assert result["fixed2"] == f"{value:.2f}", value
+        assert result["fixed6"] == f"{value:.6f}", value
+        assert result["round6"] == round(value, 6), value
