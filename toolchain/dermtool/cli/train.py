@@ -82,7 +82,11 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
             what = "not a folder" if Path(configured_data).expanduser().exists() else "not found"
             where = f"set data_dir of source {name!r}" if name else "give --data DATA or set data.data_dir"
             raise DermtoolError(f"data folder {what}: {configured_data} ({where})")
-    fresh = not resume and (not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())))
+    from dermtool.train.devices import writes_run_folder
+
+    # (a non-chief worker of a multi-worker run never writes --out: what is there is the chief's)
+    fresh = writes_run_folder(config.train.strategy) and not resume and (
+        not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())))
     try:
         with output.capture():  # with --json -, the per-epoch lines go to stderr
             run = run_training(config, out_dir, resume=resume, overwrite=overwrite, split_csv=split_csv,
@@ -96,6 +100,10 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
                    f"  dermtool train --config {config_path} --out {out_dir} --resume", err=True)
         raise SystemExit(130) from None
 
+    if run is None:  # a non-chief worker of a multi-worker run: the chief reports
+        output.report(f"Worker done: the chief of the multi-worker run writes the run folder {out_dir}")
+        output.write({"run": None})
+        return
     _report(output, run)
     output.write({"run": str(run.path), **run.metrics})
 

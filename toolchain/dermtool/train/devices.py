@@ -4,6 +4,11 @@
   default strategy (one GPU, or the CPU); ``default`` = the default strategy; ``mirrored`` =
   ``tf.distribute.MirroredStrategy`` (all local GPUs); ``multi_worker`` =
   ``tf.distribute.MultiWorkerMirroredStrategy`` (reads the cluster from the ``TF_CONFIG`` variable).
+  Every machine runs the same ``dermtool train`` command with its own ``TF_CONFIG``; ``train.batch_size``
+  is the global batch, split across all replicas; the gradients are summed by TensorFlow's collective
+  operations (a ring all-reduce over gRPC between CPUs). The chief (task ``chief``, or worker 0 without
+  one) writes the run folder; the other workers train in a private temporary folder, removed at the end
+  (see :func:`dermtool.train.trainer.train`).
 - ``train.mixed_precision``: ``auto`` = ``mixed_float16`` when a GPU is present, float32 on the CPU
   (float16 arithmetic is slow on CPUs); ``on`` / ``off`` force it. The model's softmax stays float32 and
   the trainer computes the loss from float32 logits under a loss-scaling optimizer.
@@ -29,17 +34,52 @@ class Devices:
     gpus: int
     description: str
 
+    def _cluster(self) -> tuple[dict[str, Any], str | None, int | None]:
+        """The cluster (task type -> addresses), this task's type and index; ``({}, None, None)`` unless
+        multi-worker."""
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        if resolver is None or not getattr(resolver, "cluster_spec", None):
+            return {}, None, None
+        return resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id
+
     @property
     def is_chief(self) -> bool:
         """True on the worker that writes the run folder (the only one unless multi-worker)."""
-        resolver = getattr(self.strategy, "cluster_resolver", None)
-        if resolver is None or not getattr(resolver, "cluster_spec", None):
-            return True
-        task_type, task_id = resolver.task_type, resolver.task_id
-        if task_type is None:
-            return True
-        has_chief = "chief" in resolver.cluster_spec().as_dict()
-        return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
+        cluster, task_type, task_id = self._cluster()
+        return is_chief_task(cluster, task_type, task_id)
+
+    @property
+    def workers(self) -> int:
+        """How many processes train together: the chief and workers of the cluster (1 unless multi-worker)."""
+        cluster = self._cluster()[0]
+        return max(1, sum(len(cluster.get(kind, ())) for kind in ("chief", "worker")))
+
+    @property
+    def task(self) -> str:
+        """This process in the cluster, e.g. ``"worker 1"`` (``"chief"`` outside a multi-worker run)."""
+        _, task_type, task_id = self._cluster()
+        return "chief" if task_type is None else f"{task_type} {task_id}"
+
+
+def is_chief_task(cluster: dict[str, Any], task_type: str | None, task_id: int | None) -> bool:
+    """Whether a task writes the run folder: the ``chief`` task, or worker 0 of a cluster without one
+    (TensorFlow's rule); True outside a cluster."""
+    if task_type is None:
+        return True
+    return task_type == "chief" or ("chief" not in cluster and task_type == "worker" and int(task_id or 0) == 0)
+
+
+def writes_run_folder(strategy_name: str) -> bool:
+    """Whether this process writes the run folder, from ``train.strategy`` and ``TF_CONFIG`` alone (no
+    TensorFlow import): False only on a non-chief task of a multi-worker run."""
+    if strategy_name != "multi_worker":
+        return True
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        task = tf_config.get("task") or {}
+        return is_chief_task(tf_config.get("cluster") or {}, task.get("type"), task.get("index"))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return True  # choose_devices refuses a malformed TF_CONFIG
 
 
 def choose_devices(strategy_name: str, mixed_precision: str) -> Devices:

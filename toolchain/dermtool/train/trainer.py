@@ -39,8 +39,9 @@ import numpy as np
 from dermtool import DermtoolError, metrics
 from dermtool.config import Config, validate
 from dermtool.io_utils import atomic_path, atomic_write_json, atomic_write_text
-from dermtool.run import (CHECKPOINTS_DIR, CONFUSION_MATRIX_FILE, INPUT_SPEC_FILE, LABELS_FILE, LOGS_DIR,
-                          METRICS_FILE, MODEL_FILE, SPLIT_FILE, TRAINING_CURVES_FILE, LogitsPredictor, RunFolder)
+from dermtool.run import (CHECKPOINTS_DIR, CONFIG_FILE, CONFUSION_MATRIX_FILE, INPUT_SPEC_FILE, LABELS_FILE,
+                          LOGS_DIR, METRICS_FILE, MODEL_FILE, SPLIT_FILE, TRAINING_CURVES_FILE, LogitsPredictor,
+                          RunFolder)
 from dermtool.train.checkpoints import RunState, prepare_run_folder, remove_checkpoints_except
 from dermtool.train.history import EpochRecord, read_history, write_history
 from dermtool.train.data import effective_class_weights, sampling_shares, source_balanced_accuracies
@@ -76,18 +77,24 @@ class Phase:
     step: Callable[[Any], Any] | None = None  # traced lazily for the dataset's element spec
 
 
-def worker_folder(run_dir: Path, resume: bool) -> Path:
+def worker_folder(run_dir: Path, resume: bool, task: str = "worker") -> Path:
     """A private folder for a non-chief worker of a multi-worker run (only the chief writes RUN).
 
-    Every worker takes part in the checkpoint writes (collective operations), so the others write into a
-    temporary folder; to resume, they start from a copy of the chief's run folder (on a shared filesystem).
+    Every worker runs the whole loop, checkpoint writes included (as TensorFlow's multi-worker guide
+    asks), so the others write into a temporary folder, which :func:`train` removes at the end. To resume,
+    a worker starts from a copy of the chief's run folder, which it must see at the same path (a shared
+    filesystem, or a copy made beforehand); the chief's half-written files (``.NAME.*``) are left out.
     """
     import shutil
     import tempfile
 
+    if resume and not (run_dir / CONFIG_FILE).is_file():
+        raise DermtoolError(f"{task} cannot resume: the chief's run folder {run_dir} is not readable here; put "
+                            f"--out on a filesystem every worker shares, or copy the chief's folder to "
+                            f"{run_dir} on this machine first")
     folder = Path(tempfile.mkdtemp(prefix="dermtool-worker-"))
-    if resume and run_dir.is_dir():
-        shutil.copytree(run_dir, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("logs"))
+    if resume:
+        shutil.copytree(run_dir, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(LOGS_DIR, ".*"))
     return folder
 
 
@@ -109,7 +116,7 @@ def train(
     split_csv: str | Path | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[EpochRecord], None] | None = None,
-) -> RunFolder:
+) -> RunFolder | None:
     """Train ``config`` into the run folder ``out_dir`` and return it as a :class:`RunFolder`.
 
     ``resume`` continues an interrupted run (the same resolved configuration is required);
@@ -117,6 +124,12 @@ def train(
     ``split_csv`` (or ``config.data.split_csv``) fixes the split; ``progress=False`` prints nothing.
     ``on_epoch_end`` is called with each epoch's record after its checkpoint is written (a hook for
     tests and notebooks; an exception raised there stops training, resumable from that epoch).
+
+    Multi-worker (``train.strategy = "multi_worker"``, one process per machine, each with its own
+    ``TF_CONFIG``): only the chief writes ``out_dir`` and returns it. Every other worker trains in a
+    private temporary folder (:func:`worker_folder`), removed when it returns or fails, and returns None.
+    Every worker logs fingerprints (:func:`weights_fingerprint`) of its weights after the last epoch and
+    of the best epoch's weights (those of ``model.keras``): they are the same on all of them.
     """
     config = copy.deepcopy(config)
     if split_csv:
@@ -127,23 +140,32 @@ def train(
     from dermtool.train.devices import choose_devices
 
     devices = choose_devices(config.train.strategy, config.train.mixed_precision)
+    private = None
     if not devices.is_chief:
-        run_dir = worker_folder(run_dir, resume)  # empty, or a copy of the chief's run to resume
+        private = run_dir = worker_folder(Path(out_dir), resume, devices.task)  # empty, or a copy to resume
         overwrite = False
-    state = prepare_run_folder(run_dir, config.to_toml(), resume=resume, overwrite=overwrite)
-    log = RunLog(run_dir / LOG_FILE, echo=progress)
-    if state is None:
-        state = RunState(seed=config.train.seed)
-        log(f"training into {run_dir} on {devices.description}")
-    else:
-        log(f"resuming {run_dir} after epoch {state.completed_epochs} on {devices.description}")
     try:
-        return _Trainer(config, run_dir, state, devices, log, progress, on_epoch_end).run()
-    except KeyboardInterrupt:
-        saved = RunState.read(run_dir)
-        log(f"interrupted; {saved.completed_epochs if saved else 0} epoch(s) saved: continue with "
-            f"`dermtool train --config ... --out {run_dir} --resume`")
-        raise
+        state = prepare_run_folder(run_dir, config.to_toml(), resume=resume, overwrite=overwrite)
+        log = RunLog(run_dir / LOG_FILE, echo=progress)
+        where = run_dir if private is None else (
+            f"the private folder {private} as {devices.task} (the chief writes {out_dir})")
+        if state is None:
+            state = RunState(seed=config.train.seed)
+            log(f"training into {where} on {devices.description}")
+        else:
+            log(f"resuming {where} after epoch {state.completed_epochs} on {devices.description}")
+        try:
+            return _Trainer(config, run_dir, state, devices, log, progress, on_epoch_end).run()
+        except KeyboardInterrupt:
+            saved = RunState.read(run_dir)
+            log(f"interrupted; {saved.completed_epochs if saved else 0} epoch(s) saved: continue with "
+                f"`dermtool train --config ... --out {out_dir} --resume`")
+            raise
+    finally:
+        if private is not None:
+            import shutil
+
+            shutil.rmtree(private, ignore_errors=True)
 
 
 class _Trainer:
@@ -161,7 +183,7 @@ class _Trainer:
         self.plan = epoch_plan(config)
 
     # ---------------------------------------------------------------------------------------- set-up
-    def run(self) -> RunFolder:
+    def run(self) -> RunFolder | None:
         import tf_keras as keras
 
         from dermtool.models import registry
@@ -327,6 +349,9 @@ class _Trainer:
             history.append(record)
             self._end_epoch(phase, record, history, summary_writer)
         summary_writer.close()
+        if self.devices.workers > 1:
+            self.log(f"weights after epoch {len(self.plan)}: fingerprint {weights_fingerprint(self.model)} "
+                     f"(the same on every worker)")
 
     def _train_one_epoch(self, phase: Phase, epoch: int) -> EpochRecord:
         from tqdm import tqdm
@@ -428,7 +453,9 @@ class _Trainer:
             self.on_epoch_end(record)
 
     # ---------------------------------------------------------------------------------------- the end
-    def _finish(self) -> RunFolder:
+    def _finish(self) -> RunFolder | None:
+        """Calibrate, measure and save the best epoch (the chief); a non-chief worker only logs the
+        fingerprint of its best weights and returns None."""
         import tensorflow as tf
         import tf_keras as keras
 
@@ -447,6 +474,12 @@ class _Trainer:
                                               self.config.data.image_size)
         tf.train.Checkpoint(model=model).read(
             str(self.run_dir / CHECKPOINTS_DIR / state.best_checkpoint)).assert_existing_objects_matched()
+        if self.devices.workers > 1:
+            self.log(f"weights of best epoch {state.best_epoch}: fingerprint {weights_fingerprint(model)} "
+                     f"(the same on every worker)")
+        if not self.devices.is_chief:
+            self.log(f"{self.devices.task} done: the chief writes the run folder")
+            return None
         predictor = LogitsPredictor(keras.Model(model.inputs, model.get_layer("logits").output))
         logits = {}
         for name in ("val", "test"):
@@ -497,6 +530,20 @@ def zero_classifier_head(model) -> None:
     """
     layer = model.get_layer("logits")
     layer.set_weights([np.zeros(weight.shape, dtype=weight.dtype.as_numpy_dtype) for weight in layer.weights])
+
+
+def weights_fingerprint(model) -> str:
+    """16 hex digits of the SHA-256 of a model's weights (shapes and float32 values, in order): equal
+    fingerprints mean equal weights, e.g. on the workers of a multi-worker run, or a run's ``model.keras``
+    loaded back."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        values = np.ascontiguousarray(weights, dtype=np.float32)
+        digest.update(repr(values.shape).encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def write_scalars(writer, step: int, values: dict[str, float]) -> None:
