@@ -7,6 +7,8 @@ The browser is Debian's ``/usr/bin/chromium`` driven by Playwright; nothing down
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 import threading
 import time
@@ -112,4 +114,25 @@ def run_server(tiny_run: Path) -> Iterator[LiveServer]:
     from dermtool.serve.app import create_app
 
     with LiveServer(create_app(tiny_run)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fusion_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the training fixture's run with a questionnaire fusion (tests/fusion/toy.py) in fusion.json."""
+    from dermtool.run import RunFolder
+    from tests.fusion.toy import toy_fusion_dict
+
+    run = tmp_path_factory.mktemp("fusion_run") / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "fusion.json").write_text(json.dumps(toy_fusion_dict(RunFolder(run).labels)), encoding="utf-8")
+    return run
+
+
+@pytest.fixture(scope="session")
+def fusion_server(fusion_run: Path) -> Iterator[LiveServer]:
+    """`dermtool serve` of ``fusion_run`` (the page shows the questionnaire), once per session."""
+    from dermtool.serve.app import create_app
+
+    with LiveServer(create_app(fusion_run)) as server:
         yield server

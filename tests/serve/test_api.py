@@ -83,6 +83,7 @@ def test_openapi_documents_the_api(client: httpx.Client) -> None:
         assert path in schema["paths"], path
     body = schema["paths"]["/api/predict"]["post"]["requestBody"]["content"]
     assert body["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    assert "yes or no" in body["multipart/form-data"]["schema"]["properties"]["bleed"]["description"]
     responses = schema["paths"]["/api/predict"]["post"]["responses"]
     assert {"200", "413", "415", "422"} <= set(responses)
     assert "ErrorDetail" in schema["components"]["schemas"]
@@ -340,3 +341,77 @@ def test_cli_help_teaches_and_bad_model_is_one_line_error(tmp_path: Path) -> Non
     result = runner.invoke(cli, ["serve", "--model", str(not_a_model)])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1].startswith("Error: ")
+
+
+# ---- the questionnaire (#20): answers sent with the photo, fused by the model's fusion ---------------------
+
+@pytest.fixture(scope="module")
+def fusion_reference(fusion_run: Path) -> Predictor:
+    return Predictor(fusion_run)
+
+
+def test_answers_are_fused_as_the_predictor_fuses_them(fusion_server: LiveServer, fusion_reference: Predictor,
+                                                       ham_images) -> None:
+    data = ham_images[7].read_bytes()
+    answers = {"bleed": "yes", "grew": "yes", "age": "64", "sex": ""}  # sex left unknown
+    expected = fusion_reference.predict([data], top_k=len(fusion_reference.labels), answers=answers)[0]
+    image_alone = fusion_reference.predict([data], top_k=len(fusion_reference.labels))[0]
+    with httpx.Client(base_url=fusion_server.url, timeout=120) as http:
+        model = http.get("/api/model").json()
+        assert [item["name"] for item in model["fusion"]["questions"]] == [
+            "age", "sex", "site", "itch", "grew", "hurt", "changed", "bleed", "elevation"]
+        assert model["fusion"]["referral_threshold"] == pytest.approx(0.3)
+        assert model["fusion"]["referral_labels"] == [label for label in ("mel", "bcc", "akiec", "scc")
+                                                      if label in fusion_reference.labels]
+        fused = http.post("/api/predict", files={"image": ("lesion.jpg", data, "image/jpeg")}, data=answers)
+        assert fused.status_code == 200, fused.text
+        result = fused.json()
+        assert result["fusion"]["answers"] == {"bleed": "yes", "grew": "yes", "age": "60-74"}
+        assert result["fusion"]["malignant_probability"]["summary"] == \
+            expected["fusion"]["malignant_probability"]["summary"]
+        assert "raised the malignant probability from" in result["fusion"]["malignant_probability"]["summary"]
+        assert result["outcome"] == expected["outcome"]
+        for label, probability in expected["probabilities"].items():
+            assert result["probabilities"][label] == pytest.approx(probability, abs=1e-6)
+        assert result["fusion"]["image_only"]["probabilities"] == pytest.approx(image_alone["probabilities"], abs=1e-6)
+
+        # The same answers as query parameters (a raw image body has no form fields).
+        raw = http.post("/api/predict", params=answers, content=data, headers={"Content-Type": "image/jpeg"})
+        assert raw.status_code == 200 and raw.json()["probabilities"] == result["probabilities"]
+        twice = http.post("/api/predict?bleed=yes", data={"bleed": "no"},
+                          files={"image": ("a.jpg", data, "image/jpeg")})
+        assert twice.status_code == 400 and twice.json()["detail"] == "answer bleed is given twice"
+
+        # Without answers (or with every answer unknown), the image alone, exactly as before the questionnaire.
+        for fields in ({}, {"bleed": "", "age": "", "site": "unknown"}):
+            plain = http.post("/api/predict", files={"image": ("lesion.jpg", data, "image/jpeg")}, data=fields)
+            assert plain.status_code == 200, plain.text
+            assert set(plain.json()) == CONTRACT_KEYS
+            assert plain.json()["probabilities"] == pytest.approx(image_alone["probabilities"], abs=1e-6)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"bleed": "maybe"}, "answer bleed='maybe' is not understood; bleed: yes or no, or unknown"),
+    ({"age": "150"}, "answer age='150' is not understood; age: a number of years (0-120), or unknown"),
+    ({"colour": "brown"}, "unknown question 'colour'; the questions are age, sex, site, itch, grew, hurt, "
+                          "changed, bleed, elevation"),
+    ({"bleed": "x" * 65}, "is too long"),
+])
+def test_a_bad_answer_is_a_400_naming_it(fusion_server: LiveServer, ham_images, fields: dict, message: str) -> None:
+    with httpx.Client(base_url=fusion_server.url, timeout=60) as http:
+        response = http.post("/api/predict", files={"image": ("lesion.jpg", ham_images[0].read_bytes(), "image/jpeg")},
+                             data=fields)
+        assert response.status_code == 400
+        detail = response.json()["detail"]
+        assert message in detail and "\n" not in detail
+
+
+def test_answers_to_a_model_without_a_fusion_are_a_400(client: httpx.Client, ham_images) -> None:
+    assert client.get("/api/model").json()["fusion"] is None
+    data = ham_images[0].read_bytes()
+    response = client.post("/api/predict", files={"image": ("lesion.jpg", data, "image/jpeg")}, data={"bleed": "yes"})
+    assert response.status_code == 400
+    assert "no questionnaire fusion" in response.json()["detail"] and "/" not in response.json()["detail"].split(":")[0]
+    # the page's empty form (every answer unknown) is the photo alone
+    empty = client.post("/api/predict", files={"image": ("lesion.jpg", data, "image/jpeg")}, data={"bleed": ""})
+    assert empty.status_code == 200 and set(empty.json()) == CONTRACT_KEYS

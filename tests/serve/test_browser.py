@@ -132,3 +132,63 @@ def test_phone_sized_screen(browser, run_server: LiveServer, run_reference: Pred
         assert errors == []
     finally:
         context.close()
+
+
+def test_questionnaire_beside_the_photo(browser, fusion_server: LiveServer, fusion_run: Path, ham_images,
+                                        artifacts: Path) -> None:
+    """A model with a fusion: the page asks the nine questions (all unknown at first); a photo without answers
+    gets the image-alone result, answers get the fused one with the sentence, a bad answer the server's
+    one-line message, and clearing the answers the image alone again."""
+    reference = Predictor(fusion_run)
+    image = ham_images[20]
+    answers = {"bleed": "yes", "grew": "yes", "age": "64"}
+    image_alone = reference.predict([image], top_k=len(reference.labels))[0]
+    fused = reference.predict([image], top_k=len(reference.labels), answers=answers)[0]
+    summary = fused["fusion"]["malignant_probability"]["summary"]
+
+    def shown_probabilities(page) -> dict[str, float]:
+        rows = page.locator(".bar-row")
+        return {rows.nth(i).get_attribute("data-label"): float(rows.nth(i).get_attribute("data-probability"))
+                for i in range(rows.count())}
+
+    context, page, requests, errors = open_page(browser, fusion_server, PHONE_VIEWPORT, scale=2)
+    try:
+        controls = page.locator("#questions select, #questions input")
+        assert controls.count() == 9
+        assert all(controls.nth(i).input_value() == "" for i in range(9))  # every question skippable: unknown
+
+        page.set_input_files("#file-input", str(image))
+        page.wait_for_selector("body[data-results='1']", state="attached", timeout=60_000)
+        assert shown_probabilities(page) == pytest.approx(image_alone["probabilities"], abs=1e-6)
+        assert page.get_attribute("#fusion", "data-applied") == "false"
+        assert page.inner_text("#fusion") == "No answers given: the image alone decides."
+
+        page.select_option("#q-bleed", "yes")
+        page.select_option("#q-grew", "yes")
+        page.fill("#q-age", "64")
+        page.press("#q-age", "Tab")
+        page.wait_for_function("summary => document.getElementById('fusion').dataset.summary === summary", arg=summary,
+                               timeout=60_000)
+        page.wait_for_selector("body[data-state='done']", state="attached")
+        assert shown_probabilities(page) == pytest.approx(fused["probabilities"], abs=1e-6)
+        assert page.get_attribute("#outcome", "data-outcome") == fused["outcome"]
+        assert page.inner_text(".fusion-summary") == summary[0].upper() + summary[1:] + "."
+        assert CLASS_NAMES[image_alone["label"]] in page.inner_text(".fusion-image")
+        assert "not a medical device" in page.inner_text("footer")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE_VIEWPORT["width"]
+        page.screenshot(path=str(artifacts / "serve_phone_questionnaire.png"), full_page=True)
+
+        page.fill("#q-age", "150")
+        page.press("#q-age", "Tab")
+        page.wait_for_selector("#error:not([hidden])", timeout=60_000)
+        assert "answer age='150' is not understood" in page.inner_text("#error")
+
+        page.click("#questions .clear-answers")
+        page.wait_for_selector("#fusion[data-applied='false']:not([hidden])", timeout=60_000)
+        assert page.locator("#error").is_hidden()
+        assert shown_probabilities(page) == pytest.approx(image_alone["probabilities"], abs=1e-6)
+        assert errors == []
+        outside = [url for url in requests if not url.startswith((fusion_server.url, "data:", "blob:"))]
+        assert outside == []
+    finally:
+        context.close()

@@ -6,7 +6,11 @@ loads Swagger UI from a CDN, and this app makes no request to the network):
 =====================  =======================================================================================
 ``GET  /``             the page (static HTML/CSS/JS from ``dermtool/serve/static``, no external requests)
 ``POST /api/predict``  one image (multipart field ``image``, or a raw ``image/*`` body) -> the predict --json
-                       object: ``{image, outcome, label, probability, probabilities, top_k, ood_score}``
+                       object: ``{image, outcome, label, probability, probabilities, top_k, ood_score}``;
+                       with questionnaire answers (plain form fields or query parameters named as the
+                       questions: ``bleed=yes``, ``age=64``; empty = unknown) and a model with a fusion, the
+                       fused result and its ``fusion`` block (image-alone answer, how much the answers moved
+                       the malignant probability, in one sentence)
 ``POST /api/explain``  one image -> Grad-CAM overlay ``{label, name, overlay_png_base64, media_type}``
                        (float run only; 409 for a .tflite)
 ``GET  /api/health``   ``{status: "ok", ...}``
@@ -14,11 +18,12 @@ loads Swagger UI from a CDN, and this app makes no request to the network):
                        guidance, disclaimer
 =====================  =======================================================================================
 
-Errors are JSON ``{"detail": "..."}`` with 400 (malformed request, or a Host header that is not this
-server: see below), 409 (Grad-CAM on a .tflite), 413 (upload over the limit, or an image over the decoding
-budget of :mod:`dermtool.data.images`: too many pixels or too much memory to decode), 415 (not an image
-type), 422 (no image, empty file, or bytes that do not decode as an image), 500 (the model gave non-finite
-outputs: no outcome is ever made from them), 503 (server busy).
+Errors are JSON ``{"detail": "..."}`` with 400 (malformed request, an answer the questionnaire does not take
+or answers to a model without a fusion, with the one-line reason, or a Host header that is not this server:
+see below), 409 (Grad-CAM on a .tflite), 413 (upload over the limit, or an image over the decoding budget of
+:mod:`dermtool.data.images`: too many pixels or too much memory to decode), 415 (not an image type), 422 (no
+image, empty file, or bytes that do not decode as an image), 500 (the model gave non-finite outputs: no
+outcome is ever made from them), 503 (server busy).
 
 DNS rebinding: every request must name this server in its ``Host`` header: ``localhost``, a loopback
 address, or the address it is bound to (``--host``); bound to a wildcard address (0.0.0.0, ::), any IP
@@ -45,7 +50,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from dermtool import DISCLAIMER, DermtoolError, ModelOutputError, __version__
-from dermtool.serve.service import ModelService
+from dermtool.serve.service import ModelService, read_form_answers
 from dermtool.serve.uploads import IMAGE_FIELD, UploadError, check_request_type, extract_upload, read_body
 
 logger = logging.getLogger(__name__)
@@ -62,6 +67,14 @@ CONTENT_SECURITY_POLICY = (
     "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
+
+
+def _answer_properties() -> dict[str, Any]:
+    from dermtool.fusion.questionnaire import QUESTIONS
+
+    return {item.name: {"type": "string", "description": f"{item.text} ({item.describe()}; empty or omitted: "
+                        "unknown). Only for a model with a questionnaire fusion."} for item in QUESTIONS}
+
 
 IMAGE_REQUEST_BODY = {
     "required": True,
@@ -84,13 +97,32 @@ IMAGE_REQUEST_BODY = {
     },
 }
 
+#: ``POST /api/predict``'s body: the image and, optionally, the questionnaire's answers as plain fields.
+PREDICT_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": [IMAGE_FIELD],
+                "properties": {
+                    **IMAGE_REQUEST_BODY["content"]["multipart/form-data"]["schema"]["properties"],
+                    **_answer_properties(),
+                },
+            }
+        },
+        "image/*": IMAGE_REQUEST_BODY["content"]["image/*"],
+    },
+}
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}},
     }
     for status, description in {
-        400: "Malformed request (bad multipart body or headers).",
+        400: "Malformed request (bad multipart body or headers), an answer the questionnaire does not take, "
+        "or answers to a model without a questionnaire fusion.",
         413: "The upload is larger than --max-upload-mb, or the image has too many pixels.",
         415: "The upload is not an image type.",
         422: "No image in the request, an empty file, or bytes that do not decode as an image.",
@@ -119,6 +151,12 @@ PREDICTION_SCHEMA = {
             },
         },
         "ood_score": {"type": "number", "nullable": True},
+        "fusion": {
+            "type": "object",
+            "description": "Only when answers were sent: the answers (levels), the image-alone answer "
+            "(`image_only`: label, probability, probabilities) and `malignant_probability` (image_only, fused, "
+            "each answer's effect, `summary`: one sentence). `probabilities` and `outcome` are then the fused ones.",
+        },
     },
 }
 
@@ -335,20 +373,31 @@ def _add_security_middleware(app: FastAPI, host: str) -> None:
 def _add_model_routes(app: FastAPI, service: ModelService, pool: InferencePool, limit_bytes: int) -> None:
     """``POST /api/predict`` and ``POST /api/explain``: one uploaded image, decoded and run in ``pool``."""
 
-    def _parse_and_decode(body: bytes, content_type_header: str):
-        return _decode(extract_upload(body, content_type_header, limit_bytes).data)
+    def _parse_and_decode(body: bytes, content_type_header: str, query: list[tuple[str, str]],
+                          with_answers: bool) -> tuple[Any, dict[str, str] | None]:
+        upload = extract_upload(body, content_type_header, limit_bytes)
+        answers = None
+        if with_answers:  # checked before the image is decoded: a wrong answer is refused at once
+            try:
+                answers = read_form_answers([*query, *upload.fields])
+                service.check_answers(answers)
+            except DermtoolError as error:
+                raise UploadError(400, str(error)) from None
+        return _decode(upload.data), answers or None  # no answer given: the image alone, as without a form
 
-    async def _image_of(request: Request):
+    async def _image_of(request: Request, with_answers: bool):
         content_type_header = request.headers.get("content-type", "")
         check_request_type(content_type_header)  # refuse before reading a body that cannot be an image
         body = await read_body(request, limit_bytes)
+        query = list(request.query_params.multi_items())
         # Parsing a multipart body of megabytes and decoding a JPEG are CPU work: off the event loop.
-        return await pool.run(_parse_and_decode, body, content_type_header)
+        return await pool.run(_parse_and_decode, body, content_type_header, query, with_answers)
 
-    async def _answer(request: Request, work: Callable[[Any], dict[str, Any]]) -> JSONResponse:
+    async def _answer(request: Request, work: Callable[..., dict[str, Any]],
+                      with_answers: bool = False) -> JSONResponse:
         try:
-            pixels = await _image_of(request)
-            result = await pool.run(work, pixels)
+            pixels, answers = await _image_of(request, with_answers)
+            result = await (pool.run(work, pixels) if answers is None else pool.run(work, pixels, answers))
         except UploadError as error:
             return _json_error(error.status, error.detail)
         except ServerBusy:
@@ -366,17 +415,18 @@ def _add_model_routes(app: FastAPI, service: ModelService, pool: InferencePool, 
         "/api/predict",
         summary="Classify one image",
         description="Calibrated probabilities of every class, the top classes with readable names, an "
-        "out-of-distribution score, and the outcome: `refer`, `uncertain`, `not_a_lesion` or `benign`. "
-        + DISCLAIMER,
+        "out-of-distribution score, and the outcome: `refer`, `uncertain`, `not_a_lesion` or `benign`. With "
+        "questionnaire answers (form fields or query parameters; a model with a fusion), the fused result and "
+        "how much the answers moved it. " + DISCLAIMER,
         openapi_extra={
-            "requestBody": IMAGE_REQUEST_BODY,
+            "requestBody": PREDICT_REQUEST_BODY,
             "responses": {"200": {"content": {"application/json": {"schema": PREDICTION_SCHEMA}}}},
         },
         responses=ERROR_RESPONSES,
         tags=["model"],
     )
     async def predict(request: Request) -> JSONResponse:
-        return await _answer(request, service.predict)
+        return await _answer(request, service.predict, with_answers=True)
 
     @app.post(
         "/api/explain",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -54,6 +54,29 @@ OUTCOME_GUIDANCE: dict[str, dict[str, str]] = {
 }
 
 
+#: The longest question name or answer a request may send (an answer is a word or a number of years).
+MAX_ANSWER_CHARS = 64
+
+
+def read_form_answers(fields: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The questionnaire's answers of a request's form fields (or query parameters) ``(name, answer)``, read
+    by :func:`dermtool.fusion.questionnaire.read_answers` (unknown answers, e.g. empty fields, left out).
+    An unknown question, an answer a question does not take, a question given twice or an overlong field is
+    a one-line :class:`DermtoolError` (the app answers 400 with it)."""
+    from dermtool.fusion.questionnaire import question, read_answers
+
+    raw: dict[str, str] = {}
+    for name, value in fields:
+        if len(name) > MAX_ANSWER_CHARS or len(value) > MAX_ANSWER_CHARS:
+            raise DermtoolError(f"answer {name[:MAX_ANSWER_CHARS]!r} is too long: a question name and its answer "
+                                f"have at most {MAX_ANSWER_CHARS} characters")
+        key = question(name).name
+        if key in raw:
+            raise DermtoolError(f"answer {key} is given twice")
+        raw[key] = value
+    return read_answers(raw)
+
+
 @dataclass(frozen=True)
 class ModelDescription:
     """What GET /api/model answers: enough for a client to label its output. ``name`` is the model's file
@@ -70,6 +93,7 @@ class ModelDescription:
     referral_threshold: float | None
     uncertainty_threshold: float | None
     ood_threshold: float | None
+    fusion: dict[str, Any] | None = None  # the questionnaire, when the model has a fusion (see describe)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +108,7 @@ class ModelDescription:
             "referral_threshold": self.referral_threshold,
             "uncertainty_threshold": self.uncertainty_threshold,
             "ood_threshold": self.ood_threshold,
+            "fusion": self.fusion,
             "outcomes": OUTCOME_GUIDANCE,
             "disclaimer": DISCLAIMER,
             "dermtool_version": __version__,
@@ -123,6 +148,32 @@ class ModelService:
         self.names = {label: CLASS_NAMES.get(label, label) for label in self.labels}
 
     @property
+    def fusion(self) -> Any:
+        """The model's questionnaire fusion (:class:`dermtool.fusion.model.Fusion`), or None."""
+        return getattr(self.predictor, "fusion", None)
+
+    def fusion_description(self) -> dict[str, Any] | None:
+        """``{questions, referral_labels, referral_threshold}``: what the page asks and the rule for fused
+        probabilities; None without a fusion."""
+        fusion = self.fusion
+        if fusion is None:
+            return None
+        thresholds = getattr(self.predictor, "fusion_thresholds", None) or getattr(self.predictor, "thresholds", None)
+        return {
+            "questions": fusion.to_dict()["questions"],
+            "referral_labels": [label for label in getattr(thresholds, "malignant_classes", ())
+                                if label in self.labels],
+            "referral_threshold": getattr(thresholds, "referral", None),
+        }
+
+    def check_answers(self, answers: dict[str, str]) -> None:
+        """Refuse answers to a model without a fusion (one line, naming no path)."""
+        if answers and self.fusion is None:
+            raise DermtoolError(
+                "the served model has no questionnaire fusion, so answers cannot be used: send the photo alone, "
+                "or serve a model whose run was fitted with `dermtool fuse RUN`")
+
+    @property
     def explain_available(self) -> bool:
         """Grad-CAM needs the float Keras model's gradients: only a run folder has them."""
         return self.kind == "run"
@@ -142,11 +193,13 @@ class ModelService:
             referral_threshold=getattr(thresholds, "referral", None),
             uncertainty_threshold=getattr(thresholds, "uncertainty", None),
             ood_threshold=getattr(self.predictor, "ood_threshold", None),
+            fusion=self.fusion_description(),
         )
 
-    def predict(self, pixels: np.ndarray) -> dict[str, Any]:
-        """The predict --json object of one decoded image (uint8 HxWx3), with every class in ``top_k``."""
-        result = self.predictor.predict([pixels], top_k=len(self.labels))[0]
+    def predict(self, pixels: np.ndarray, answers: dict[str, str] | None = None) -> dict[str, Any]:
+        """The predict --json object of one decoded image (uint8 HxWx3), with every class in ``top_k``; with
+        ``answers`` (levels, :func:`read_form_answers`), fused with them and with its ``fusion`` block."""
+        result = self.predictor.predict([pixels], top_k=len(self.labels), answers=answers or None)[0]
         result = dict(result)
         result["image"] = "<upload>"
         return result

@@ -6,7 +6,8 @@ and parses ``multipart/form-data`` with python-multipart's streaming parser into
 
 Two request shapes are accepted:
 
-* ``multipart/form-data`` with one file field (named ``image``, or any name when there is a single file);
+* ``multipart/form-data`` with one file field (named ``image``, or any name when there is a single file),
+  and any plain fields (the questionnaire's answers: :attr:`Upload.fields`, read by the app);
 * a raw body whose ``Content-Type`` is ``image/*`` (handy with ``curl --data-binary``).
 
 Every problem becomes an :class:`UploadError` carrying the HTTP status to answer with (400, 413, 415, 422)
@@ -15,7 +16,7 @@ and a message a person can act on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
@@ -37,11 +38,12 @@ class UploadError(Exception):
 
 @dataclass(frozen=True)
 class Upload:
-    """One uploaded file, in memory."""
+    """One uploaded file, in memory, and the request's plain form fields ``(name, value)`` in order."""
 
     data: bytes
     content_type: str
     filename: str
+    fields: tuple[tuple[str, str], ...] = ()
 
 
 def _too_large(limit_bytes: int) -> UploadError:
@@ -134,10 +136,14 @@ def parse_multipart(body: bytes, content_type_header: str, limit_bytes: int) -> 
         raise UploadError(400, f"The multipart body could not be parsed ({type(error).__name__}).") from None
 
     files = []
+    fields: list[tuple[str, str]] = []
     for part in parts:
         _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
-        if b"filename" not in disposition:
-            continue  # a plain form field
+        if b"filename" not in disposition:  # a plain form field
+            name = disposition.get(b"name", b"").decode("utf-8", "replace")
+            if name != IMAGE_FIELD:  # a text field named "image" is not an answer: the image is missing
+                fields.append((name, bytes(part["data"]).decode("utf-8", "replace")))
+            continue
         files.append(
             (
                 disposition.get(b"name", b"").decode("utf-8", "replace"),
@@ -150,9 +156,9 @@ def parse_multipart(body: bytes, content_type_header: str, limit_bytes: int) -> 
         )
     named = [upload for name, upload in files if name == IMAGE_FIELD]
     if named:
-        return named[0]
+        return replace(named[0], fields=tuple(fields))
     if len(files) == 1:
-        return files[0][1]
+        return replace(files[0][1], fields=tuple(fields))
     if not files:
         raise UploadError(422, f"No image in the request: send a file in a form field named '{IMAGE_FIELD}'.")
     raise UploadError(422, f"Several files and none named '{IMAGE_FIELD}': send one image per request.")

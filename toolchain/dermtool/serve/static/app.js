@@ -1,9 +1,10 @@
 // dermtool serve: the page's logic. Talks only to this server (/api/...); no third-party code.
-import { percent, renderBars, setStatus, showError } from "./results.js";
+import { percent, renderBars, renderFusion, setStatus, showError } from "./results.js";
+import { readQuestionnaire, renderQuestionnaire } from "./questionnaire.js";
 
 const REFERRAL_LABELS_FALLBACK = ["mel", "bcc", "akiec", "scc"];
 
-const state = { model: null, requestId: 0, previewUrl: null };
+const state = { model: null, requestId: 0, photoId: 0, previewUrl: null, file: null, results: 0 };
 const $ = (id) => document.getElementById(id);
 
 async function loadModel() {
@@ -15,13 +16,25 @@ async function loadModel() {
     const size = state.model.input_size ? `, ${state.model.input_size}\u00d7${state.model.input_size} input` : "";
     $("model-line").textContent = `Model: ${kind}${size}; classes: ${state.model.labels.join(", ")}. dermtool ${state.model.dermtool_version}.`;
     if (state.model.disclaimer) $("disclaimer-text").textContent = state.model.disclaimer;
+    // A model with a questionnaire fusion: the short form beside the photo; a change re-runs the last photo.
+    renderQuestionnaire($("questions"), state.model.fusion && state.model.fusion.questions, () => {
+      if (state.file) analyse(state.file, { explain: false });
+    });
   } catch (error) {
     showError(`Cannot reach the dermtool server (${error.message}). Is "dermtool serve" still running?`);
   }
 }
 
-function referralLabels() {
-  return (state.model && state.model.referral_labels) || REFERRAL_LABELS_FALLBACK;
+// The referral rule of a result: the fusion's own when answers were combined with the photo.
+function referralRule(prediction) {
+  const model = state.model || {};
+  const fused = prediction && prediction.fusion && prediction.fusion.applied && model.fusion;
+  const rule = fused ? model.fusion : model;
+  return { labels: rule.referral_labels || REFERRAL_LABELS_FALLBACK, threshold: rule.referral_threshold };
+}
+
+function referralLabels(prediction) {
+  return referralRule(prediction).labels;
 }
 
 function nameOf(label) {
@@ -31,15 +44,16 @@ function nameOf(label) {
 // The numbers behind the outcome, in one sentence (the rule itself is dermtool.explain.predict's).
 function outcomeNumbers(prediction) {
   const model = state.model || {};
-  const labels = referralLabels().filter((label) => label in prediction.probabilities);
+  const rule = referralRule(prediction);
+  const labels = rule.labels.filter((label) => label in prediction.probabilities);
   const referralSum = labels.reduce((sum, label) => sum + prediction.probabilities[label], 0);
   const names = labels.map(nameOf).join(", ");
   if (prediction.outcome === "not_a_lesion") {
     return "The probabilities below are shown for completeness only: they are not meaningful for this photo.";
   }
   const parts = [];
-  if (labels.length && typeof model.referral_threshold === "number") {
-    parts.push(`Probability of ${names}: ${percent(referralSum)} (referral threshold ${percent(model.referral_threshold)}).`);
+  if (labels.length && typeof rule.threshold === "number") {
+    parts.push(`Probability of ${names}: ${percent(referralSum)} (referral threshold ${percent(rule.threshold)}).`);
   }
   if (prediction.outcome === "uncertain" && typeof model.uncertainty_threshold === "number") {
     parts.push(`Most likely class ${nameOf(prediction.label)} at ${percent(prediction.probability)}, below the confidence threshold of ${percent(model.uncertainty_threshold)}.`);
@@ -74,23 +88,31 @@ function renderPrediction(prediction) {
 
   renderBars($("bars"), prediction.probabilities, {
     names: (state.model && state.model.names) || {},
-    referralLabels: referralLabels(),
+    referralLabels: referralLabels(prediction),
     highlightTop: prediction.outcome !== "not_a_lesion",
   });
 
   $("ood-line").textContent = photoCheck(prediction);
   const rejected = prediction.outcome === "not_a_lesion";
+  const fused = Boolean(prediction.fusion && prediction.fusion.applied);
+  renderFusion($("fusion"), rejected ? null : prediction.fusion, {
+    names: (state.model && state.model.names) || {},
+    offered: !rejected && !$("questions").hidden,
+  });
   $("result").classList.toggle("rejected", rejected);
   $("bars-title").textContent = rejected
     ? "What the model would have said (not meaningful for this photo)"
-    : "Calibrated probability per class";
+    : `Calibrated probability per class${fused ? " (photo and answers)" : ""}`;
   $("result").hidden = false;
   document.body.classList.add("has-result");
+  state.results += 1;
+  document.body.dataset.results = String(state.results);
 }
 
-async function postImage(path, file) {
+async function postImage(path, file, answers = {}) {
   const form = new FormData();
   form.append("image", file, file.name || "photo");
+  for (const [name, value] of Object.entries(answers)) form.append(name, value);
   const response = await fetch(path, { method: "POST", body: form, cache: "no-store" });
   let body = null;
   try {
@@ -126,7 +148,7 @@ function showPreview(file) {
   $("dropzone").classList.add("has-image");
 }
 
-async function explain(file, requestId) {
+async function explain(file, photoId) {
   const figure = $("explain-figure");
   const status = $("explain-status");
   figure.hidden = true;
@@ -138,24 +160,31 @@ async function explain(file, requestId) {
   status.hidden = false;
   try {
     const result = await postImage("/api/explain", file);
-    if (requestId !== state.requestId) return;
+    if (photoId !== state.photoId) return;
     $("explain-image").src = `data:${result.media_type};base64,${result.overlay_png_base64}`;
     $("explain-caption").textContent = `Regions that most influenced \u201c${result.name}\u201d (Grad-CAM). A heat map shows where the model looked; it is not a diagnosis.`;
     figure.hidden = false;
     status.hidden = true;
   } catch (error) {
-    if (requestId !== state.requestId) return;
+    if (photoId !== state.photoId) return;
     status.textContent = `Heat map unavailable: ${error.message}`;
   }
 }
 
-async function analyse(file) {
+// Classify `file` with the questionnaire's answers. `explain: false` (the answers changed, the photo did
+// not) leaves the heat map as it is.
+async function analyse(file, { explain: withHeatMap = true } = {}) {
   if (!file) return;
   const requestId = ++state.requestId;
   showError("");
   $("result").hidden = true;
-  $("explain-figure").hidden = true;
-  $("explain-status").hidden = true;
+  if (withHeatMap) {
+    state.photoId += 1;
+    state.file = null;
+    $("explain-figure").hidden = true;
+    $("explain-status").hidden = true;
+  }
+  const photoId = state.photoId;
   document.body.classList.remove("has-result");
   if (file.type && !file.type.startsWith("image/")) {
     showError(`"${file.name}" is not an image (${file.type}). Choose a photo (JPEG or PNG).`);
@@ -168,19 +197,23 @@ async function analyse(file) {
     setStatus("");
     return;
   }
-  showPreview(file);
+  if (withHeatMap) showPreview(file);
+  state.file = file;
   setStatus("Analysing the photo\u2026", true);
   try {
-    const prediction = await postImage("/api/predict", file);
+    const prediction = await postImage("/api/predict", file, readQuestionnaire($("questions")));
     if (requestId !== state.requestId) return;
     setStatus("");
     renderPrediction(prediction);
     document.body.dataset.state = "done";
-    if (prediction.outcome !== "not_a_lesion") explain(file, requestId);
+    if (withHeatMap && prediction.outcome !== "not_a_lesion") explain(file, photoId);
   } catch (error) {
     if (requestId !== state.requestId) return;
     setStatus("");
-    if (error.status === 413 || error.status === 415 || error.status === 422) clearPreview();
+    if (error.status === 413 || error.status === 415 || error.status === 422) {
+      clearPreview();
+      state.file = null;
+    }
     showError(error.message);
     document.body.dataset.state = "error";
   }

@@ -1,5 +1,6 @@
-// dermtool results: the status and error lines, formatting and the probability bars, shared by `dermtool serve` (static/app.js) and
-// the mobile demo (mobile_demo/build.py copies this file next to its app.js). No third-party code.
+// dermtool results: the status and error lines, formatting, the probability bars and the answers' effect,
+// shared by `dermtool serve` (static/app.js) and the mobile demo (mobile_demo/build.py copies this file next
+// to its app.js). No third-party code.
 
 // The status line (#status; `busy` shows a spinner) and the error box (#error); empty text hides them.
 export function setStatus(text, busy = false) {
@@ -70,4 +71,34 @@ export function renderBars(list, probabilities, { names = {}, referralLabels = [
     row.append(name, value, track);
     list.append(row);
   });
+}
+
+// How the questionnaire's answers moved the result (a `fusion` block: dermtool predict's, or the mobile
+// demo's fusion.js), into `box`: the sentence ("Bleeding and growth raised the malignant probability from
+// 0.20 (image alone) to 0.41.") and the image-alone answer. Without applied answers: "No answers given: the
+// image alone decides." where the model asks questions (`offered`), nothing otherwise. data-applied and
+// data-summary (the sentence as dermtool gives it) are for tests and tools.
+export function renderFusion(box, fusion, { names = {}, offered = false } = {}) {
+  const nameOf = (label) => names[label] || label;
+  const applied = Boolean(fusion && fusion.applied);
+  box.replaceChildren();
+  box.dataset.applied = String(applied);
+  box.hidden = !(applied || offered);
+  const sentence = document.createElement("p");
+  sentence.className = "fusion-summary";
+  if (!applied) {
+    sentence.textContent = "No answers given: the image alone decides.";
+    delete box.dataset.summary;
+    box.append(sentence);
+    return;
+  }
+  const effect = fusion.malignant_probability;
+  box.dataset.summary = effect.summary;
+  sentence.textContent = `${effect.summary[0].toUpperCase()}${effect.summary.slice(1)}.`;
+  const image = document.createElement("p");
+  image.className = "fusion-image muted small";
+  const alone = fusion.image_only;
+  image.textContent = `Image alone: ${nameOf(alone.label)} (${percent(alone.probability)}). `
+    + `Answers used: ${effect.effects.map((item) => item.words).join(", ")}.`;
+  box.append(sentence, image);
 }
