@@ -5,9 +5,10 @@
 
 Needs ``npm ci`` run in mobile_demo/ first (it provides @mediapipe/tasks-vision). Writes ``dist/``:
 
-    index.html app.js preprocess.js style.css sw.js manifest.webmanifest icon-192.png icon-512.png
-    results.js results.css                    the outcome and bars, shared with `dermtool serve`
-    config.json        referral classes + threshold, uncertainty threshold, readable class names, input spec
+    index.html app.js preprocess.js fusion.js style.css sw.js manifest.webmanifest icon-192.png icon-512.png
+    results.js results.css questionnaire.js   the outcome, bars and questionnaire, shared with `dermtool serve`
+    config.json        referral classes + threshold, uncertainty threshold, readable class names, input spec,
+                       and the questionnaire fusion with its own referral rule when the model carries one
                        (from the model's dermtool.json metadata, read at build time)
     model.tflite       the model, unchanged (its labels are read on the device from its metadata)
     vendor/vision_bundle.mjs                  MediaPipe Tasks Vision (ES module)
@@ -37,9 +38,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "src"
 PACKAGE = HERE / "node_modules" / "@mediapipe" / "tasks-vision"
-SHELL_FILES = ("index.html", "app.js", "preprocess.js", "style.css", "manifest.webmanifest")
-#: The outcome box and probability bars, shared with `dermtool serve` (one implementation for both pages).
-SHARED_FILES = ("results.js", "results.css")
+SHELL_FILES = ("index.html", "app.js", "preprocess.js", "fusion.js", "style.css", "manifest.webmanifest")
+#: The outcome box, probability bars and questionnaire form, shared with `dermtool serve` (one implementation
+#: for both pages).
+SHARED_FILES = ("results.js", "results.css", "questionnaire.js")
 WASM_FILES = (
     "vision_wasm_internal.js",
     "vision_wasm_internal.wasm",
@@ -72,6 +74,31 @@ def read_model_metadata(model: Path) -> dict[str, Any]:
     return dict(metadata)
 
 
+def fusion_config(model: Path, metadata: dict[str, Any], labels: list[str], referral: dict[str, Any]) -> dict | None:
+    """The questionnaire fusion of the model's dermtool.json (``fusion``), checked, with the referral rule for
+    fused probabilities under ``referral`` (the fusion's own threshold and classes, as ``dermtool predict``
+    applies it; the image model's when the fusion has none); None when the model carries no fusion."""
+    item = metadata.get("fusion")
+    if not item:
+        return None
+    from dermtool import DermtoolError
+    from dermtool.fusion.model import Fusion
+
+    try:
+        fusion = Fusion.from_dict(item, f"{model} (dermtool.json fusion)")
+    except DermtoolError as error:
+        raise BuildError(str(error)) from None
+    if fusion.labels != labels:
+        raise BuildError(f"{model}: the fusion's labels {fusion.labels} are not the model's {labels}")
+    point = item.get("referral") or {}
+    if point.get("threshold") is None:
+        rule = {**referral, "source": "the image model's (the fusion has no referral threshold)"}
+    else:
+        classes = [label for label in (point.get("classes") or referral["classes"]) if label in labels]
+        rule = {"classes": classes, "threshold": float(point["threshold"]), "source": "dermtool.json fusion"}
+    return {**fusion.to_dict(), "referral": rule}
+
+
 def app_config(model: Path, metadata: dict[str, Any]) -> dict[str, Any]:
     """config.json: what the page needs beyond the model's own metadata."""
     from dermtool import DISCLAIMER, __version__
@@ -91,6 +118,7 @@ def app_config(model: Path, metadata: dict[str, Any]) -> dict[str, Any]:
         threshold, source = DEFAULT_REFERRAL_THRESHOLD, "default (the model's metadata has none)"
         print(f"warning: {model} has no referral threshold in its metadata; using {threshold}", file=sys.stderr)
     classes = [label for label in (referral.get("classes") or DEFAULT_MALIGNANT_CLASSES) if label in labels]
+    image_referral = {"classes": classes, "threshold": float(threshold), "source": source}
     return {
         "model": MODEL_NAME,
         "model_name": model.name,
@@ -99,7 +127,8 @@ def app_config(model: Path, metadata: dict[str, Any]) -> dict[str, Any]:
         "labels": labels,
         "names": {label: CLASS_NAMES.get(label, label) for label in labels},
         "input_spec": metadata.get("input_spec"),
-        "referral": {"classes": classes, "threshold": float(threshold), "source": source},
+        "referral": image_referral,
+        "fusion": fusion_config(model, metadata, labels, image_referral),
         "uncertainty_threshold": DEFAULT_UNCERTAINTY_THRESHOLD,
         "outcomes": {key: OUTCOME_GUIDANCE[key] for key in ("refer", "uncertain", "benign")},
         "disclaimer": DISCLAIMER,
@@ -205,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         f"built {arguments.out} ({total / 1e6:.1f} MB in all, plus .gz copies): {config['model_name']} "
         f"({', '.join(config['labels'])}); referral {'+'.join(config['referral']['classes'])} >= "
         f"{config['referral']['threshold']:.3f} ({config['referral']['source']})"
+        + ("; questionnaire fusion included" if config["fusion"] else "")
     )
     return 0
 

@@ -1,12 +1,17 @@
 // dermtool mobile: the exported .tflite runs on the device with MediaPipe Tasks Vision's ImageClassifier.
-// Labels come from the model's own metadata (category names); the referral rule and readable class names
-// come from config.json, written at build time from the model's dermtool.json metadata.
+// Labels come from the model's own metadata (category names); the referral rule, readable class names and
+// the questionnaire fusion come from config.json, written at build time from the model's dermtool.json
+// metadata. The fusion (fusion.js) is applied after MediaPipe: the image model runs unchanged.
 import { FilesetResolver, ImageClassifier } from "./vendor/vision_bundle.mjs";
+import { fuseResult, readAnswers } from "./fusion.js";
 import { decodeRgb, resizeForModel, toCanvas } from "./preprocess.js";
-import { percent, renderBars, setStatus, showError } from "./results.js"; // shared with `dermtool serve` (copied by build.py)
+// shared with `dermtool serve` (copied by build.py)
+import { readQuestionnaire, renderQuestionnaire } from "./questionnaire.js";
+import { percent, renderBars, renderFusion, setStatus, showError } from "./results.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { classifier: null, config: null, previewUrl: null, busy: false };
+// image: the last photo's image-model probabilities {label: p} and inference time, kept to re-apply answers
+const state = { classifier: null, config: null, previewUrl: null, busy: false, image: null };
 
 function formatBytes(bytes) {
   return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1e3))} kB`;
@@ -45,7 +50,8 @@ async function loadClassifier() {
     maxResults: -1,
   });
   const spec = state.config.input_spec || {};
-  $("model-line").textContent = `Model: ${state.config.model_name} (${state.config.mode || "tflite"}, ${spec.image_size || "?"} px input, ${formatBytes(state.config.model_bytes)}); referral threshold ${(state.config.referral.threshold * 100).toFixed(0)}% on ${state.config.referral.classes.join(" + ")}.`;
+  const questions = state.config.fusion ? " Questionnaire: answers are combined with the photo on this device." : "";
+  $("model-line").textContent = `Model: ${state.config.model_name} (${state.config.mode || "tflite"}, ${spec.image_size || "?"} px input, ${formatBytes(state.config.model_bytes)}); referral threshold ${(state.config.referral.threshold * 100).toFixed(0)}% on ${state.config.referral.classes.join(" + ")}.${questions}`;
 }
 
 // The model's input, prepared exactly as dermtool prepares it (preprocess.js): decode with the EXIF
@@ -57,8 +63,8 @@ async function modelInput(file) {
   return toCanvas(pixels, spec.image_size);
 }
 
-function decide(probabilities) {
-  const { referral, uncertainty_threshold: uncertainty } = state.config;
+function decide(probabilities, referral) {
+  const uncertainty = state.config.uncertainty_threshold;
   const referralSum = referral.classes.reduce((sum, label) => sum + (probabilities[label] || 0), 0);
   const top = Math.max(...Object.values(probabilities));
   if (referralSum >= referral.threshold) return { outcome: "refer", referralSum, top };
@@ -66,19 +72,50 @@ function decide(probabilities) {
   return { outcome: "benign", referralSum, top };
 }
 
-function render(probabilities) {
+// `referral`: the image model's rule, or the fusion's own for probabilities fused with answers.
+function render(probabilities, referral, fusion) {
   const config = state.config;
-  const decision = decide(probabilities);
+  const decision = decide(probabilities, referral);
   const guidance = config.outcomes[decision.outcome];
   $("outcome").dataset.outcome = decision.outcome;
   $("outcome-title").textContent = guidance.title;
   $("outcome-message").textContent = guidance.message;
-  const names = config.referral.classes.map((label) => config.names[label] || label).join(", ");
-  $("outcome-numbers").textContent = `Probability of ${names}: ${percent(decision.referralSum)} (referral threshold ${percent(config.referral.threshold)}).`;
+  const names = referral.classes.map((label) => config.names[label] || label).join(", ");
+  $("outcome-numbers").textContent = `Probability of ${names}: ${percent(decision.referralSum)} (referral threshold ${percent(referral.threshold)}).`;
 
-  renderBars($("bars"), probabilities, { names: config.names, referralLabels: config.referral.classes });
+  renderFusion($("fusion"), fusion, { names: config.names, offered: Boolean(config.fusion) });
+  $("bars-title").textContent = `Calibrated probability per class${fusion ? " (photo and answers)" : ""}`;
+  renderBars($("bars"), probabilities, { names: config.names, referralLabels: referral.classes });
   $("result").hidden = false;
-  if (window.matchMedia("(max-width: 799px)").matches) $("result").scrollIntoView({ block: "start" });
+  return decision;
+}
+
+// The last photo's result with the current answers: the image model's probabilities, fused with the answers
+// by the model's fusion when any is given (the image alone otherwise). Runs again when an answer changes.
+function showResult() {
+  const config = state.config;
+  const { probabilities: image, milliseconds } = state.image;
+  let answers = {};
+  let fused = null;
+  try {
+    if (config.fusion) answers = readAnswers(config.fusion, readQuestionnaire($("questions")));
+    if (Object.keys(answers).length) fused = fuseResult(config.fusion, image, answers, config.fusion.referral.classes);
+  } catch (error) {  // an answer the questionnaire does not take: say which, and show no result
+    $("result").hidden = true;
+    showError(error.message);
+    window.dermtoolLastResult = { error: error.message };
+    document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
+    return null;
+  }
+  showError("");
+  const probabilities = fused ? fused.probabilities : image;
+  const decision = render(probabilities, fused ? config.fusion.referral : config.referral, fused && fused.fusion);
+  const top = Object.entries(probabilities).sort((a, b) => b[1] - a[1])[0][0];
+  window.dermtoolLastResult = {
+    probabilities, image_probabilities: image, top, outcome: decision.outcome, milliseconds,
+    fusion: fused ? fused.fusion : null,
+  };
+  document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
   return decision;
 }
 
@@ -108,19 +145,21 @@ async function classifyFile(file) {
     for (const category of categories) probabilities[category.categoryName || String(category.index)] = category.score;
     if (!categories.length || !Object.values(probabilities).every(Number.isFinite)) {
       // A corrupt model (weights overwritten with NaN) must never yield an outcome: fail closed.
+      state.image = null;
       window.dermtoolLastResult = { error: "non-finite model output" };
       $("result").hidden = true;
       showError("No result: the model gave non-finite outputs (NaN), so its answer cannot be trusted. The model file is probably corrupt; install the app again.");
       setStatus("");
       return;
     }
-    const decision = render(probabilities);
-    const top = Object.entries(probabilities).sort((a, b) => b[1] - a[1])[0][0];
-    window.dermtoolLastResult = { probabilities, top, outcome: decision.outcome, milliseconds };
+    state.image = { probabilities, milliseconds };
+    const decision = showResult();
+    if (decision && window.matchMedia("(max-width: 799px)").matches) $("result").scrollIntoView({ block: "start" });
     document.body.dataset.classified = String(Number(document.body.dataset.classified || 0) + 1);
     setStatus(`Done on this device in ${Math.round(milliseconds)} ms.`);
   } catch (error) {
     console.error(error);
+    state.image = null;
     image.hidden = true;
     $("photo-prompt").hidden = false;
     showError(`This photo could not be analysed (${error.message || error}). Try another photo (JPEG or PNG).`);
@@ -131,6 +170,10 @@ async function classifyFile(file) {
 }
 
 function wireInputs() {
+  // The questionnaire (a model with a fusion): a changed answer re-applies the fusion to the last photo.
+  renderQuestionnaire($("questions"), state.config.fusion && state.config.fusion.questions, () => {
+    if (state.image && !state.busy) showResult();
+  });
   for (const id of ["camera-input", "file-input"]) {
     const input = $(id);
     input.disabled = false;

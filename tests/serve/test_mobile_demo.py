@@ -4,6 +4,11 @@ Build dist/, serve it, open it in headless Chromium, classify a real HAM10000 ph
 (``context.set_offline(True)``), reload and classify again. The top-1 class must match dermtool's own
 LiteRT run of the same .tflite (:class:`Predictor`). The page's port of dermtool's preprocessing
 (mobile_demo/src/preprocess.js) is checked pixel by pixel against dermtool.data.preprocess.
+
+The model's dermtool.json is given a questionnaire fusion (tests/fusion/toy.py) as ``dermtool export`` writes
+one: the page asks the questions beside the photo and applies the fusion after MediaPipe (src/fusion.js);
+without answers it shows the image alone, with answers what dermtool.fusion computes from the same image
+probabilities, and the same sentence.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import pytest
 from dermtool.data.images import load_rgb
 from dermtool.data.preprocess import resize
 from dermtool.explain.predict import Predictor
+from dermtool.fusion.explain import answer_effects
+from dermtool.fusion.model import Fusion
+from tests.fusion.toy import toy_fusion_dict
 from tests.serve.conftest import PHONE_VIEWPORT, REPO_ROOT, load_mobile_demo_script
 
 pytestmark = pytest.mark.slow
@@ -26,13 +34,20 @@ pytestmark = pytest.mark.slow
 MOBILE_DEMO = REPO_ROOT / "mobile_demo"
 
 
-def build_demo(model: Path, out: Path) -> dict:
+def build_demo(model: Path, out: Path, fusion: dict | None = None) -> dict:
+    """build.py's build of ``model``; with ``fusion``, as if the model's dermtool.json carried it."""
     if not (MOBILE_DEMO / "node_modules" / "@mediapipe" / "tasks-vision" / "vision_bundle.mjs").exists():
         pytest.fail(
             "mobile_demo/node_modules is missing: run `npm ci` in mobile_demo/ (node and npm are needed; "
             ".ci/run does it before `make test`)"
         )
-    return load_mobile_demo_script("build").build(model, out)
+    script = load_mobile_demo_script("build")
+    if fusion is None:
+        return script.build(model, out)
+    read = script.read_model_metadata
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(script, "read_model_metadata", lambda path: {**read(path), "fusion": fusion})
+        return script.build(model, out)
 
 
 def decisive_image(predictor: Predictor, images: list[Path], minimum_margin: float = 0.01) -> tuple[Path, dict]:
@@ -53,11 +68,19 @@ def classify(page, image: Path, count: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def demo_dist(exported_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def toy_fusion(exported_models: dict[str, Path]) -> dict:
+    return toy_fusion_dict(Predictor(Path(exported_models["int8"])).labels)
+
+
+@pytest.fixture(scope="module")
+def demo_dist(exported_models: dict[str, Path], toy_fusion: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = tmp_path_factory.mktemp("mobile_demo") / "dist"
-    config = build_demo(Path(exported_models["int8"]), dist)
+    config = build_demo(Path(exported_models["int8"]), dist, fusion=toy_fusion)
     assert json.loads((dist / "config.json").read_text())["referral"] == config["referral"]
+    assert config["fusion"]["referral"] == {"classes": toy_fusion["referral"]["classes"], "threshold": 0.3,
+                                            "source": "dermtool.json fusion"}
     assert (dist / "wasm" / "vision_wasm_internal.wasm").exists()
+    assert (dist / "fusion.js").exists() and (dist / "questionnaire.js").exists()
     return dist
 
 
@@ -89,6 +112,7 @@ def test_pwa_classifies_on_device_and_offline(
                 assert online["probabilities"][label] == pytest.approx(probability, abs=0.01), label
             assert set(online["probabilities"]) == set(predictor.labels)  # names from the model's metadata
             assert page.get_attribute("#outcome", "data-outcome") in {"refer", "uncertain", "benign"}
+            assert online["fusion"] is None and page.get_attribute("#fusion", "data-applied") == "false"
             assert "not a medical device" in page.inner_text("footer")
             page.screenshot(path=str(artifacts / "pwa_phone_online.png"), full_page=True)
             # serve.py sent the precompressed WebAssembly: what a phone downloads is the gzip size
@@ -113,6 +137,86 @@ def test_pwa_classifies_on_device_and_offline(
             context.close()
     outside = [url for url in requests if not url.startswith((server.url, "data:", "blob:"))]
     assert outside == [], f"the PWA requested something outside its own origin: {outside}"
+
+
+def test_pwa_questionnaire_fuses_after_mediapipe(browser, demo_dist: Path, toy_fusion: dict, ham_images,
+                                                 artifacts: Path) -> None:
+    """The short form beside the photo (nine questions, every one unknown); no answers: the image alone;
+    answers: the fusion applied to MediaPipe's probabilities exactly as dermtool.fusion applies it (1e-6),
+    the same sentence, the fusion's own referral rule; a bad answer: Python's message; cleared: the image
+    alone again."""
+    fusion = Fusion.from_dict(toy_fusion)
+    answers = {"bleed": "yes", "grew": "yes", "age": "64"}
+    levels = {"bleed": "yes", "grew": "yes", "age": "60-74"}
+    with load_mobile_demo_script("serve").DemoServer(demo_dist) as server:
+        context = browser.new_context(viewport=PHONE_VIEWPORT, device_scale_factor=2)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        try:
+            page.goto(server.url + "/")
+            page.wait_for_selector("body[data-ready]", state="attached", timeout=90_000)
+            assert page.get_attribute("body", "data-ready") == "true", page.inner_text("#error")
+            controls = page.locator("#questions select, #questions input")
+            assert controls.count() == 9 and all(controls.nth(i).input_value() == "" for i in range(9))
+
+            alone = classify(page, ham_images[20], 1)
+            assert alone["fusion"] is None and alone["probabilities"] == alone["image_probabilities"]
+            assert page.inner_text("#fusion") == "No answers given: the image alone decides."
+
+            for name, value in answers.items():
+                if name == "age":
+                    page.fill("#q-age", value)
+                    page.press("#q-age", "Tab")
+                else:
+                    page.select_option(f"#q-{name}", value)
+            page.wait_for_function(
+                "n => Object.keys((window.dermtoolLastResult.fusion || {}).answers || {}).length === n",
+                arg=len(answers), timeout=30_000)
+            fused = page.evaluate("window.dermtoolLastResult")
+            image = [fused["image_probabilities"][label] for label in fusion.labels]
+            assert image == [alone["probabilities"][label] for label in fusion.labels]  # the model ran once
+            expected = fusion.apply_one(image, levels)
+            assert [fused["probabilities"][label] for label in fusion.labels] == pytest.approx(list(expected), abs=1e-6)
+            effects = answer_effects(fusion, image, levels, toy_fusion["referral"]["classes"])
+            assert fused["fusion"]["answers"] == levels
+            assert fused["fusion"]["malignant_probability"]["summary"] == effects["summary"]
+            assert page.inner_text(".fusion-summary") == effects["summary"][0].upper() + effects["summary"][1:] + "."
+            malignant = sum(expected[fusion.labels.index(label)] for label in toy_fusion["referral"]["classes"])
+            rule = "refer" if malignant >= 0.3 else "uncertain" if max(expected) < 0.5 else "benign"
+            assert fused["outcome"] == rule
+            assert page.get_attribute("#outcome", "data-outcome") == fused["outcome"]
+            assert "not a medical device" in page.inner_text("footer")
+            page.screenshot(path=str(artifacts / "pwa_phone_questionnaire.png"), full_page=True)
+
+            page.fill("#q-age", "150")
+            page.press("#q-age", "Tab")
+            page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+            assert page.inner_text("#error") == ("answer age='150' is not understood; age: a number of years "
+                                                 "(0-120), or unknown")
+            assert page.locator("#result").is_hidden()
+            page.click("#questions .clear-answers")
+            page.wait_for_selector("#fusion[data-applied='false']", state="visible", timeout=30_000)
+            assert page.evaluate("window.dermtoolLastResult.probabilities") == alone["probabilities"]
+            assert errors == []
+        finally:
+            context.close()
+
+
+def test_config_carries_the_fusion_only_when_the_model_does(toy_fusion: dict, tmp_path: Path) -> None:
+    script = load_mobile_demo_script("build")
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"stand-in")
+    metadata = {"labels": toy_fusion["labels"], "referral": {"classes": ["mel"], "threshold": 0.4}}
+    assert script.app_config(model, metadata)["fusion"] is None
+    without_point = {key: value for key, value in toy_fusion.items() if key != "referral"}
+    config = script.app_config(model, {**metadata, "fusion": without_point})
+    assert config["fusion"]["referral"]["classes"] == ["mel"] and config["fusion"]["referral"]["threshold"] == 0.4
+    assert config["fusion"]["questions"] == toy_fusion["questions"]
+    with pytest.raises(script.BuildError, match="are not the model's"):
+        script.app_config(model, {**metadata, "labels": ["nv", "mel"], "fusion": toy_fusion})
+    with pytest.raises(script.BuildError, match="image_scale must be a positive number"):
+        script.app_config(model, {**metadata, "fusion": {**toy_fusion, "image_scale": -1}})
 
 
 RESIZE_IN_PAGE = """async ([data, width, height, size, policy]) => {
