@@ -114,3 +114,25 @@ def test_javascript_rounds_and_formats_as_python(fixture: dict, javascript: dict
         assert result["fixed2"] == f"{value:.2f}", value
         assert result["fixed6"] == f"{value:.6f}", value
         assert result["round6"] == round(value, 6), value
+
+
+def test_the_native_snippets_read_what_the_fusion_json_holds(fixture: dict) -> None:
+    """mobile_demo/EMBEDDING.md's Kotlin and Swift read the fusion JSON's own keys and apply the formula's
+    parts (floor, log, weights, softmax). (Compiled and run against this fixture by hand with kotlinc:
+    the Kotlin agrees with Fusion.apply to 1e-15; the Swift parses; no Swift compiler runs here.)"""
+    import re
+
+    guide = (REPO_ROOT / "mobile_demo" / "EMBEDDING.md").read_text(encoding="utf-8")
+    section = guide.split("## Questionnaire fusion (after MediaPipe)", 1)[1].split("\n## ", 1)[0]
+    kotlin = re.search(r"```kotlin\n(.*?)```", section, re.S).group(1)
+    swift = re.search(r"```swift\n(.*?)```", section, re.S).group(1)
+    item = fixture["fusions"]["real"]
+    swift_keys = set(re.findall(r'case (\w+) = "(\w+)"', swift)) | {
+        (name, name) for line in re.findall(r"^\s*case ([\w, ]+)$", swift, re.M) for name in line.split(", ")}
+    for key in ("labels", "image_scale", "probability_floor", "weights", "questions"):
+        assert key in item and f'"{key}"' in kotlin, key
+        assert key in {json_key for _, json_key in swift_keys}, key
+    for key in ("bands", "levels", "minimum", "maximum"):  # the age question's
+        assert key in item["questions"][0] and f'"{key}"' in kotlin and f"let {key}:" in swift, key
+    for code in (kotlin, swift):
+        assert "max(" in code and "exp(" in code and ("ln(" in code or "log(" in code) and "imageScale *" in code
