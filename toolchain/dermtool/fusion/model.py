@@ -123,7 +123,10 @@ class Fusion:
         if not isinstance(raw, Mapping):
             raise fail("weights must map question -> answer -> one number per class")
         for name, levels in raw.items():
-            known = question(str(name))
+            try:
+                known = question(str(name))
+            except DermtoolError as error:
+                raise fail(str(error)) from None
             if not isinstance(levels, Mapping):
                 raise fail(f"weights[{name!r}] must map answers to numbers")
             for level, values in levels.items():
