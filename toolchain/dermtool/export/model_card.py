@@ -3,7 +3,10 @@
 Sections (:data:`SECTIONS`, the keys of the JSON and the headings of the Markdown, in this order):
 model, intended_use, training_data, evaluation, quantization, size, calibration, referral, gate,
 limitations, licence. The numbers come from the export itself (validation split, float and exported model
-side by side) and from the run's ``metrics.json`` (calibration, referral operating point).
+side by side) and from the run's ``metrics.json`` (calibration, referral operating point). A run with a
+questionnaire fusion (``dermtool fuse``) adds ``questionnaire_fusion`` (Markdown: "Questionnaire fusion",
+after the referral): the questions, what an unknown answer does, what the fusion was fitted on, and the
+image-only and fused figures of ``RUN/fusion_report.json``.
 
 Pure Python; no TensorFlow.
 """
@@ -120,8 +123,11 @@ def build_model_card(
     gate: Mapping[str, Any] | None,
     fine_tune_target: str | None = None,
     bias_correction: Mapping[str, Any] | None = None,
+    fusion: Mapping[str, Any] | None = None,
+    fusion_report: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The model card as a JSON-serialisable dict with the :data:`SECTIONS` keys (plus ``created``)."""
+    """The model card as a JSON-serialisable dict with the :data:`SECTIONS` keys (plus ``created``, and
+    ``questionnaire_fusion`` when ``fusion``, the run's fusion.json, is given)."""
     ece_before = (run_metrics.get("ece_before_calibration") or {}).get("val")
     ece_after = (run_metrics.get("val") or {}).get("ece")
     referral = run_metrics.get("referral")
@@ -188,7 +194,54 @@ def build_model_card(
     per_source = run_metrics.get("per_source")
     if per_source:
         _add_sources(card, per_source, split_rows, labels, referral, run_metrics.get("per_skin_type"))
+    if fusion:
+        card["questionnaire_fusion"] = fusion_section(fusion, fusion_report)
     return card
+
+
+UNKNOWN_ANSWERS = ("Every question may be left unknown: an unknown answer adds nothing, and with every answer "
+                   "unknown the image model decides alone.")
+FUSION_SUMMARY = ("The health worker's answers to a short questionnaire are combined with the image model's "
+                  "probabilities by a small logistic layer applied after the unchanged image model.")
+FUSION_NOTE = ("The fusion was fitted on, and its figures measured with, the float model's probabilities; the "
+               "exported model's probabilities differ from those by the drift the gate measures.")
+
+
+def _answers_text(item: Any) -> str:
+    """What a question takes, in words: ``a number of years (0-120), read in the bands 0-29, ...``."""
+    taken = item.describe().split(": ", 1)[1]
+    return f"{taken}, read in the bands {', '.join(item.levels)}" if item.kind == "number" else taken
+
+
+def _figures_row(figures: Mapping[str, Any]) -> dict[str, Any]:
+    """The card's few numbers of one entry of fusion_report.json (image_only, fused or fused_all_unknown)."""
+    point = figures.get("referral") or {}
+    row = {key: figures.get(key) for key in ("images", "balanced_accuracy", "accuracy", "ece")}
+    if point:
+        row["referral"] = {key: point.get(key) for key in ("threshold", "sensitivity", "specificity")}
+    return row
+
+
+def fusion_section(fusion: Mapping[str, Any], report: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The card's ``questionnaire_fusion``: the questions (with the answers the fusion has weights for), what
+    it was fitted on, its referral point and, from ``report`` (fusion_report.json), image-only against fused
+    figures per split (val, test) and source."""
+    from dermtool.fusion.questionnaire import QUESTIONS
+
+    weights = fusion.get("weights") or {}
+    questions = [{"name": item.name, "text": item.text, "answers": _answers_text(item),
+                  "fitted_answers": [level for level in item.levels if level in weights.get(item.name, {})]}
+                 for item in QUESTIONS]
+    figures = {
+        split: {source: {"images_with_answers": entry.get("images_with_answers"),
+                         **{kind: _figures_row(entry[kind]) for kind in ("image_only", "fused", "fused_all_unknown")
+                            if entry.get(kind)}}
+                for source, entry in sources.items()}
+        for split, sources in ((report or {}).get("splits") or {}).items() if split in ("val", "test")
+    }
+    return {"summary": FUSION_SUMMARY, "unknown_answers": UNKNOWN_ANSWERS, "formula": fusion.get("formula"),
+            "questions": questions, "fitted_on": fusion.get("fitted_on"), "referral": fusion.get("referral"),
+            "figures": figures or None, "note": FUSION_NOTE}
 
 
 #: What the card says of each kind of source's images.
@@ -319,7 +372,8 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     lines = [f"# Model card: {model['file']}", "", f"*{INTENDED_USE['disclaimer']}*", "", f"Created {card['created']}.", ""]
     lines += _model_section(card) + _intended_use_section(card) + _training_data_section(card)
     lines += _evaluation_section(card) + _sources_markdown(card, model["classes"]) + _quantization_section(card)
-    lines += _size_section(card) + _calibration_section(card) + _referral_section(card) + _gate_section(card)
+    lines += _size_section(card) + _calibration_section(card) + _referral_section(card) + _fusion_section(card)
+    lines += _gate_section(card)
     lines += _closing_sections(card)
     return "\n".join(lines)
 
@@ -449,6 +503,61 @@ def _referral_section(card: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _fusion_section(card: Mapping[str, Any]) -> list[str]:
+    """## Questionnaire fusion (only for a model that carries one)."""
+    fusion = card.get("questionnaire_fusion")
+    if not fusion:
+        return []
+    lines = ["## Questionnaire fusion", "", f"{fusion['summary']} {fusion['unknown_answers']}", "",
+             f"`{fusion['formula']}`", "", "| question | asked as | answers | answers with weights |",
+             "|---|---|---|---|"]
+    for item in fusion["questions"]:
+        lines.append(f"| {item['name']} | {item['text']} | {item['answers']} | "
+                     f"{', '.join(item['fitted_answers']) or 'none (not in the training data)'} |")
+    lines += [""] + _fusion_fitting_lines(fusion) + [""]
+    if fusion.get("figures"):
+        lines += _fusion_figures_table(fusion["figures"]) + [""]
+    lines += [fusion["note"], ""]
+    return lines
+
+
+def _fusion_fitting_lines(fusion: Mapping[str, Any]) -> list[str]:
+    """What the fusion was fitted on, and its referral rule."""
+    fitted = fusion.get("fitted_on") or {}
+    lines = [f"- Fitted on {fitted.get('train_images', 'n/a')} training images "
+             f"({fitted.get('train_images_with_answers', 'n/a')} with answers) of "
+             f"{', '.join(fitted.get('sources') or []) or 'the run'}; L2 penalty {_number(fitted.get('l2'), 4)}; "
+             f"calibrated on validation (temperature {_number(fitted.get('validation_temperature'))})"]
+    referral = fusion.get("referral")
+    if referral:
+        lines.append(f"- With answers, refer when the summed probability of {', '.join(referral.get('classes') or [])} "
+                     f"is at least {_number(referral.get('threshold'))} (chosen on validation for sensitivity >= "
+                     f"{_number(referral.get('target_sensitivity'), 2)} on each source)")
+    return lines
+
+
+def _fusion_figures_table(figures: Mapping[str, Any]) -> list[str]:
+    """Image only against fused, per split and source (float model)."""
+    def referral(row: Mapping[str, Any]) -> str:
+        point = row.get("referral")
+        return f"{_number(point.get('sensitivity'))}/{_number(point.get('specificity'))}" if point else "-"
+
+    lines = ["| split | source | images (with answers) | balanced accuracy: image only, fused | accuracy | ECE | "
+             "referral sensitivity/specificity | balanced accuracy, every answer unknown |",
+             "|---|---|---|---|---|---|---|---|"]
+    for split, sources in figures.items():
+        for source, entry in sources.items():
+            image, fused = entry.get("image_only") or {}, entry.get("fused") or {}
+            unknown = entry.get("fused_all_unknown") or {}
+            lines.append(
+                f"| {split} | {source} | {image.get('images', 'n/a')} ({entry.get('images_with_answers', 'n/a')}) | "
+                f"{_number(image.get('balanced_accuracy'))}, {_number(fused.get('balanced_accuracy'))} | "
+                f"{_number(image.get('accuracy'))}, {_number(fused.get('accuracy'))} | "
+                f"{_number(image.get('ece'))}, {_number(fused.get('ece'))} | {referral(image)}, {referral(fused)} | "
+                f"{_number(unknown.get('balanced_accuracy'))} |")
+    return lines
+
+
 def _gate_section(card: Mapping[str, Any]) -> list[str]:
     """## Gate: the accuracy gate's numbers."""
     lines: list[str] = []
@@ -488,4 +597,4 @@ def write_model_card(card: Mapping[str, Any], model_path: str | Path) -> tuple[P
 
 
 __all__ = ["SECTIONS", "LIMITATIONS", "LICENCE", "INTENDED_USE", "card_paths", "split_counts",
-           "build_model_card", "render_markdown", "write_model_card"]
+           "build_model_card", "fusion_section", "render_markdown", "write_model_card"]

@@ -18,7 +18,9 @@ the private ``_Export``, called one after the other by its ``run``):
    training images spread evenly across the classes, prepared with ``load_image`` + ``normalize`` exactly
    as in evaluation.
 5. ``attach_metadata`` (:mod:`dermtool.export.metadata`): normalisation, labels.txt, dermtool.json (labels,
-   input spec, temperature, mode, referral operating point, OOD guard parameters).
+   input spec, temperature, mode, referral operating point, OOD guard parameters, and the questionnaire
+   fusion of ``RUN/fusion.json`` under ``fusion`` when ``dermtool fuse`` wrote one, checked by
+   :func:`dermtool.fusion.fitting.read_run_fusion`).
 6. ``gate_and_write``: write to a temporary file beside ``out_path`` and run it in LiteRT on the validation split against the
    float model: the accuracy gate (:mod:`dermtool.export.gate`). A failed gate (unless ``gate=False``) or
    any error leaves nothing at ``out_path``.
@@ -78,6 +80,7 @@ class ExportResult:
     float_metrics: dict[str, Any] | None = None  # validation metrics of the float (calibrated) model
     exported_metrics: dict[str, Any] | None = None  # the same for the exported model in LiteRT
     seconds: dict[str, float] = field(default_factory=dict)  # time per step
+    fusion: bool = False  # True when dermtool.json carries the run's questionnaire fusion
 
     def summary(self) -> str:
         """A few lines for the terminal: file, size, sparsity, quantisation, gate, model card."""
@@ -97,6 +100,8 @@ class ExportResult:
             lines.append(f"bias correction: {self.bias_correction['corrected_offsets']} biases corrected for int8 "
                          f"weight rounding on {self.bias_correction['images']} images")
         lines.append(self.gate.summary() if self.gate is not None else "gate: not measured (no validation images)")
+        if self.fusion:
+            lines.append("questionnaire fusion: carried in dermtool.json (`dermtool predict --answer` applies it)")
         lines.append(f"model card: {self.model_card_markdown} and {self.model_card_json}")
         return "\n".join(lines)
 
@@ -121,6 +126,7 @@ class ExportResult:
             "fine_tune_epochs": self.fine_tune_epochs,
             "fine_tune_learning_rates": self.fine_tune_learning_rates,
             "seconds": self.seconds,
+            "fusion": self.fusion,
         }
 
 
@@ -309,6 +315,7 @@ class _Export:
         self.bias_correction_report: Any = None
         self.calibration_images: np.ndarray | None = None
         self.train: Any = None
+        self.fusion: dict[str, Any] | None = None
 
     def run(self) -> ExportResult:
         self.check_arguments()
@@ -340,6 +347,7 @@ class _Export:
     def read_run(self) -> None:
         from dermtool.data.sources import run_data_description
         from dermtool.export import calibration_data
+        from dermtool.fusion.fitting import read_run_fusion
         from dermtool.run import RunFolder
 
         self.run_folder = run = RunFolder(self.run_dir)
@@ -347,6 +355,7 @@ class _Export:
         self.folder = calibration_data.resolve_data_dir(run, self.data_dir)
         records = calibration_data.split_records(run, self.folder)
         self.train_records, self.val_records = records.get("train", []), records.get("val", [])
+        self.fusion = read_run_fusion(run)  # checked now: a broken fusion.json stops the export before any work
         where = run_data_description(run, self.folder)
         if self.options.gate and not self.val_records:
             raise DermtoolError(
@@ -492,6 +501,8 @@ class _Export:
                               self.progress)
         if ood is not None:
             extra["ood"] = ood
+        if self.fusion is not None:
+            extra["fusion"] = self.fusion
         content = metadata.write_metadata(
             content, labels=self.labels, input_spec=self.spec, temperature=self.temperature, mode=options.mode,
             io_type=self.io_type, model_name=config.model.name, extra=extra,
@@ -538,6 +549,7 @@ class _Export:
 
     def write_model_card(self, gate: tuple[Any, Any, Any, Any], size: int, gzip_bytes: int) -> tuple[Path, Path]:
         from dermtool.export import model_card
+        from dermtool.fusion.fitting import read_fusion_report
 
         gate_result, float_metrics, exported_metrics, exported_referral = gate
         options, run = self.options, self.run_folder
@@ -551,6 +563,7 @@ class _Export:
             sparsity=self.sparsity, representative_images=self.used_representative, size_bytes=size,
             gzip_bytes=gzip_bytes, gate=gate_result.to_dict() if gate_result is not None else None,
             fine_tune_target=self.fine_tune_target, bias_correction=self.bias_correction_dict,
+            fusion=self.fusion, fusion_report=read_fusion_report(run.path) if self.fusion is not None else None,
         )
         return model_card.write_model_card(card, self.out_path)
 
@@ -579,6 +592,7 @@ class _Export:
             fine_tune_learning_rates={**({"prune": self.prune_rate} if pruned else {}),
                                       **({"qat": self.qat_rate} if qat else {})},
             float_metrics=float_metrics, exported_metrics=exported_metrics, seconds=self.seconds,
+            fusion=self.fusion is not None,
         )
 
 

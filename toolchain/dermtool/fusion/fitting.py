@@ -207,3 +207,62 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{image['ece']:.3f} -> {fused['ece']:.3f}  {referral(image):>12} -> {referral(fused):<12}  "
                 f"{entry['fused_all_unknown']['balanced_accuracy']:.3f}")
     return "\n".join(lines)
+
+
+def side_by_side(y_true: np.ndarray, probabilities: np.ndarray, answers: Sequence[Answers], fusion: Fusion,
+                 fusion_referral: dict | None, image_referral: dict | None) -> dict[str, Any]:
+    """``{images_with_answers, image_only, fused, fused_all_unknown}`` of one set of images, as the report
+    gives them per source: the image model's ``probabilities``, fused with each image's ``answers``, and
+    fused with every answer unknown (each with images, balanced accuracy, accuracy, ECE, recall per class,
+    and the referral point at the image model's or the fusion's threshold)."""
+    labels = list(fusion.labels)
+    fused = fusion.apply(probabilities, list(answers))
+    unknown = fusion.apply(probabilities, [{}] * len(answers))
+    return {"images_with_answers": int(sum(1 for item in answers if item)),
+            "image_only": _figures(y_true, probabilities, labels, image_referral),
+            "fused": _figures(y_true, fused, labels, fusion_referral),
+            "fused_all_unknown": _figures(y_true, unknown, labels, None)}
+
+
+def read_run_fusion(run: Any) -> dict[str, Any] | None:
+    """``RUN/fusion.json`` as written (the fusion and its ``referral``), checked as any reader checks it
+    (:meth:`Fusion.from_dict`), its labels the run's and its referral a threshold in [0, 1] on the run's
+    classes; None when the run has none. ``run``: a :class:`dermtool.run.RunFolder`."""
+    import json
+
+    path = run.path / FUSION_FILE
+    if not path.is_file():
+        return None
+    again = f"run `dermtool fuse {run.path}` again"
+    try:
+        item = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DermtoolError(f"{path}: not readable JSON ({error}); {again}") from None
+    fusion = Fusion.from_dict(item, str(path))
+    if fusion.labels != list(run.labels):
+        raise DermtoolError(f"{path}: its labels {fusion.labels} are not the model's {list(run.labels)}; {again}")
+    _check_referral(item.get("referral"), fusion.labels, f"{path}", again)
+    return item
+
+
+def _check_referral(referral: Any, labels: list[str], where: str, again: str) -> None:
+    """A fusion's ``referral``: absent, or a threshold in [0, 1] on some of the model's classes."""
+    if referral is None:
+        return
+    threshold = referral.get("threshold") if isinstance(referral, dict) else None
+    classes = referral.get("classes") if isinstance(referral, dict) else None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise DermtoolError(f"{where}: referral.threshold must be a number in [0, 1], got {threshold!r}; {again}")
+    if not isinstance(classes, list) or not classes or any(name not in labels for name in classes):
+        raise DermtoolError(f"{where}: referral.classes must be some of the model's labels, got {classes!r}; {again}")
+
+
+def read_fusion_report(run_path: str | Path) -> dict[str, Any] | None:
+    """``RUN/fusion_report.json``, or None when it is absent or unreadable (it only feeds model cards)."""
+    import json
+
+    try:
+        report = json.loads((Path(run_path) / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
