@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from dermtool.cli.answers import questions_help
 from dermtool.cli.output import STDOUT, JsonOutput, json_option
 
 EPILOG = """\b
@@ -20,6 +21,8 @@ Examples:
   dermtool predict photos/ --model lite0_int8.tflite --json results.json
   dermtool predict photos/ --model lite0_int8.tflite --json - | jq '.[].outcome'
   dermtool predict 'photos/*.jpg' --model runs/lite0 --top-k 5 --uncertainty-threshold 0.6
+  dermtool predict lesion.jpg --model runs/multisource_cpu --answer bleed=yes --answer age=64
+  dermtool predict photos/ --model multisource_int8.tflite --answers answers.csv --json -
 \b
 Outcomes (the first that applies wins):
   not_a_lesion  the image does not look like a dermatoscopic lesion image (out-of-distribution guard)
@@ -28,6 +31,14 @@ Outcomes (the first that applies wins):
                 (95 % lower confidence bound)
   uncertain     the top probability is below --uncertainty-threshold (default 50 %)
   benign        none of the above (not a diagnosis)
+\b
+Ask, then look: with --answer or --answers, a model with a questionnaire fusion (`dermtool fuse RUN`, then
+`dermtool export`) combines the health worker's answers with the image. The outcome, probabilities and
+referral threshold are then the fused ones; the report adds how much the answers moved the malignant
+probability and what the image alone says (--json: the result's "fusion" block). A question left out is
+unknown and adds nothing. --answers FILE: a JSON object {image: {question: answer}} or a CSV with an image
+(or image_id) column and one column per question; an image is matched by its path, then its file name,
+then its stem; an image the file does not name gets no answers.
 \b
 IMAGE may be files, folders (every image inside, recursively) or quoted glob patterns. An unreadable
 image is reported in place ({image, error} with --json) and the command exits 1 after all others.
@@ -120,7 +131,10 @@ def format_result(result: dict[str, Any], predictor: Any) -> list[str]:
     """The text block of one image."""
     if "error" in result:
         return [result["image"], f"  Error: {result['error']}"]
-    lines = [result["image"], "  " + predictor.describe(result)]
+    if result.get("fusion") and result["outcome"] != "not_a_lesion":
+        lines = [result["image"], *fusion_lines(result, predictor)]
+    else:
+        lines = [result["image"], "  " + predictor.describe(result)]
     if result["outcome"] == "not_a_lesion":  # class probabilities of a non-lesion are meaningless: not shown
         lines.append(f"  ood_score {result['ood_score']:.2f} (threshold {predictor.ood_threshold:.2f})")
         return lines
@@ -145,6 +159,13 @@ def format_result(result: dict[str, Any], predictor: Any) -> list[str]:
 @click.option("--data", "data_dir", default=None, metavar="DATA",
               help="The run's image folder, if it moved: needed once to fit the out-of-distribution guard.")
 @click.option("--no-ood", is_flag=True, help="Switch the out-of-distribution guard off.")
+@click.option("--answer", "answer_arguments", multiple=True, metavar="QUESTION=ANSWER",
+              help="The health worker's answer to one question, for every image; repeat for several "
+                   f"(--answer bleed=yes --answer age=64). The questions: {questions_help()}. Leave a question "
+                   "out when its answer is unknown. Needs a model with a questionnaire fusion (dermtool fuse).")
+@click.option("--answers", "answers_file", default=None, metavar="FILE",
+              help="Answers per image: a JSON object {image: {question: answer}} or a CSV with an image (or "
+                   "image_id) column and one column per question.")
 def predict(
     images: tuple[str, ...],
     model_path: str,
@@ -155,9 +176,12 @@ def predict(
     referral_threshold: float | None,
     data_dir: str | None,
     no_ood: bool,
+    answer_arguments: tuple[str, ...],
+    answers_file: str | None,
 ) -> None:
     """Predict calibrated class probabilities and an outcome (refer, uncertain, not a lesion, benign)
-    for each IMAGE with a trained run folder or an exported .tflite.
+    for each IMAGE with a trained run folder or an exported .tflite, optionally combined with the
+    health worker's answers to a short questionnaire (--answer, --answers).
     """
     import warnings
 
@@ -172,6 +196,7 @@ def predict(
                             "or give a path such as results.json")
     output = JsonOutput(json_out)
     paths = collect_images(images)
+    answer_source = AnswerSource(answer_arguments, answers_file)  # read before the model: a typo fails fast
     with output.capture():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -185,13 +210,15 @@ def predict(
             predictor.ood_detector  # load (or fit, once) now, so its notes come before the results
         for warning in caught:
             output.note(f"Warning: {warning.message}")
+        if answer_source.given:
+            answer_source.check(predictor, model_path, paths, output)
 
         results: list[dict[str, Any]] = []
         chunk = 32
         with tqdm(total=len(paths), unit="image", file=sys.stderr, disable=True if len(paths) < 10 else None) as bar:
             for start in range(0, len(paths), chunk):
                 part = paths[start : start + chunk]
-                results.extend(predictor.predict(part, top_k=top_k))
+                results.extend(predictor.predict(part, top_k=top_k, answers=answer_source.for_images(part)))
                 bar.update(len(part))
 
         _report(output, results, predictor, model_path, DISCLAIMER)  # left out with --json -
@@ -202,12 +229,81 @@ def predict(
         sys.exit(1)
 
 
+class AnswerSource:
+    """The answers of ``--answer`` (the same for every image) or of ``--answers FILE`` (one set per image)."""
+
+    def __init__(self, answer_arguments: tuple[str, ...], answers_file: str | None) -> None:
+        from dermtool import DermtoolError
+        from dermtool.cli.answers import AnswerMatcher, read_answer_file
+        from dermtool.fusion.questionnaire import parse_answer_arguments
+
+        if answer_arguments and answers_file:
+            raise DermtoolError("give --answer (the same answers for every image) or --answers FILE (answers per "
+                                "image), not both")
+        self.answers = parse_answer_arguments(answer_arguments) if answer_arguments else None
+        self.matcher = AnswerMatcher(read_answer_file(answers_file), answers_file) if answers_file else None
+
+    @property
+    def given(self) -> bool:
+        return self.answers is not None or self.matcher is not None
+
+    def for_images(self, paths: list[str]) -> Any:
+        """What :meth:`Predictor.predict` takes as ``answers`` for these images (None without answers)."""
+        return self.matcher.answers_for_all(paths) if self.matcher is not None else self.answers
+
+    def check(self, predictor: Any, model_path: str, paths: list[str], output: JsonOutput) -> None:
+        """Refuse answers for a model without a fusion; note how many images an answers file names."""
+        from dermtool import DermtoolError
+
+        if predictor.fusion is None:
+            raise DermtoolError(f"{model_path} has no questionnaire fusion, so answers cannot be used: run "
+                                "`dermtool fuse RUN` on its run folder (and export it again for a .tflite)")
+        if self.matcher is not None:
+            named = sum(1 for answers in self.matcher.answers_for_all(paths) if answers)
+            output.note(f"Answers for {named} of {len(paths)} image(s) in {self.matcher.source}; the others are "
+                        "predicted from the image alone")
+
+
+#: What the image alone would have said, in the "Image alone:" line of a result fused with answers.
+IMAGE_ALONE_WORDS = {"refer": "refer", "uncertain": "uncertain", "benign": "no referral signal"}
+
+
+def fusion_lines(result: dict[str, Any], predictor: Any) -> list[str]:
+    """The lines of a result fused with answers: the fused outcome, ``Answers: <summary>`` and, when the
+    answers were applied, what the image alone says."""
+    import numpy as np
+
+    from dermtool.explain.predict import class_name, decide_outcome, describe_outcome
+
+    fusion = result["fusion"]
+    applied = fusion.get("applied") and predictor.fusion_thresholds is not None
+    thresholds = predictor.fusion_thresholds if applied else predictor.thresholds
+    effects = fusion.get("malignant_probability") or {}
+    lines = ["  " + describe_outcome(result, thresholds, predictor.labels),
+             f"  Answers: {effects.get('summary', 'none')}"]
+    if fusion.get("applied"):
+        image = fusion["image_only"]
+        probabilities = np.array([image["probabilities"][label] for label in predictor.labels])
+        outcome = decide_outcome(probabilities, predictor.labels, predictor.thresholds, False)
+        lines.append(f"  Image alone: {IMAGE_ALONE_WORDS[outcome]} (malignant probability "
+                     f"{_percent(effects.get('image_only'))}, refers at {_percent(predictor.thresholds.referral)}); "
+                     f"most likely {class_name(image['label'])} ({image['label']}) {image['probability'] * 100:.1f} %")
+    return lines
+
+
 def _report(output: JsonOutput, results: list[dict[str, Any]], predictor: Any, model_path: str, disclaimer: str) -> None:
     """The text report: the model, its decision rule, one block per image, the disclaimer."""
     kind = "run folder, float Keras" if predictor.kind == "run" else "TFLite"
     output.report(f"Model: {model_path} ({kind}; classes {', '.join(predictor.labels)})")
     for line in referral_summary(predictor):
         output.report(line)
+    if any(result.get("fusion") for result in results) and predictor.fusion_thresholds is not None:
+        fused = predictor.fusion_thresholds
+        source = {"fusion.json": "chosen on the validation split (fusion.json)",
+                  "metadata": "chosen on the validation split (model metadata)",
+                  "argument": "set on the command line"}.get(fused.referral_source, fused.referral_source)
+        output.report(f"With answers: refer when the fused malignant probability >= {_percent(fused.referral)} "
+                      f"({source})")
     for result in results:
         output.report("")
         for line in format_result(result, predictor):
