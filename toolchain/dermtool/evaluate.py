@@ -8,6 +8,8 @@ calibrated with the run's temperature. ``split`` restricts DATA to the rows of t
 ``split.csv`` (the split the model was trained with); without it every labelled image in DATA counts.
 For a multi-source run, DATA is one of its sources (recognised by its path, its images in the split or
 its labels): that source's label map applies and the result names it under ``source``.
+When the run has a questionnaire fusion (``dermtool fuse``) and DATA's metadata CSV holds answers, the
+result gains ``fusion`` (:func:`fusion_comparison`): the image model's and the fused figures side by side.
 A label in DATA that the model does not know is an error naming it, unless ``ignore_unknown`` (then those
 images are left out and counted in ``ignored_unknown``).
 """
@@ -96,7 +98,62 @@ def evaluate(
     result["skipped_images"] = [{"path": str(path), "reason": reason} for path, reason in failed]
     if ignore_unknown:
         result["ignored_unknown"] = ignored
+    from dermtool.fusion.fitting import read_run_fusion
+
+    fused = fusion_comparison(read_run_fusion(run), run.metrics.get("referral"), dataset.csv_path,
+                              [record.image_id for record in kept], y_true, probabilities, run.labels)
+    if fused is not None:
+        result["fusion"] = fused
     return result
+
+
+def fusion_comparison(fusion_item: dict[str, Any] | None, image_referral: dict[str, Any] | None,
+                      csv_path: str | Path | None, image_ids: list[str], y_true: np.ndarray,
+                      probabilities: np.ndarray, labels: list[str], where: str = "the model's fusion",
+                      ) -> dict[str, Any] | None:
+    """The ``fusion`` entry of evaluate and bench: ``{images, images_with_answers, referral_threshold,
+    answers_from, image_only, fused, fused_all_unknown}`` (:func:`dermtool.fusion.fitting.side_by_side`), the
+    answers read from ``csv_path`` (DATA's metadata CSV) by image id. None when there is no fusion
+    (``fusion_item``: a fusion.json / dermtool.json ``fusion``) or no image has answers."""
+    from dermtool.fusion.fitting import answers_of_csv, side_by_side
+    from dermtool.fusion.model import Fusion
+
+    if not fusion_item or csv_path is None:
+        return None
+    fusion = Fusion.from_dict(fusion_item, where)
+    if fusion.labels != list(labels):
+        raise DermtoolError(f"{where}: its labels {fusion.labels} are not the model's {list(labels)}")
+    table = answers_of_csv(Path(csv_path))
+    answers = [table.get(Path(image_id).stem, {}) for image_id in image_ids]
+    if not any(answers):
+        return None
+    referral = fusion_item.get("referral")
+    block = side_by_side(y_true, probabilities, answers, fusion, referral, image_referral)
+    return {"images": int(len(image_ids)), "images_with_answers": block.pop("images_with_answers"),
+            "referral_threshold": (referral or {}).get("threshold"), "answers_from": str(csv_path), **block}
+
+
+def format_fusion_table(block: dict[str, Any]) -> str:
+    """Image only, fused, and fused with every answer unknown, side by side (the ``fusion`` entry); the
+    referral points at the image model's and at the fusion's threshold."""
+    kinds = ("image_only", "fused", "fused_all_unknown")
+
+    def number(value: Any) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    def row(title: str, values: list[Any]) -> str:
+        return f"{title:<22}" + "".join(f"{number(value):>13}" for value in values)
+
+    lines = [f"Questionnaire fusion: {block['images_with_answers']} of {block['images']} images with answers "
+             f"(from {block['answers_from']})",
+             f"{'':<22}{'image only':>13}{'fused':>13}{'all unknown':>13}"]
+    for key, title in (("balanced_accuracy", "balanced accuracy"), ("accuracy", "accuracy"), ("ece", "ECE")):
+        lines.append(row(title, [block[kind].get(key) for kind in kinds]))
+    for key in ("sensitivity", "specificity"):
+        lines.append(row(f"referral {key}", [(block[kind].get("referral") or {}).get(key) for kind in kinds]))
+    for label in block["fused"]["recall"]:
+        lines.append(row(f"{label} recall", [block[kind]["recall"].get(label) for kind in kinds]))
+    return "\n".join(lines)
 
 
 def format_metrics_table(result: dict[str, Any]) -> str:

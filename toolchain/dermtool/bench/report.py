@@ -4,7 +4,8 @@ Every per-class listing puts melanoma (``mel``) first: its recall (sensitivity) 
 a skin-lesion classifier must see before any other. The remaining classes follow in the model's order.
 
 - :func:`format_table` -> text for the terminal: accuracy (model, reference, delta), drift, per-class
-  precision/recall/F1 with the recall delta against the reference, latency per thread count, size, memory.
+  precision/recall/F1 with the recall delta against the reference, the questionnaire fusion's figures
+  beside the image model's (when the results have ``fusion``), latency per thread count, size, memory.
 - :func:`to_markdown` -> the same as Markdown tables.
 - :func:`write_plots` -> ``confusion_matrix.png``, ``reliability.png`` and ``latency_histogram.png``
   (matplotlib with the Agg backend, imported only here, when called).
@@ -136,6 +137,32 @@ def drift_rows(results: Mapping[str, Any], key: str = "drift", title: str = "dri
 
 PIPELINE_TITLE = "MediaPipe against dermtool's pipeline"
 
+#: The three columns of the questionnaire-fusion table: (key of results["fusion"], heading).
+FUSION_COLUMNS: tuple[tuple[str, str], ...] = (("image_only", "image only"), ("fused", "fused"),
+                                               ("fused_all_unknown", "every answer unknown"))
+
+
+def fusion_title(results: Mapping[str, Any]) -> str:
+    """The heading of the fusion table: how many images had answers, and where they came from."""
+    block = results["fusion"]
+    return (f"Questionnaire fusion ({block['images_with_answers']} of {block['images']} images with answers, "
+            f"from {block['answers_from']}; referral at the image model's and the fusion's threshold)")
+
+
+def fusion_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    """Rows ``[metric, image only, fused, every answer unknown]``: balanced accuracy, accuracy, ECE, referral
+    sensitivity and specificity, recall per class (melanoma first)."""
+    block = results["fusion"]
+    parts = [block[key] for key, _ in FUSION_COLUMNS]
+    rows = [["metric"] + [title for _, title in FUSION_COLUMNS]]
+    for key, title in (("balanced_accuracy", "balanced accuracy"), ("accuracy", "accuracy"), ("ece", "ECE (15 bins)")):
+        rows.append([title] + [_number(part.get(key)) for part in parts])
+    for key in ("sensitivity", "specificity"):
+        rows.append([f"referral {key}"] + [_number((part.get("referral") or {}).get(key)) for part in parts])
+    for label in class_order(list(block["fused"]["recall"])):
+        rows.append([f"{label} recall"] + [_number(part["recall"].get(label)) for part in parts])
+    return rows
+
 
 def client_lines(results: Mapping[str, Any]) -> list[str]:
     """What ran the model, when it was MediaPipe (``--client mediapipe`` or ``both``); empty for LiteRT alone."""
@@ -192,6 +219,8 @@ def format_table(results: Mapping[str, Any]) -> str:
     if results.get("pipeline_drift"):
         lines += [""] + _rows_to_text(drift_rows(results, "pipeline_drift", PIPELINE_TITLE))
     lines += ["", "Per class (melanoma first)"] + _rows_to_text(per_class_rows(results))
+    if results.get("fusion"):
+        lines += ["", fusion_title(results)] + _rows_to_text(fusion_rows(results))
     if results.get("latency_ms"):
         lines += ["", "Latency (ms; XNNPACK; timed runs on real preprocessed images)"] + _rows_to_text(latency_rows(results))
     device = results.get("device") or {}
@@ -230,6 +259,8 @@ def to_markdown(results: Mapping[str, Any], title: str | None = None) -> str:
         lines += ["", f"### {PIPELINE_TITLE}", ""] + _markdown_table(
             drift_rows(results, "pipeline_drift", PIPELINE_TITLE))
     lines += ["", "### Per class (melanoma first)", ""] + _markdown_table(per_class_rows(results))
+    if results.get("fusion"):
+        lines += ["", f"### {fusion_title(results)}", ""] + _markdown_table(fusion_rows(results))
     if results.get("latency_ms"):
         lines += ["", "### Latency (ms)", ""] + _markdown_table(latency_rows(results))
     notes = results.get("notes") or []
@@ -349,4 +380,5 @@ __all__ = [
     "per_class_rows",
     "latency_rows",
     "drift_rows",
+    "fusion_rows",
 ]

@@ -41,6 +41,12 @@ evaluated image, ``init`` the creation of the classifier; ``input_images`` gives
 up-scaled copies of the images (Pillow LANCZOS, in memory; every client and the reference see the same
 copies), as a high-resolution camera frame cropped to the lesion reaches the phone.
 
+Questionnaire fusion: a model whose ``dermtool.json`` carries a ``fusion`` (``dermtool fuse``, then export),
+benched on a DATA folder whose metadata CSV holds answers, gets ``fusion`` beside the image-only keys
+(:func:`dermtool.evaluate.fusion_comparison`: image only, fused, fused with every answer unknown), computed
+from the probabilities the metric keys describe (MediaPipe's with ``--client mediapipe``; with ``both``, a
+second one under ``mediapipe``).
+
 This module imports no TensorFlow; only a run-folder reference loads it (to run the Keras model).
 (``mediapipe`` imports it when present, only with a MediaPipe client.)
 """
@@ -109,6 +115,7 @@ def select_records(
         "layout": dataset.layout,
         "split": split,
         "manifest": None,
+        "labels_csv": str(dataset.csv_path) if dataset.csv_path is not None else None,
     }
     if split is None and manifest is not None:
         raise DermtoolError("--manifest names a split file, so it needs --split NAME (e.g. --split test)")
@@ -566,6 +573,8 @@ def run_bench(
     probabilities = predict_all(model, evaluation.images, progress)
     stage_seconds["predict"] = time.perf_counter() - clock
     description = model_info(model)
+    fusion_inputs = (model.metadata.get("fusion"), model.metadata.get("referral"), data_description["labels_csv"],
+                     evaluation.image_ids, y_true, labels)
     del model
 
     litert_metrics = dict(metrics.classification_metrics(y_true, probabilities, labels))
@@ -630,6 +639,7 @@ def run_bench(
         assert mediapipe_part is not None
         mediapipe_part.pop("pipeline_preprocessing")
         results["mediapipe"] = mediapipe_part
+    _add_fusion(results, fusion_inputs, scored, mediapipe_probs if client == "both" else None, notes)
 
     results["latency_samples_ms"] = samples
     results["reliability"] = _json_ready(metrics.reliability_curve(y_true, scored))
@@ -641,6 +651,28 @@ def run_bench(
     stage_seconds["total"] = time.perf_counter() - started
     results["bench_seconds"] = stage_seconds
     return _json_ready(results)
+
+
+def _add_fusion(results: dict[str, Any], inputs: tuple, scored: np.ndarray, mediapipe_probabilities: np.ndarray | None,
+                notes: list[str]) -> None:
+    """``results["fusion"]`` (and ``results["mediapipe"]["fusion"]`` with ``--client both``): the model's
+    questionnaire fusion applied to the probabilities the bench scored, with the answers of DATA's metadata
+    CSV (:func:`dermtool.evaluate.fusion_comparison`); a note when the model has a fusion but DATA no answers."""
+    from dermtool.evaluate import fusion_comparison
+
+    fusion_item, image_referral, csv_path, image_ids, y_true, labels = inputs
+    if not fusion_item:
+        return
+    where = "the model's dermtool.json fusion"
+    block = fusion_comparison(fusion_item, image_referral, csv_path, image_ids, y_true, scored, labels, where)
+    if block is None:
+        notes.append("the model carries a questionnaire fusion, but DATA's metadata CSV holds no answers for these "
+                     "images: no fused figures")
+        return
+    results["fusion"] = block
+    if mediapipe_probabilities is not None:
+        results["mediapipe"]["fusion"] = fusion_comparison(fusion_item, image_referral, csv_path, image_ids, y_true,
+                                                           mediapipe_probabilities, labels, where)
 
 
 def _mediapipe_bench(

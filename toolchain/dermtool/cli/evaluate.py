@@ -31,6 +31,11 @@ def evaluate(run_dir: Path, data_dir: Path, split: str | None, labels_csv: Path 
     Prints accuracy, balanced accuracy (the ISIC 2018 metric), macro F1, macro one-vs-rest AUC, ECE
     (15 bins), NLL, and precision / recall / F1 / support per class.
 
+    A run with a questionnaire fusion (`dermtool fuse`) on a DATA folder whose metadata CSV holds answers
+    (age, sex, site, itch, grew, hurt, changed, bleed, elevation, or PAD-UFES-20's and HAM10000's columns)
+    is also measured with the answers: image only, fused, and fused with every answer unknown, side by
+    side (--json: the "fusion" key).
+
     \b
     Examples:
       dermtool evaluate runs/lite0 --data ../shared/data/ham10000 --split test
@@ -39,7 +44,8 @@ def evaluate(run_dir: Path, data_dir: Path, split: str | None, labels_csv: Path 
       dermtool evaluate runs/lite0 --data DATA --split test --json - | jq .balanced_accuracy
     """
     from dermtool.evaluate import evaluate as run_evaluation
-    from dermtool.evaluate import format_metrics_table
+    from dermtool.evaluate import format_fusion_table, format_metrics_table
+    from dermtool.fusion.fitting import FUSION_FILE
 
     output = JsonOutput(json_out)
     with output.capture():
@@ -54,4 +60,9 @@ def evaluate(run_dir: Path, data_dir: Path, split: str | None, labels_csv: Path 
         ignored = ", ".join(f"{label} {count}" for label, count in result["ignored_unknown"].items())
         output.note(f"Left out images with labels the model does not know: {ignored}")
     output.report(format_metrics_table(result))
+    if result.get("fusion"):
+        output.report("")
+        output.report(format_fusion_table(result["fusion"]))
+    elif (run_dir / FUSION_FILE).is_file():
+        output.note(f"No fused figures: the metadata CSV of {data_dir} holds no questionnaire answers for these images")
     output.write(result)
