@@ -71,19 +71,24 @@ def pad_ufes_dir() -> Path:
     return PAD_UFES_DIR
 
 
+#: PAD-UFES-20's questionnaire columns (dermtool.fusion.questionnaire reads them as they are).
+PAD_QUESTION_COLUMNS = ("age", "gender", "region", "itch", "grew", "hurt", "changed", "bleed", "elevation")
+
+
 @pytest.fixture(scope="session")
 def small_pad(pad_ufes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real PAD-UFES-20 smartphone photos, 10 per class (6 classes), in layout 1 with the patient as
-    lesion_id and the Fitzpatrick type column."""
+    lesion_id, the Fitzpatrick type column and the questionnaire's columns (age, gender, region, itch ...)."""
     with open(pad_ufes_dir / "metadata.csv", newline="") as handle:
         rows = pick_per_class(list(csv.DictReader(handle)), 10)
     destination = tmp_path_factory.mktemp("small_pad")
     (destination / "images").mkdir()
     with open(destination / "labels.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image_id", "dx", "lesion_id", "fitzpatrick"])
+        writer.writerow(["image_id", "dx", "lesion_id", "fitzpatrick", *PAD_QUESTION_COLUMNS])
         for row in rows:
-            writer.writerow([row["image_id"], row["dx"], row["lesion_id"], row["fitzpatrick"]])
+            writer.writerow([row["image_id"], row["dx"], row["lesion_id"], row["fitzpatrick"],
+                             *(row[column] for column in PAD_QUESTION_COLUMNS)])
             (destination / "images" / f"{row['image_id']}.jpg").symlink_to(
                 pad_ufes_dir / "images" / f"{row['image_id']}.jpg")
     return destination

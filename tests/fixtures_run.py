@@ -6,7 +6,11 @@ head epoch and one fine-tuning epoch of the last blocks). It holds everything ``
 (model.keras, labels.txt, split.csv, config.toml, history.csv, metrics.json, input_spec.json, plots,
 checkpoints/, logs/). Its scores are meaningless; its files are real.
 
-Treat it as read-only: a test that changes a run folder must copy it first (``shutil.copytree``).
+``two_source_run``: the same smoke training on two sources, ``small_ham`` ("ham", dermoscopic) and
+``small_pad`` ("pad", smartphone photos with the questionnaire's answers, PAD-UFES-20's labels mapped by
+:data:`PAD_MAP`), with the camera augmentations on.
+
+Treat them as read-only: a test that changes a run folder must copy it first (``shutil.copytree``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = REPO_ROOT / "configs" / "smoke.toml"
+#: PAD-UFES-20's labels renamed onto HAM10000's in ``two_source_run``.
+PAD_MAP = {"ack": "akiec", "sek": "bkl", "nev": "nv"}
 
 
 def smoke_config(data_dir: Path, overrides: list[str] | tuple[str, ...] = ()):
@@ -35,4 +41,21 @@ def tiny_run(small_ham: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny_run") / "run"
     train(smoke_config(small_ham), out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def two_source_run(small_ham: Path, small_pad: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a finished two-source run folder (ham and pad, see the module docstring; read-only)."""
+    from dermtool.config import SourceConfig
+    from dermtool.train.trainer import train
+
+    config = smoke_config(small_ham, ["augment.blur=1.0", "augment.jpeg_quality=50", "augment.downscale=0.5",
+                                      "augment.zoom_out=0.2"])
+    config.data.sources = [
+        SourceConfig(name="ham", data_dir=str(small_ham), share=0.6),
+        SourceConfig(name="pad", data_dir=str(small_pad), kind="smartphone", share=0.4, label_map=PAD_MAP),
+    ]
+    out = tmp_path_factory.mktemp("two_sources") / "run"
+    train(config, out, progress=False)
     return out

@@ -8,26 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dermtool.config import SourceConfig
 from dermtool.train.report import MIN_IMAGES_FOR_RECALL, SplitStrata, final_metrics, recall_table
-from tests.fixtures_run import smoke_config
+from tests.fixtures_run import PAD_MAP
 
-PAD_MAP = {"ack": "akiec", "sek": "bkl", "nev": "nv"}
-
-
-@pytest.fixture(scope="module")
-def two_source_run(small_ham: Path, small_pad: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dermtool.train.trainer import train
-
-    config = smoke_config(small_ham, ["augment.blur=1.0", "augment.jpeg_quality=50", "augment.downscale=0.5",
-                                      "augment.zoom_out=0.2"])
-    config.data.sources = [
-        SourceConfig(name="ham", data_dir=str(small_ham), share=0.6),
-        SourceConfig(name="pad", data_dir=str(small_pad), kind="smartphone", share=0.4, label_map=PAD_MAP),
-    ]
-    out = tmp_path_factory.mktemp("two_sources") / "run"
-    train(config, out, progress=False)
-    return out
+# two_source_run: the session fixture of tests/fixtures_run.py (ham + pad, trained once per session)
 
 
 def test_the_run_writes_per_source_splits_and_metrics(two_source_run: Path) -> None:
@@ -143,6 +127,7 @@ def test_an_exported_two_source_model_benches_on_one_source_with_its_label_map(t
     model = tmp_path / "two.tflite"
     export_model(two_source_run, model, mode="float", gate=False, progress=False)
     assert read_metadata(model)["sources"][1] == {"name": "pad", "kind": "smartphone", "label_map": PAD_MAP}
+    assert "fusion" not in read_metadata(model)  # no `dermtool fuse`, no fusion in the metadata
     result = run_bench(model, small_pad, split="test", manifest=two_source_run / "split.csv", runs=2, warmup=1,
                        progress=False)
     expected = json.loads((two_source_run / "metrics.json").read_text())["per_source"]["pad"]["test"]
