@@ -98,7 +98,8 @@ def test_page_and_security_headers(client: httpx.Client) -> None:
     policy = page.headers["content-security-policy"]
     assert "default-src 'self'" in policy and "script-src 'self'" in policy
     assert page.headers["x-content-type-options"] == "nosniff"
-    for asset in ("/static/app.js", "/static/style.css", "/static/results.js", "/static/results.css"):
+    for asset in ("/static/app.js", "/static/style.css", "/static/results.js", "/static/results.css",
+                  "/static/questionnaire.js"):
         response = client.get(asset)
         assert response.status_code == 200
         assert "http://" not in response.text and "https://" not in response.text
