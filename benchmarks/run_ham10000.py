@@ -9,7 +9,9 @@
 Stages (each timed; the wall times go into the summary and RESULTS.md):
 
 1. **train** ``dermtool.train.trainer.train`` into ``OUT/run`` (a finished run is reused with
-   ``--skip-train``; an interrupted one is resumed from its last checkpoint).
+   ``--skip-train``; an interrupted one is resumed from its last checkpoint); then **fuse**
+   (``dermtool fuse``: the questionnaire fusion, fitted when the run's data holds answers, so that the
+   exports carry it; reused when ``RUN/fusion.json`` exists).
 2. **export** each variant with ``dermtool.export.tflite.export_model`` into ``OUT/models/VARIANT.tflite``
    (an existing file is reused unless ``--force-export``):
 
@@ -159,6 +161,38 @@ def train_stage(config_path: str, data_dir: str, run_dir: Path, skip_train: bool
     resume = run_dir.exists() and any(run_dir.iterdir())
     train(config, run_dir, resume=resume, progress=True)
     return run_dir
+
+
+def fuse_stage(run_dir: Path) -> dict | None:
+    """``dermtool fuse`` on the run (reused when ``RUN/fusion.json`` exists), so that every export carries the
+    questionnaire fusion; skipped with a note when the run's data holds no answers."""
+    from dermtool.fusion.fitting import FUSION_FILE, REPORT_FILE, fit_run_fusion, format_report
+
+    if (run_dir / FUSION_FILE).exists():
+        print(f"reusing {run_dir / FUSION_FILE}", flush=True)
+        report_path = run_dir / REPORT_FILE
+        return json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else None
+    try:
+        _, report = fit_run_fusion(run_dir, progress=True)
+    except DermtoolError as error:
+        print(f"no questionnaire fusion: {error}", flush=True)
+        return None
+    print(format_report(report), flush=True)
+    return report
+
+
+def fusion_lines(report: dict | None) -> list[str]:
+    """The fusion's test figures per source (image only -> fused), from ``RUN/fusion_report.json``."""
+    if not report:
+        return []
+    lines = []
+    for source, entry in report.get("splits", {}).get("test", {}).items():
+        image, fused = entry["image_only"], entry["fused"]
+        lines.append(f"- Questionnaire fusion (float model), test `{source}` ({image['images']} images, "
+                     f"{entry['images_with_answers']} with answers): balanced accuracy "
+                     f"{_value(image['balanced_accuracy'])} image only -> {_value(fused['balanced_accuracy'])} fused; "
+                     f"with every answer unknown {_value(entry['fused_all_unknown']['balanced_accuracy'])}.")
+    return lines
 
 
 def export_stage(run_dir: Path, data_dir: str, variant: str, model_path: Path, force: bool,
@@ -341,6 +375,7 @@ def results_section(all_results: dict[str, dict], summary: dict) -> str:
         *results_table(all_results, summary["threads"]),
         "",
         *mediapipe_lines(all_results),
+        *fusion_lines(summary.get("fusion")),
         f"- CPU: {summary['device']['cpu']} ({summary['device']['threads']} hardware threads); "
         f"thread counts timed: {', '.join(map(str, summary['threads']))}; {summary['runs']} timed runs each "
         f"after {summary['warmup']} warm-up runs; LiteRT with XNNPACK.",
@@ -388,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python " + " ".join(shlex.quote(part) for part in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     try:
         timer.run("train", lambda: train_stage(arguments.config, arguments.data, run_dir, arguments.skip_train))
+        fusion_report = timer.run("fuse", lambda: fuse_stage(run_dir))
         models: dict[str, Path] = {}
         exports: dict[str, dict | None] = {}
         for variant in arguments.variant_list:
@@ -446,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": device_info(),
         "overhead": overhead,
         "stage_seconds": timer.seconds,
+        "fusion": fusion_report,
     }
     atomic_write_json(arguments.results_dir / "summary.json", summary)
     write_results_markdown(arguments.results_md, results_section(all_results, summary))

@@ -118,3 +118,24 @@ def test_results_section_one_row_per_variant_and_source_with_mediapipe(
     assert rows[-1][4] == f"{ham_mediapipe['balanced_accuracy']:.3f}" and rows[-1][-1] == "- / -"
     assert "`int8_ptq.ham10000.mediapipe`: MediaPipe Tasks ImageClassifier" in section
     assert f"{ham_mediapipe['pipeline_drift']['top1_agreement']:.4f}" in section
+
+
+def test_fusion_lines_report_each_source_image_only_then_fused(script) -> None:
+    """The demo's RESULTS.md names the fusion's test figures per source, from RUN/fusion_report.json."""
+    def figures(value: float) -> dict:
+        return {"images": 93, "balanced_accuracy": value}
+
+    report = {"splits": {"val": {}, "test": {"pad_ufes_20": {
+        "images_with_answers": 93, "image_only": figures(0.488), "fused": figures(0.593),
+        "fused_all_unknown": figures(0.488)}}}}
+    lines = script.fusion_lines(report)
+    assert len(lines) == 1
+    assert "`pad_ufes_20` (93 images, 93 with answers)" in lines[0]
+    assert "0.488 image only -> 0.593 fused" in lines[0] and "every answer unknown 0.488" in lines[0]
+    assert script.fusion_lines(None) == []
+
+
+def test_fuse_stage_reuses_an_existing_fusion(script, tmp_path: Path) -> None:
+    (tmp_path / "fusion.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "fusion_report.json").write_text('{"splits": {}}', encoding="utf-8")
+    assert script.fuse_stage(tmp_path) == {"splits": {}}
