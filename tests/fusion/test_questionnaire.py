@@ -79,6 +79,14 @@ def test_ham10000_rows_are_read_as_they_are() -> None:
     assert answers_from_row({"localization": "upper extremity"}) == {"site": "arm"}
 
 
+def test_isic_rows_are_read_as_they_are() -> None:
+    row = {"image_id": "ISIC_0000000", "dx": "nv", "challenge_split": "train", "age_approximate": "55",
+           "sex": "female"}
+    assert answers_from_row(row) == {"age": "45-59", "sex": "female"}
+    assert answers_from_row({"age_approx": "70", "anatom_site_general": "lower extremity"}) == {"age": "60-74",
+                                                                                              "site": "leg"}
+
+
 def test_booleans_and_aliases() -> None:
     assert read_answers({"itch": True, "hurt": False, "gender": "female"}) == {"itch": "yes", "hurt": "no",
                                                                              "sex": "female"}

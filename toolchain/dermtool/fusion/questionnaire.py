@@ -15,8 +15,8 @@ Nine questions, every one skippable (``unknown``)::
 An answer is read into a *level* (``"60-74"``, ``"yes"``, ``"trunk"``) or ``None`` for unknown. Spellings that
 datasets and people use are accepted: ``True``/``False``/``1``/``0``/``y``/``n``, ``UNK`` or an empty value for
 unknown, PAD-UFES-20's ``gender`` and ``region`` (``FOREARM`` -> arm), HAM10000's ``sex`` and ``localization``
-(``lower extremity`` -> leg). Anything else is a :class:`dermtool.DermtoolError` whose one line names the
-question and the answers it takes. The fusion model (:mod:`dermtool.fusion.model`) gives every level its
+(``lower extremity`` -> leg), ISIC's ``age_approx`` / ``age_approximate``. Anything else is a
+:class:`dermtool.DermtoolError` whose one line names the question and the answers it takes. The fusion model (:mod:`dermtool.fusion.model`) gives every level its
 own weights; an unknown answer contributes nothing.
 """
 
@@ -118,7 +118,8 @@ class Question:
 
 
 QUESTIONS: tuple[Question, ...] = (
-    Question("age", "number", "How old is the patient (years)?", bands=(30, 45, 60, 75), minimum=0, maximum=120),
+    Question("age", "number", "How old is the patient (years)?", bands=(30, 45, 60, 75), minimum=0, maximum=120,
+             aliases=("age_approx", "age_approximate")),
     Question("sex", "choice", "Sex of the patient", choices=("female", "male"), aliases=("gender",)),
     Question("site", "choice", "Where on the body is the lesion?", choices=tuple(SITE_SPELLINGS),
              aliases=("region", "localization", "anatom_site_general", "anatom_site_general_challenge")),
