@@ -1,6 +1,7 @@
 """Leave-one-source-out check of the not-a-lesion guard of a multi-source run.
 
     python benchmarks/bench_guard_sources.py --run runs/multisource_cpu [--json guard_sources.json]
+    python benchmarks/bench_guard_sources.py --run runs/multisource_cpu --unseen ../shared/data/isic2017
 
 The guard (:mod:`dermtool.explain.ood`) must mean "not a usable photo of skin", never "unlike the training
 set". For a run trained on several sources this fits the guard exactly as the product does (Gaussian of the
@@ -13,7 +14,13 @@ confidence part) several times:
 
 For each fit it reports the share of each source's *test* lesions rejected (target: at most 5 %) and the
 share of generated non-lesion images caught (blank, overexposed, noise, text, patterns, everyday photos;
-target: at least 95 %). Output: flat JSON (and a table on stdout).
+target: at least 95 %). ``--unseen DATA`` (repeatable) adds a folder of lesion images that no fit uses
+(another clinic's dermatoscope, a new phone): its rejected share, per label too when the folder has labels.
+
+Each fit is made twice: ``default`` (this version's guard: 14 statistics, diagonal covariance) and
+``format1`` (all 20 statistics, full covariance: the guard of ood.json files written before format 2), so
+the two can be compared on the same images: ``fits`` holds the default guard's figures, ``format1_fits``
+the format-1 guard's. Output: flat JSON (and a table on stdout).
 """
 
 from __future__ import annotations
@@ -37,12 +44,34 @@ def _images_of(records: list[Any], spec: Any, limit: int | None, seed: int) -> n
     return images
 
 
-def run(run_path: str, per_kind: int = 8, max_reference: int = 2000, seed: int = 0) -> dict[str, Any]:
+GUARDS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "format1": {"features": None, "covariance": "full"},  # features None: all FEATURE_NAMES
+}
+
+
+def _unseen_images(folder: str, spec: Any, limit: int | None, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Every readable image of a lesion folder (any layout ``dermtool`` reads), with its label ('' if none)."""
+    from dermtool.data.layouts import read_dataset
+    from dermtool.data.pipeline import load_images
+
+    records = list(read_dataset(folder).records)
+    if limit is not None and len(records) > limit:
+        order = np.random.default_rng(seed).permutation(len(records))[:limit]
+        records = [records[index] for index in sorted(order)]
+    images, failed = load_images([record.path for record in records], spec, progress=False)
+    bad = {str(path) for path, _ in failed}
+    labels = [record.label or "" for record in records if str(record.path) not in bad]
+    return images, labels
+
+
+def run(run_path: str, per_kind: int = 8, max_reference: int = 2000, seed: int = 0,
+        unseen: list[str] | None = None, unseen_limit: int | None = None) -> dict[str, Any]:
     from dermtool.data.preprocess import resize
     from dermtool.data.images import load_rgb
     from dermtool.data.sources import run_split_records
     from dermtool.explain.non_lesion import generate_non_lesion_images
-    from dermtool.explain.ood import fit_detector
+    from dermtool.explain.ood import FEATURE_NAMES, fit_detector, image_statistics
     from dermtool.run import RunFolder
 
     started = time.perf_counter()
@@ -65,23 +94,45 @@ def run(run_path: str, per_kind: int = 8, max_reference: int = 2000, seed: int =
     generated = generate_non_lesion_images(count_per_kind=per_kind, lesion_images=lesions_for_overexposure)
     others = np.stack([resize(image.pixels, spec.image_size, spec.resize_policy) for image in generated])
     other_probabilities = run.predict_probabilities(others)
+    extra = {folder: _unseen_images(folder, spec, unseen_limit, seed) for folder in unseen or []}
+    extra_probabilities = {folder: run.predict_probabilities(images) for folder, (images, _) in extra.items()}
+    # the statistics of every scored image, once (each fit only reweighs them)
+    statistics = {("test", name): image_statistics(test[name]) for name in names}
+    statistics["others"] = image_statistics(others)
+    statistics.update({("unseen", folder): image_statistics(images) for folder, (images, _) in extra.items()})
+
+    def rejected(detector: Any, key: Any, probabilities: np.ndarray) -> np.ndarray:
+        raw = {"image_statistics": detector.statistics_distance(statistics[key]),
+               "max_softmax": 1.0 - np.asarray(probabilities, np.float64).max(axis=1)}
+        return detector.rejects(detector.combine(raw))
 
     fits = {"all": names} | {f"without_{name}": [other for other in names if other != name] for name in names}
     result: dict[str, Any] = {"run": str(run_path), "sources": names,
-                              "test_images": {name: int(len(test[name])) for name in names}, "fits": {}}
+                              "test_images": {name: int(len(test[name])) for name in names},
+                              "unseen": {folder: int(len(images)) for folder, (images, _) in extra.items()},
+                              "fits": {}, "format1_fits": {}}
     for fit_name, fitted_on in fits.items():
         reference = np.concatenate([train[name] for name in fitted_on])
         if len(reference) > max_reference:
             reference = reference[np.random.default_rng(seed).permutation(len(reference))[:max_reference]]
         calibration = np.concatenate([val[name] for name in fitted_on])
         calibration_probabilities = np.concatenate([probabilities["val"][name] for name in fitted_on])
-        detector = fit_detector(reference, calibration, calibration_probabilities)
-        entry: dict[str, Any] = {"fitted_on": fitted_on, "threshold": float(detector.threshold)}
-        for name in names:
-            scores = detector.score(test[name], probabilities["test"][name])
-            entry[f"rejected_{name}"] = float(np.mean(detector.rejects(scores)))
-        entry["non_lesion_caught"] = float(np.mean(detector.rejects(detector.score(others, other_probabilities))))
-        result["fits"][fit_name] = entry
+        for guard, options in GUARDS.items():
+            options = {key: (FEATURE_NAMES if key == "features" and value is None else value)
+                       for key, value in options.items()}
+            detector = fit_detector(reference, calibration, calibration_probabilities, **options)
+            entry: dict[str, Any] = {"fitted_on": fitted_on, "guard": guard, "threshold": float(detector.threshold)}
+            for name in names:
+                hits = rejected(detector, ("test", name), probabilities["test"][name])
+                entry[f"rejected_{name}"] = float(np.mean(hits))
+            entry["non_lesion_caught"] = float(np.mean(rejected(detector, "others", other_probabilities)))
+            for folder, (_, labels) in extra.items():
+                hits = rejected(detector, ("unseen", folder), extra_probabilities[folder])
+                entry[f"rejected_unseen:{folder}"] = float(np.mean(hits))
+                label_array = np.asarray(labels)
+                entry[f"rejected_unseen_by_label:{folder}"] = {
+                    label: float(np.mean(hits[label_array == label])) for label in sorted(set(labels)) if label}
+            result["fits" if guard == "default" else f"{guard}_fits"][fit_name] = entry
     result["targets"] = {"rejected_max": 0.05, "non_lesion_caught_min": 0.95}
     result["non_lesion_images"] = int(len(others))
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -90,12 +141,18 @@ def run(run_path: str, per_kind: int = 8, max_reference: int = 2000, seed: int =
 
 def format_table(result: dict[str, Any]) -> str:
     names = result["sources"]
-    lines = [f"{'guard fitted on':<28}" + "".join(f"{'rejects ' + name:>24}" for name in names)
-             + f"{'non-lesions caught':>20}"]
-    for fit_name, entry in result["fits"].items():
+    unseen = list(result.get("unseen", {}))
+    lines = [f"{'guard fitted on':<28}{'guard':<10}" + "".join(f"{'rejects ' + name:>24}" for name in names)
+             + f"{'non-lesions caught':>20}" + "".join(f"{'unseen ' + folder.rstrip('/').split('/')[-1]:>24}"
+                                                       for folder in unseen)]
+    entries = [entry for fit_name in result["fits"]
+               for entry in (result["fits"][fit_name], result.get("format1_fits", {}).get(fit_name)) if entry]
+    for entry in entries:
         label = "+".join(entry["fitted_on"])
-        lines.append(f"{label:<28}" + "".join(f"{entry['rejected_' + name]:>24.3f}" for name in names)
-                     + f"{entry['non_lesion_caught']:>20.3f}")
+        lines.append(f"{label:<28}{entry.get('guard', 'default'):<10}"
+                     + "".join(f"{entry['rejected_' + name]:>24.3f}" for name in names)
+                     + f"{entry['non_lesion_caught']:>20.3f}"
+                     + "".join(f"{entry['rejected_unseen:' + folder]:>24.3f}" for folder in unseen))
     return "\n".join(lines)
 
 
@@ -104,9 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", required=True, help="a multi-source run folder")
     parser.add_argument("--per-kind", type=int, default=8, help="generated images per non-lesion kind")
     parser.add_argument("--max-reference", type=int, default=2000, help="training images for the Gaussian")
+    parser.add_argument("--unseen", action="append", default=[], metavar="DATA",
+                        help="a folder of lesion images never used for fitting (repeatable): its rejected share")
+    parser.add_argument("--unseen-limit", type=int, default=None, help="at most N images of each --unseen folder")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
-    result = run(args.run, args.per_kind, args.max_reference)
+    result = run(args.run, args.per_kind, args.max_reference, unseen=args.unseen, unseen_limit=args.unseen_limit)
     print(format_table(result))
     if args.json_path:
         from dermtool.io_utils import atomic_write_json

@@ -91,3 +91,30 @@ def test_run_folder_guard_is_stored_and_reused(copied_run: Path, small_ham: Path
     path.write_text("{not json")
     with pytest.raises(DermtoolError, match="not valid JSON"):
         ood.load_for_run(copied_run)
+
+
+def test_format_1_guard_still_loads_and_scores_as_before(lesion_images: np.ndarray) -> None:
+    """ood.json / dermtool.json written before format 2 (all statistics, full covariance) keep their meaning."""
+    old = ood.fit_detector(lesion_images[:40], lesion_images[40:], _uniform_probabilities(44),
+                           features=ood.FEATURE_NAMES, covariance="full")
+    values = old.to_dict()
+    assert values["format_version"] == 1 and "covariance" not in values
+    assert len(values["feature_precision"]) == len(ood.FEATURE_NAMES)
+    again = ood.OODDetector.from_dict(json.loads(json.dumps(values)))
+    assert again.covariance == "full" and again.feature_names == ood.FEATURE_NAMES
+    probabilities = np.random.default_rng(1).dirichlet(np.ones(7), size=10)
+    np.testing.assert_allclose(again.score(lesion_images[:10], probabilities), old.score(lesion_images[:10], probabilities))
+
+    new = ood.fit_detector(lesion_images[:40], lesion_images[40:], _uniform_probabilities(44)).to_dict()
+    assert new["format_version"] == 2 and new["covariance"] == ood.DEFAULT_COVARIANCE
+    assert tuple(new["feature_names"]) == ood.DEFAULT_FEATURES
+    precision = np.asarray(new["feature_precision"])
+    assert np.allclose(precision, np.diag(np.diag(precision)))  # diagonal: no device-specific correlations
+    with pytest.raises(DermtoolError, match="differ"):
+        ood.OODDetector.from_dict(values | {"feature_names": list(ood.DEFAULT_FEATURES)})  # format 1 needs all
+    with pytest.raises(DermtoolError, match="differ"):
+        ood.OODDetector.from_dict(new | {"feature_names": ["colour_of_the_sky"] + new["feature_names"][1:]})
+    with pytest.raises(DermtoolError, match="covariance"):
+        ood.OODDetector.from_dict(new | {"covariance": "spherical"})
+    with pytest.raises(DermtoolError, match="format_version"):
+        ood.OODDetector.from_dict(new | {"format_version": 3})
