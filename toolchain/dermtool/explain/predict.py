@@ -163,18 +163,10 @@ class _RunBackend:
         return dict(self.run.metrics.get("melanoma") or {})
 
     def fusion_dict(self) -> dict[str, Any] | None:
-        """RUN/fusion.json (written by ``dermtool fuse``), or None."""
-        import json
+        """RUN/fusion.json (written by ``dermtool fuse``), checked; None when the run has none."""
+        from dermtool.fusion.fitting import read_run_fusion
 
-        from dermtool.fusion.fitting import FUSION_FILE
-
-        path = self.path / FUSION_FILE
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise DermtoolError(f"{path}: not readable JSON ({error}); run `dermtool fuse {self.path}` again") from None
+        return read_run_fusion(self.run)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities, computed exactly as ``RunFolder.predict_probabilities`` does."""

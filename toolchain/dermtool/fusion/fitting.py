@@ -155,7 +155,7 @@ def fit_run_fusion(run_path: str | Path, *, l2: float = DEFAULT_L2, data_dir: st
         "l2": float(l2),
         "validation_temperature": float(temperature),
     }
-    report = _report(labels, data, fused, fusion, referral, image_referral, names)
+    report = _report(labels, data, fusion, referral, image_referral, names)
     item = fusion.to_dict()
     if referral:
         item["referral"] = {key: referral[key] for key in ("classes", "threshold", "target_sensitivity", "confidence")
@@ -165,26 +165,20 @@ def fit_run_fusion(run_path: str | Path, *, l2: float = DEFAULT_L2, data_dir: st
     return fusion, report
 
 
-def _report(labels: list[str], data: dict, fused: dict, fusion: Fusion, referral: dict | None,
+def _report(labels: list[str], data: dict, fusion: Fusion, referral: dict | None,
             image_referral: dict | None, names: list[str]) -> dict[str, Any]:
     report: dict[str, Any] = {"labels": labels, "fitted_on": fusion.fitted_on, "referral": referral, "splits": {}}
     for split in ("val", "test"):
         if split not in data:
             continue
         item = data[split]
-        unknown = fusion.apply(item["p"], [{}] * len(item["y"]))
         entry: dict[str, Any] = {}
         for name in names + ["pooled"]:
             mask = np.ones(len(item["y"]), bool) if name == "pooled" else item["source"] == name
-            if not mask.any():
-                continue
-            answered = [answers for answers, keep in zip(item["answers"], mask) if keep]
-            entry[name] = {
-                "images_with_answers": int(sum(1 for answers in answered if answers)),
-                "image_only": _figures(item["y"][mask], item["p"][mask], labels, image_referral),
-                "fused": _figures(item["y"][mask], fused[split][mask], labels, referral),
-                "fused_all_unknown": _figures(item["y"][mask], unknown[mask], labels, None),
-            }
+            if mask.any():
+                answers = [answers for answers, keep in zip(item["answers"], mask) if keep]
+                entry[name] = side_by_side(item["y"][mask], item["p"][mask], answers, fusion, referral,
+                                           image_referral)
         report["splits"][split] = entry
     return report
 
