@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "weights": ("weights", "weights", "Import ImageNet weights for the EfficientNet-Lite backbones."),
     "train": ("train", "train", "Fine-tune a pretrained mobile CNN on labelled skin images."),
     "evaluate": ("evaluate", "evaluate", "Metrics of a trained float model on a labelled folder."),
-    "fuse": ("fuse", "fuse", "Fit how questionnaire answers change the image model's probabilities."),
+    "fuse": ("fuse", "fuse", "Fit the fusion of questionnaire answers with the image."),
     "export": ("export", "export", "Write a TFLite model (float, fp16, dynamic, int8; QAT; pruning)."),
     "bench": ("bench", "bench", "Accuracy, drift against the float model, and latency of a .tflite."),
     "predict": ("predict", "predict", "Calibrated probabilities and a referral outcome per image."),
