@@ -147,3 +147,19 @@ def test_the_guard_is_checked_leaving_each_source_out(two_source_run: Path) -> N
         for key in ("rejected_ham", "rejected_pad", "non_lesion_caught"):
             assert 0.0 <= entry[key] <= 1.0
     assert "rejects pad" in script.format_table(result)
+
+
+def test_model_card_of_a_two_source_model_names_its_inputs_and_classes() -> None:
+    """A multi-source card does not keep the dermoscopic-only, seven-class wording of the HAM10000 card."""
+    from dermtool.export.model_card import INTENDED_USE, LIMITATIONS, _add_sources
+
+    card = {"intended_use": dict(INTENDED_USE), "limitations": list(LIMITATIONS), "training_data": {},
+            "evaluation": {}, "licence": {"data": "HAM10000"}, "referral": None}
+    per_source = {"ham10000": {"kind": "dermoscopic"}, "pad_ufes_20": {"kind": "smartphone"}}
+    labels = ["akiec", "bcc", "bkl", "df", "mel", "nv", "scc", "vasc"]
+    _add_sources(card, per_source, [], labels, None, None)
+    text = " ".join([card["intended_use"]["summary"], *card["intended_use"]["not_intended_for"],
+                     *card["limitations"]])
+    assert "seven" not in text
+    assert "8 lesion classes" in card["intended_use"]["summary"] and "smartphone" in card["intended_use"]["summary"]
+    assert any("PAD-UFES-20" in item for item in card["limitations"])

@@ -275,9 +275,18 @@ def _add_sources(card: dict[str, Any], per_source: Mapping[str, Any], split_rows
     card["intended_use"] = dict(card["intended_use"])
     card["intended_use"]["input"] = "Images of a single skin lesion: " + ", ".join(
         SOURCE_KIND_INPUT.get(kind, kind) for kind in kinds) + "."
+    card["intended_use"]["summary"] = (
+        f"Decision support for the referral of skin lesions: given an image of a single lesion "
+        f"({' or '.join(kinds)}), the model gives calibrated probabilities of {len(labels)} lesion classes "
+        f"({', '.join(labels)}), which dermtool turns into a referral suggestion.")
     card["intended_use"]["not_intended_for"] = [
-        item for item in card["intended_use"]["not_intended_for"] if not item.startswith("Clinical (non-dermoscopic)")
+        item for item in card["intended_use"]["not_intended_for"]
+        if not item.startswith(("Clinical (non-dermoscopic)", "Any lesion type outside the seven"))
     ] + ["Images of anything other than a skin lesion, and lesion types outside the model's classes."]
+    card["limitations"] = [
+        item.replace("Only seven classes of mostly pigmented lesions", f"Only {len(labels)} classes of lesions")
+            .replace("assigned to one of the seven classes", "assigned to one of the model's classes")
+        for item in card["limitations"]]
     card["evaluation"]["per_source_test_float"] = {
         name: ({key: entry["test"].get(key) for key in ("n", "balanced_accuracy", "auc_macro", "ece")}
                | {"recall": {label: values["recall"] for label, values in entry["test"]["per_class"].items()
