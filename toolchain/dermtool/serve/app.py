@@ -76,44 +76,32 @@ def _answer_properties() -> dict[str, Any]:
                         "unknown). Only for a model with a questionnaire fusion."} for item in QUESTIONS}
 
 
-IMAGE_REQUEST_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": [IMAGE_FIELD],
-                "properties": {
-                    IMAGE_FIELD: {
-                        "type": "string",
-                        "format": "binary",
-                        "description": "The photo (JPEG, PNG, BMP, TIFF, WebP, GIF). EXIF is dropped; "
-                        "nothing is stored.",
-                    }
-                },
-            }
+def _image_request_body(extra_fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An OpenAPI request body holding one image (multipart field or raw ``image/*`` body), plus
+    ``extra_fields`` as plain multipart fields."""
+    image = {
+        "type": "string",
+        "format": "binary",
+        "description": "The photo (JPEG, PNG, BMP, TIFF, WebP, GIF). EXIF is dropped; nothing is stored.",
+    }
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [IMAGE_FIELD],
+                    "properties": {IMAGE_FIELD: image, **(extra_fields or {})},
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
         },
-        "image/*": {"schema": {"type": "string", "format": "binary"}},
-    },
-}
+    }
 
+
+IMAGE_REQUEST_BODY = _image_request_body()
 #: ``POST /api/predict``'s body: the image and, optionally, the questionnaire's answers as plain fields.
-PREDICT_REQUEST_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": [IMAGE_FIELD],
-                "properties": {
-                    **IMAGE_REQUEST_BODY["content"]["multipart/form-data"]["schema"]["properties"],
-                    **_answer_properties(),
-                },
-            }
-        },
-        "image/*": IMAGE_REQUEST_BODY["content"]["image/*"],
-    },
-}
+PREDICT_REQUEST_BODY = _image_request_body(_answer_properties())
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {
