@@ -211,7 +211,7 @@ def predict(
         for warning in caught:
             output.note(f"Warning: {warning.message}")
         if answer_source.given:
-            answer_source.check(predictor, model_path, paths, output)
+            answer_source.check(predictor, paths, output)
 
         results: list[dict[str, Any]] = []
         chunk = 32
@@ -251,13 +251,9 @@ class AnswerSource:
         """What :meth:`Predictor.predict` takes as ``answers`` for these images (None without answers)."""
         return self.matcher.answers_for_all(paths) if self.matcher is not None else self.answers
 
-    def check(self, predictor: Any, model_path: str, paths: list[str], output: JsonOutput) -> None:
+    def check(self, predictor: Any, paths: list[str], output: JsonOutput) -> None:
         """Refuse answers for a model without a fusion; note how many images an answers file names."""
-        from dermtool import DermtoolError
-
-        if predictor.fusion is None:
-            raise DermtoolError(f"{model_path} has no questionnaire fusion, so answers cannot be used: run "
-                                "`dermtool fuse RUN` on its run folder (and export it again for a .tflite)")
+        predictor.require_fusion()
         if self.matcher is not None:
             named = sum(1 for answers in self.matcher.answers_for_all(paths) if answers)
             output.note(f"Answers for {named} of {len(paths)} image(s) in {self.matcher.source}; the others are "

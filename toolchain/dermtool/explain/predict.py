@@ -437,11 +437,16 @@ class Predictor:
             if len(per_image) != count:
                 raise DermtoolError(f"{len(per_image)} sets of answers for {count} images")
         read = [read_answers(item or {}) for item in per_image]
-        if self.fusion is None and any(read):
+        if any(read):
+            self.require_fusion()
+        return read
+
+    def require_fusion(self) -> None:
+        """A one-line DermtoolError unless the model has a questionnaire fusion (answers need one)."""
+        if self.fusion is None:
             raise DermtoolError(
                 f"{self.model_path} has no questionnaire fusion, so answers cannot be used: run "
                 "`dermtool fuse RUN` on its run folder (and export it again for a .tflite)")
-        return read
 
     # ---- OOD ------------------------------------------------------------------------------------------
     @property
