@@ -120,9 +120,7 @@ def fusion_comparison(fusion_item: dict[str, Any] | None, image_referral: dict[s
 
     if not fusion_item or csv_path is None:
         return None
-    fusion = Fusion.from_dict(fusion_item, where)
-    if fusion.labels != list(labels):
-        raise DermtoolError(f"{where}: its labels {fusion.labels} are not the model's {list(labels)}")
+    fusion = Fusion.from_dict(fusion_item, where, model_labels=labels)
     table = answers_of_csv(Path(csv_path))
     answers = [table.get(Path(image_id).stem, {}) for image_id in image_ids]
     if not any(answers):

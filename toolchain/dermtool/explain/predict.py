@@ -412,9 +412,7 @@ class Predictor:
         if not item:
             return None, None
         where = f"{self.model_path} ({'fusion.json' if backend.kind == 'run' else 'dermtool.json fusion'})"
-        fusion = Fusion.from_dict(item, where)
-        if fusion.labels != self.labels:
-            raise DermtoolError(f"{where}: its labels {fusion.labels} are not the model's {self.labels}")
+        fusion = Fusion.from_dict(item, where, model_labels=self.labels)
         point = item.get("referral") or {}
         threshold = referral if referral is not None else point.get("threshold")
         if threshold is None:

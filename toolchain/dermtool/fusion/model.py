@@ -104,8 +104,10 @@ class Fusion:
         return item
 
     @classmethod
-    def from_dict(cls, item: Mapping[str, Any], where: str = "fusion") -> "Fusion":
-        """A Fusion from its JSON, every field checked (a one-line DermtoolError naming ``where`` otherwise)."""
+    def from_dict(cls, item: Mapping[str, Any], where: str = "fusion",
+                  model_labels: Sequence[str] | None = None) -> "Fusion":
+        """A Fusion from its JSON, every field checked (a one-line DermtoolError naming ``where`` otherwise);
+        with ``model_labels``, its labels must be those (the model it is applied after)."""
         def fail(problem: str) -> DermtoolError:
             return DermtoolError(f"{where}: {problem}")
 
@@ -114,6 +116,8 @@ class Fusion:
         labels = item.get("labels")
         if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
             raise fail("labels must be a non-empty list of class names")
+        if model_labels is not None and labels != list(model_labels):
+            raise fail(f"its labels {labels} are not the model's {list(model_labels)}")
         numbers = {key: item.get(key) for key in ("image_scale", "probability_floor")}
         for key, value in numbers.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
