@@ -109,6 +109,13 @@ DEFAULT_FEATURES: tuple[str, ...] = tuple(
 DEFAULT_COVARIANCE = "diagonal"
 
 
+def _select_features(statistics: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """The columns ``names`` of ``(N, len(FEATURE_NAMES))`` statistics, in that order."""
+    if tuple(names) == FEATURE_NAMES:
+        return statistics
+    return statistics[:, [FEATURE_NAMES.index(name) for name in names]]
+
+
 def _small(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -225,9 +232,7 @@ class OODDetector:
     def statistics_distance(self, statistics: np.ndarray) -> np.ndarray:
         """``log(1 + d^2)`` with ``d`` the Mahalanobis distance of each row of statistics (all
         :data:`FEATURE_NAMES`; the detector's ``feature_names`` are picked from them)."""
-        statistics = np.asarray(statistics, np.float64)
-        if self.feature_names != FEATURE_NAMES:
-            statistics = statistics[:, [FEATURE_NAMES.index(name) for name in self.feature_names]]
+        statistics = _select_features(np.asarray(statistics, np.float64), self.feature_names)
         standardised = (statistics - self.feature_mean) / self.feature_scale
         squared = np.einsum("ni,ij,nj->n", standardised, self.feature_precision, standardised)
         return np.log1p(np.maximum(squared, 0.0))
@@ -357,7 +362,7 @@ def fit_detector(
             f"fitting the OOD detector needs at least 5 reference and 5 calibration lesion images "
             f"(got {len(reference_images)} and {len(calibration_images)})"
         )
-    statistics = image_statistics(reference_images)[:, [FEATURE_NAMES.index(name) for name in names]]
+    statistics = _select_features(image_statistics(reference_images), names)
     mean = statistics.mean(axis=0)
     scale = np.maximum(statistics.std(axis=0), 1e-3)
     standardised = (statistics - mean) / scale
