@@ -220,10 +220,10 @@ def locate_folder(folder: str | os.PathLike, run_path: str | os.PathLike | None 
     return next((candidate for candidate in candidates if candidate.is_dir()), None)
 
 
-def run_records(config: Any, run_path: str | os.PathLike | None = None,
-                data_dir: str | os.PathLike | None = None) -> dict[str, SourceRecord]:
-    """image_id -> record (label mapped) of every folder a run was trained on: its sources, or its one folder
-    (``data_dir`` replaces that one folder; a multi-source run reads its configured sources)."""
+def run_collection(config: Any, run_path: str | os.PathLike | None = None,
+                   data_dir: str | os.PathLike | None = None) -> SourceCollection:
+    """Every folder a run was trained on, read: its sources, or its one folder (``data_dir`` replaces that one
+    folder; a multi-source run reads its configured sources)."""
     sources = resolve_sources(config.data)
     if data_dir is not None and len(sources) == 1:
         sources = [replace(sources[0], data_dir=str(data_dir))]
@@ -238,16 +238,19 @@ def run_records(config: Any, run_path: str | os.PathLike | None = None,
         if labels_csv and not Path(labels_csv).exists() and not (folder / labels_csv).exists():
             labels_csv = ""  # the run's CSV is not where it was: detect the layout instead
         located.append(replace(source, data_dir=str(folder), labels_csv=labels_csv))
-    collection = read_sources(located)
-    return {record.image_id: record for record in collection.records}
+    return read_sources(located)
 
 
-def run_split_records(run: Any, data_dir: str | os.PathLike | None = None) -> dict[str, list[SourceRecord]]:
+def run_split_records(run: Any, data_dir: str | os.PathLike | None = None,
+                      collection: SourceCollection | None = None) -> dict[str, list[SourceRecord]]:
     """``{split: [record, ...]}`` in split-file order for the rows of ``run``'s split.csv found in its data
-    (its sources, or ``data_dir`` instead of its one folder). A row whose label the model does not know is
+    (its sources, or ``data_dir`` instead of its one folder; ``collection``: those already read by
+    :func:`run_collection`). A row whose label the model does not know is
     an error naming it. Export (calibration, gate, fine-tuning) and the not-a-lesion guard read the run's
     images through this one function."""
-    records = run_records(run.config, run.path, data_dir)
+    if collection is None:
+        collection = run_collection(run.config, run.path, data_dir)
+    records = {record.image_id: record for record in collection.records}
     known = set(run.labels)
     splits: dict[str, list[SourceRecord]] = {}
     for row in run.split_rows:

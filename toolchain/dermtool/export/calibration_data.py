@@ -30,7 +30,7 @@ class SplitImages:
 
 def resolve_data_dir(run: Any, data_dir: str | Path | None) -> Path | None:
     """``data_dir`` checked (an explicit folder for a single-source run), or None: the run's own folders
-    (:func:`dermtool.data.sources.run_records` finds them as configured, or next to the run folder)."""
+    (:func:`dermtool.data.sources.run_collection` finds them as configured, or next to the run folder)."""
     if data_dir is None:
         return None
     folder = Path(data_dir).expanduser()

@@ -18,7 +18,6 @@ Writes ``RUN/fusion.json`` (the fusion, :meth:`Fusion.to_dict`, with its ``refer
 from __future__ import annotations
 
 import csv
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,20 +49,11 @@ def answers_of_csv(path: Path) -> dict[str, Answers]:
     return answers
 
 
-def answers_of_run(run: Any, data_dir: str | Path | None = None) -> dict[str, Answers]:
-    """The answers of every image of ``run``'s sources (empty answers where a source's CSV asks nothing)."""
-    from dermtool.data.layouts import read_dataset
-    from dermtool.data.sources import locate_folder, resolve_sources
-
-    sources = resolve_sources(run.config.data)
-    if data_dir is not None and len(sources) == 1:
-        sources = [replace(sources[0], data_dir=str(data_dir))]
+def answers_of_collection(collection: Any) -> dict[str, Answers]:
+    """The answers of every image of a run's sources (:class:`dermtool.data.sources.SourceCollection`), read
+    from each source's metadata CSV (none for a source without one)."""
     answers: dict[str, Answers] = {}
-    for source in sources:
-        folder = locate_folder(source.data_dir, run.path)
-        if folder is None:
-            raise DermtoolError(f"cannot find the image folder {source.data_dir} of source {source.name!r}")
-        dataset = read_dataset(folder, source.labels_csv or None)
+    for dataset in collection.datasets.values():
         if dataset.csv_path is not None:
             answers.update(answers_of_csv(dataset.csv_path))
     return answers
@@ -100,7 +90,7 @@ def fit_run_fusion(run_path: str | Path, *, l2: float = DEFAULT_L2, data_dir: st
                    progress: bool = True) -> tuple[Fusion, dict[str, Any]]:
     """Fit, calibrate and report ``run_path``'s fusion; writes ``fusion.json`` and ``fusion_report.json``
     into the run folder (atomically) and returns ``(fusion, report)``."""
-    from dermtool.data.sources import resolve_sources, run_split_records
+    from dermtool.data.sources import resolve_sources, run_collection, run_split_records
     from dermtool.io_utils import atomic_write_json
     from dermtool.run import RunFolder
     from dermtool.train.report import SplitStrata, referral_over_sources
@@ -109,12 +99,13 @@ def fit_run_fusion(run_path: str | Path, *, l2: float = DEFAULT_L2, data_dir: st
         raise DermtoolError(f"--l2 must be a positive number, got {l2}")
     run = RunFolder(run_path)
     labels = list(run.labels)
-    splits = run_split_records(run, data_dir)
+    collection = run_collection(run.config, run.path, data_dir)  # each source's folder read once
+    splits = run_split_records(run, data_dir, collection)
     for needed in ("train", "val"):
         if not splits.get(needed):
             raise DermtoolError(f"{run.path}/split.csv has no {needed} images; the fusion is fitted on train "
                                 "and calibrated on val")
-    answers = answers_of_run(run, data_dir)
+    answers = answers_of_collection(collection)
     answered = sum(1 for record in splits["train"] if answers.get(record.image_id))
     if answered < MIN_ANSWERED_IMAGES:
         raise DermtoolError(
