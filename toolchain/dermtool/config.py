@@ -94,6 +94,10 @@ class ModelConfig:
     name: str = "efficientnet-lite0"
     weights: str = "imagenet"  # "imagenet" | "none" | a path to a Keras .weights.h5 / .h5 file
     dropout: float = 0.2
+    # Colour constancy as the model's first layer (dermtool.models.color_constancy): "none" or
+    # "shades_of_grey" (per-image white balance; power 1 = grey world, 6 = the ISIC 2018 choice).
+    color_constancy: Literal["none", "shades_of_grey"] = "none"
+    color_constancy_power: float = 6.0
 
 
 @dataclass
@@ -289,6 +293,11 @@ def validate(config: Config, source: str = "<config>") -> None:
     if train.head_epochs < 0 or train.finetune_epochs < 0 or train.head_epochs + train.finetune_epochs < 1:
         raise DermtoolError(f"{source}: train.head_epochs + train.finetune_epochs must be at least 1")
     _validate_sources(data.sources, source)
+    if not 1.0 <= config.model.color_constancy_power <= 16.0:
+        raise DermtoolError(
+            f"{source}: model.color_constancy_power must be in [1, 16] (got {config.model.color_constancy_power}); "
+            "1 is grey world, 6 the usual shades of grey"
+        )
     if not 0 <= export.prune_sparsity < 1:
         raise DermtoolError(f"{source}: export.prune_sparsity must be in [0, 1)")
     for name in ("qat_learning_rate", "prune_learning_rate"):

@@ -200,6 +200,9 @@ class RunFolder:
         """A fresh tf_keras model from model.keras (``compile=False``); callers may modify it freely."""
         import tf_keras as keras
 
+        from dermtool.models import color_constancy
+
+        color_constancy.register()  # a model trained with [model] color_constancy has this layer
         try:
             return keras.models.load_model(self.model_path, compile=False)
         except (OSError, ValueError) as error:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dermtool import DermtoolError
 
@@ -158,13 +158,15 @@ def build_efficientnet_lite(
     include_top: bool = False,
     classes: int = 1000,
     drop_connect_rate: float = 0.0,
+    input_layer: Any = None,
 ) -> "keras.Model":
     """Build EfficientNet-Lite ``name`` (random weights) as one flat functional model.
 
     ``include_top`` adds ``avg_pool`` and ``predictions`` (``classes`` logits, no softmax) as in the
     upstream checkpoint; without it the output is ``head_activation`` (S/32 x S/32 x 1280).
     ``drop_connect_rate`` > 0 adds upstream's stochastic depth (``blockN_drop``, linearly increasing
-    per block) before each residual add; the default 0 adds no such layers.
+    per block) before each residual add; the default 0 adds no such layers. ``input_layer`` (a weightless
+    Keras layer, e.g. colour constancy) runs on the input before ``stem_conv``.
     """
     import tf_keras as keras
 
@@ -181,7 +183,8 @@ def build_efficientnet_lite(
         return layers.ReLU(6.0, name=layer_name)
 
     image = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
-    x = layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(image)
+    x = image if input_layer is None else input_layer(image)
+    x = layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = batch_norm("stem_bn")(x)
     x = relu6("stem_activation")(x)
 

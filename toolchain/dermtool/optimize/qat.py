@@ -6,7 +6,8 @@ the whole classifier, starts its activation ranges at the ranges of real data
 (:func:`calibrate_activation_ranges`: TF-MOT's own start, [-6, 6] moved by a slow moving average, is far
 off after a short fine-tune) and fine-tunes it briefly at a small learning rate. A dermtool classifier is a flat
 functional model with no ``Rescaling`` layer (normalisation happens outside the model), so every layer
-quantizes; :func:`unquantized_layers` checks that nothing with weights was left in float.
+quantizes; :func:`unquantized_layers` checks that nothing with weights was left in float. The one custom
+layer, colour constancy (weightless), keeps float inside and has its output fake-quantised.
 
 With ``prune_preserve=True`` (a model pruned by :func:`dermtool.optimize.prune.prune_finetune` and
 stripped) the scheme is ``Default8BitPrunePreserveQuantizeScheme``: the zeros stay zeros through QAT.
@@ -167,6 +168,59 @@ def calibrate_activation_ranges(model: Any, dataset: Any, batches: int = 10, rou
     return used
 
 
+def _output_only_quantize_config() -> Any:
+    """A TF-MOT ``QuantizeConfig`` for a weightless layer whose inside stays float: only its output is
+    fake-quantised (as post-training int8 quantises the colour-constancy layer's output)."""
+    import tensorflow_model_optimization as tfmot
+
+    class OutputOnlyQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        def get_weights_and_quantizers(self, layer: Any) -> list:
+            return []
+
+        def get_activations_and_quantizers(self, layer: Any) -> list:
+            return []
+
+        def set_quantize_weights(self, layer: Any, quantize_weights: list) -> None:
+            pass
+
+        def set_quantize_activations(self, layer: Any, quantize_activations: list) -> None:
+            pass
+
+        def get_output_quantizers(self, layer: Any) -> list:
+            return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+        def get_config(self) -> dict:
+            return {}
+
+    return OutputOnlyQuantizeConfig
+
+
+def _annotate(model: Any) -> tuple[Any, dict[str, Any]]:
+    """``model`` annotated for quantization, and the custom objects ``quantize_apply`` needs.
+
+    Every built-in layer gets TF-MOT's default annotation; the colour-constancy layer
+    (:mod:`dermtool.models.color_constancy`) gets an output-only config."""
+    import tf_keras as keras
+    import tensorflow_model_optimization as tfmot
+
+    from dermtool.models import color_constancy
+
+    annotate = tfmot.quantization.keras.quantize_annotate_layer
+    if not any(layer.name == color_constancy.LAYER_NAME for layer in model.layers):
+        return tfmot.quantization.keras.quantize_annotate_model(model), {}
+    config_class = _output_only_quantize_config()
+
+    def clone(layer: Any) -> Any:
+        copy = layer.__class__.from_config(layer.get_config())
+        return annotate(copy, config_class()) if layer.name == color_constancy.LAYER_NAME else copy
+
+    annotated = keras.models.clone_model(model, clone_function=clone)
+    annotated.set_weights(model.get_weights())
+    custom = {config_class.__name__: config_class, "ShadesOfGrey": color_constancy.shades_of_grey_class()}
+    return tfmot.quantization.keras.quantize_annotate_model(annotated), custom
+
+
 def quantize_for_training(model: Any, prune_preserve: bool = False) -> Any:
     """The QAT model of ``model`` (a clone: ``model`` is not modified), checked to be fully quantized."""
     import tensorflow_model_optimization as tfmot
@@ -178,10 +232,11 @@ def quantize_for_training(model: Any, prune_preserve: bool = False) -> Any:
     try:
         if prune_preserve:
             scheme = tfmot.quantization.keras.collab_opts.Default8BitPrunePreserveQuantizeScheme()
-            annotated = tfmot.quantization.keras.quantize_annotate_model(source)
-            quantized = tfmot.quantization.keras.quantize_apply(annotated, scheme)
         else:
-            quantized = tfmot.quantization.keras.quantize_model(source)
+            scheme = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+        annotated, custom_objects = _annotate(source)
+        with tfmot.quantization.keras.quantize_scope(custom_objects):
+            quantized = tfmot.quantization.keras.quantize_apply(annotated, scheme)
     except (ValueError, RuntimeError) as error:
         raise DermtoolError(
             f"quantization-aware training cannot quantize this model: {' '.join(str(error).split())[:400]} "

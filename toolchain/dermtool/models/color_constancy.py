@@ -1,0 +1,130 @@
+"""Colour constancy inside the model: the shades-of-grey layer (Finlayson & Trezzi 2004).
+
+Different dermatoscopes and phone cameras light and white-balance a lesion differently; the best ISIC 2018
+entries (Barata et al. 2014; Ng et al. 2018) undid that with shades of grey before the network. dermtool puts
+it INSIDE the model, as its first layer, so every consumer gets it for free: ``predict``, ``bench``, the
+exported TFLite model and an app that hands MediaPipe a camera frame all run the same arithmetic, and no
+app has to port a preprocessing step.
+
+Per image and channel ``c`` (pixels ``p`` in [0, 1]):
+
+    e_c    = mean(p_c ** power) ** (1 / power)       the illuminant estimate (power 1: grey world;
+                                                     large power: white patch; 6: the ISIC choice)
+    gain_c = mean(e_r, e_g, e_b) / e_c               the cast is removed, overall brightness kept
+    p'_c   = gain_c * p_c
+
+The layer works on the model's normalised input ``x = (pixel - mean) / std`` and returns the normalised
+corrected image, written as ``x * gain + (mean / std) * (gain - 1)`` (one multiply-add per pixel; no
+clipping). That form matters for int8: the converter keeps ``POW`` in float and quantises the rest, and the
+corrected image differs from the float layer by under one pixel level (clipping with constants made the
+quantised multiply collapse; measured in ``tests/models/test_color_constancy.py``).
+
+The layer has no weights. It is registered with Keras (``dermtool>ShadesOfGrey``), so ``model.keras``
+files load in safe mode once this module is imported (:meth:`dermtool.run.RunFolder.load_model` does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dermtool import DermtoolError
+
+#: ``[model] color_constancy`` values.
+COLOR_CONSTANCY_METHODS: tuple[str, ...] = ("none", "shades_of_grey")
+LAYER_NAME = "color_constancy"
+#: An illuminant estimate below this (pixel value ~2.5 of 255 in every channel) is treated as this.
+MIN_ILLUMINANT = 1e-2
+
+
+def check_color_constancy(method: str, power: float) -> None:
+    """A :class:`DermtoolError` for an unknown method or a power outside [1, 16]."""
+    if method not in COLOR_CONSTANCY_METHODS:
+        raise DermtoolError(
+            f"model.color_constancy must be one of {', '.join(COLOR_CONSTANCY_METHODS)} (got {method!r})"
+        )
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not 1.0 <= float(power) <= 16.0:
+        raise DermtoolError(
+            f"model.color_constancy_power must be a number in [1, 16] (got {power!r}); "
+            "1 is grey world, 6 the usual shades of grey"
+        )
+
+
+def shades_of_grey_numpy(pixels: np.ndarray, power: float = 6.0) -> np.ndarray:
+    """The reference arithmetic on uint8 (or float 0-255) ``(..., H, W, 3)`` images; float64 0-255 out."""
+    values = np.asarray(pixels, dtype=np.float64) / 255.0
+    illuminant = np.mean(values ** power, axis=(-3, -2), keepdims=True) ** (1.0 / power)
+    gain = np.mean(illuminant, axis=-1, keepdims=True) / np.maximum(illuminant, MIN_ILLUMINANT)
+    return values * gain * 255.0
+
+
+def _layer_class() -> type:
+    import tensorflow as tf
+    import tf_keras as keras
+
+    @keras.saving.register_keras_serializable(package="dermtool")
+    class ShadesOfGrey(keras.layers.Layer):
+        """Shades-of-grey colour constancy on a normalised image batch (see the module docstring)."""
+
+        def __init__(self, power: float = 6.0, mean: float = 127.0, std: float = 128.0, **kwargs: Any) -> None:
+            kwargs.setdefault("trainable", False)
+            super().__init__(**kwargs)
+            check_color_constancy("shades_of_grey", power)
+            self.power = float(power)
+            self.mean = float(mean)
+            self.std = float(std)
+
+        def call(self, inputs: Any) -> Any:
+            pixels = tf.nn.relu(inputs * (self.std / 255.0) + self.mean / 255.0)
+            moment = tf.reduce_mean(tf.pow(pixels, self.power), axis=[1, 2], keepdims=True)
+            illuminant = tf.pow(moment + 1e-12, 1.0 / self.power)
+            gain = tf.reduce_mean(illuminant, axis=-1, keepdims=True) / tf.maximum(illuminant, MIN_ILLUMINANT)
+            return inputs * gain + (self.mean / self.std) * (gain - 1.0)
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return input_shape
+
+        def get_prunable_weights(self) -> list:
+            """Nothing to prune (TF-MOT's pruning wrapper asks every layer)."""
+            return []
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "power": self.power, "mean": self.mean, "std": self.std}
+
+    return ShadesOfGrey
+
+
+_CLASS: type | None = None
+
+
+def shades_of_grey_class() -> type:
+    """The registered ``ShadesOfGrey`` tf_keras layer class (TensorFlow is imported on first call)."""
+    global _CLASS
+    if _CLASS is None:
+        _CLASS = _layer_class()
+    return _CLASS
+
+
+def color_constancy_layer(method: str, power: float, mean: float, std: float) -> Any | None:
+    """The first layer for ``[model] color_constancy`` (None for "none")."""
+    check_color_constancy(method, power)
+    if method == "none":
+        return None
+    return shades_of_grey_class()(power=power, mean=mean, std=std, name=LAYER_NAME)
+
+
+def register() -> None:
+    """Make ``model.keras`` files with this layer loadable (call before ``keras.models.load_model``)."""
+    shades_of_grey_class()
+
+
+__all__ = [
+    "COLOR_CONSTANCY_METHODS",
+    "LAYER_NAME",
+    "check_color_constancy",
+    "shades_of_grey_numpy",
+    "shades_of_grey_class",
+    "color_constancy_layer",
+    "register",
+]
