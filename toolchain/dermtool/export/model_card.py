@@ -125,9 +125,11 @@ def build_model_card(
     bias_correction: Mapping[str, Any] | None = None,
     fusion: Mapping[str, Any] | None = None,
     fusion_report: Mapping[str, Any] | None = None,
+    color_constancy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The model card as a JSON-serialisable dict with the :data:`SECTIONS` keys (plus ``created``, and
-    ``questionnaire_fusion`` when ``fusion``, the run's fusion.json, is given)."""
+    ``questionnaire_fusion`` when ``fusion``, the run's fusion.json, is given). ``color_constancy``:
+    ``{"method", "power"}`` of the model's first layer (None or method "none": the model has none)."""
     ece_before = (run_metrics.get("ece_before_calibration") or {}).get("val")
     ece_after = (run_metrics.get("val") or {}).get("ece")
     referral = run_metrics.get("referral")
@@ -138,6 +140,7 @@ def build_model_card(
             "architecture": model_name,
             "classes": list(labels),
             "input_spec": dict(input_spec),
+            "color_constancy": dict(color_constancy) if color_constancy else {"method": "none"},
             "run": str(run_path),
             "dermtool_version": __version__,
         },
@@ -396,8 +399,17 @@ def _model_section(card: Mapping[str, Any]) -> list[str]:
               f"- Architecture: {model['architecture']}, {len(labels)} classes: {', '.join(labels)}",
               f"- Input: {spec['image_size']}x{spec['image_size']} RGB, resize policy '{spec['resize_policy']}', "
               f"normalised as (pixel - {spec['mean']:g}) / {spec['std']:g}",
+              *_color_constancy_lines(model.get("color_constancy")),
               f"- Trained run: `{model['run']}`; dermtool {model['dermtool_version']}", ""]
     return lines
+
+
+def _color_constancy_lines(color_constancy: Mapping[str, Any] | None) -> list[str]:
+    """The model's colour-constancy layer, when it has one (it runs inside the model: no app step)."""
+    if not color_constancy or color_constancy.get("method", "none") == "none":
+        return []
+    return [f"- Colour constancy: shades of grey (power {float(color_constancy['power']):g}) is the model's first "
+            "layer; it runs inside the model, so apps hand it raw pixels as for any other model"]
 
 
 def _intended_use_section(card: Mapping[str, Any]) -> list[str]:

@@ -564,6 +564,8 @@ class _Export:
             gzip_bytes=gzip_bytes, gate=gate_result.to_dict() if gate_result is not None else None,
             fine_tune_target=self.fine_tune_target, bias_correction=self.bias_correction_dict,
             fusion=self.fusion, fusion_report=read_fusion_report(run.path) if self.fusion is not None else None,
+            color_constancy={"method": self.config.model.color_constancy,
+                             "power": self.config.model.color_constancy_power},
         )
         return model_card.write_model_card(card, self.out_path)
 
