@@ -142,4 +142,5 @@ def test_every_shipped_config_loads_and_is_commented(path: Path) -> None:
 
 def test_the_shipped_configs_exist() -> None:
     names = {path.name for path in SHIPPED_CONFIGS}
-    assert {"smoke.toml", "demo_cpu.toml", "ham10000_cpu.toml", "ham10000_gpu.toml"} <= names
+    assert {"smoke.toml", "demo_cpu.toml", "ham10000_cpu.toml", "ham10000_gpu.toml", "multisource_cpu.toml",
+            "multisource_gpu.toml"} <= names
