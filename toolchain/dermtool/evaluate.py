@@ -110,18 +110,19 @@ def evaluate(
 def fusion_comparison(fusion_item: dict[str, Any] | None, image_referral: dict[str, Any] | None,
                       csv_path: str | Path | None, image_ids: list[str], y_true: np.ndarray,
                       probabilities: np.ndarray, labels: list[str], where: str = "the model's fusion",
-                      ) -> dict[str, Any] | None:
+                      answers_table: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """The ``fusion`` entry of evaluate and bench: ``{images, images_with_answers, referral_threshold,
     answers_from, image_only, fused, fused_all_unknown}`` (:func:`dermtool.fusion.fitting.side_by_side`), the
-    answers read from ``csv_path`` (DATA's metadata CSV) by image id. None when there is no fusion
-    (``fusion_item``: a fusion.json / dermtool.json ``fusion``) or no image has answers."""
+    answers read from ``csv_path`` (DATA's metadata CSV) by image id (``answers_table``: that CSV already
+    read by :func:`dermtool.fusion.fitting.answers_of_csv`). None when there is no fusion (``fusion_item``: a
+    fusion.json / dermtool.json ``fusion``) or no image has answers."""
     from dermtool.fusion.fitting import answers_of_csv, side_by_side
     from dermtool.fusion.model import Fusion
 
     if not fusion_item or csv_path is None:
         return None
     fusion = Fusion.from_dict(fusion_item, where, model_labels=labels)
-    table = answers_of_csv(Path(csv_path))
+    table = answers_of_csv(Path(csv_path)) if answers_table is None else answers_table
     answers = [table.get(Path(image_id).stem, {}) for image_id in image_ids]
     if not any(answers):
         return None

@@ -659,12 +659,14 @@ def _add_fusion(results: dict[str, Any], inputs: tuple, scored: np.ndarray, medi
     questionnaire fusion applied to the probabilities the bench scored, with the answers of DATA's metadata
     CSV (:func:`dermtool.evaluate.fusion_comparison`); a note when the model has a fusion but DATA no answers."""
     from dermtool.evaluate import fusion_comparison
+    from dermtool.fusion.fitting import answers_of_csv
 
     fusion_item, image_referral, csv_path, image_ids, y_true, labels = inputs
-    if not fusion_item:
+    if not fusion_item or csv_path is None:
         return
     where = "the model's dermtool.json fusion"
-    block = fusion_comparison(fusion_item, image_referral, csv_path, image_ids, y_true, scored, labels, where)
+    table = answers_of_csv(Path(csv_path))  # read once, for LiteRT's and MediaPipe's answers
+    block = fusion_comparison(fusion_item, image_referral, csv_path, image_ids, y_true, scored, labels, where, table)
     if block is None:
         notes.append("the model carries a questionnaire fusion, but DATA's metadata CSV holds no answers for these "
                      "images: no fused figures")
@@ -672,7 +674,7 @@ def _add_fusion(results: dict[str, Any], inputs: tuple, scored: np.ndarray, medi
     results["fusion"] = block
     if mediapipe_probabilities is not None:
         results["mediapipe"]["fusion"] = fusion_comparison(fusion_item, image_referral, csv_path, image_ids, y_true,
-                                                           mediapipe_probabilities, labels, where)
+                                                           mediapipe_probabilities, labels, where, table)
 
 
 def _mediapipe_bench(
