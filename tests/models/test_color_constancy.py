@@ -18,11 +18,17 @@ SIZE = 64
 SPEC = InputSpec(image_size=SIZE, resize_policy="squash", mean=127.0, std=128.0)
 
 
+def photos(small_ham: Path, small_pad: Path, start: int, count: int) -> np.ndarray:
+    """``count`` dermoscopic and ``count`` smartphone photos, uint8 (2 * count, 64, 64, 3)."""
+    paths = (sorted((small_ham / "images").glob("*.jpg"))[start:start + count]
+             + sorted((small_pad / "images").glob("*.jpg"))[start:start + count])
+    return np.stack([load_image(path, SPEC) for path in paths])
+
+
 @pytest.fixture(scope="module")
 def real_images(small_ham: Path, small_pad: Path) -> np.ndarray:
     """Eight dermoscopic and eight smartphone photos, uint8 (16, 64, 64, 3)."""
-    paths = sorted((small_ham / "images").glob("*.jpg"))[:8] + sorted((small_pad / "images").glob("*.jpg"))[:8]
-    return np.stack([load_image(path, SPEC) for path in paths])
+    return photos(small_ham, small_pad, 0, 8)
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +109,14 @@ def test_qat_and_pruning_accept_the_layer(classifier) -> None:
     assert pruned.layers[1].name == "color_constancy"
 
 
-def test_int8_conversion_keeps_the_correction(layer, real_images: np.ndarray) -> None:
-    """Full-integer int8 with uint8 input: the converted layer gives the float layer's image to within a few
-    pixel levels (its output's int8 step is about one; the power moments of dark channels lose most, as the
-    converter quantises them before the mean), a small part of the correction itself, on dermoscopic and
-    phone photos."""
+def test_int8_conversion_keeps_the_correction(layer, real_images: np.ndarray, small_ham: Path,
+                                              small_pad: Path) -> None:
+    """Full-integer int8 with uint8 input, calibrated on 80 real photos as export calibrates: on those photos
+    the converted layer gives the float layer's image to within about one pixel level (its output's int8
+    step), as the powers are taken of each channel divided by its maximum (dark channels keep their
+    precision when the converter quantises them before the mean). On other photos most are as close; one
+    brighter than every calibration photo has its statistics clipped at the calibrated range and is off by a
+    few levels, still a small part of the correction."""
     import tf_keras as keras
     from ai_edge_litert.interpreter import Interpreter
 
@@ -115,19 +124,25 @@ def test_int8_conversion_keeps_the_correction(layer, real_images: np.ndarray) ->
 
     image = keras.Input((SIZE, SIZE, 3), name="image")
     model = keras.Model(image, layer(image))
-    normalised = normalize(real_images, SPEC)
-    content = convert(model, "int8", representative_batches=lambda: (normalised[i:i + 1] for i in range(16)))
+    calibration_pixels = photos(small_ham, small_pad, 8, 40)
+    calibration = normalize(calibration_pixels, SPEC)
+    content = convert(model, "int8", representative_batches=lambda: (image[None] for image in calibration))
     interpreter = Interpreter(model_content=content)
     interpreter.allocate_tensors()
     inputs, outputs = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     scale, zero_point = outputs["quantization"]
-    errors, corrections = [], []
-    for index in range(len(real_images)):
-        interpreter.set_tensor(inputs["index"], real_images[index:index + 1])
-        interpreter.invoke()
-        out = (interpreter.get_tensor(outputs["index"]).astype(np.float64) - zero_point) * scale
-        reference = model(normalised[index:index + 1]).numpy()
-        errors.append(np.mean(np.abs(out - reference)) * SPEC.std)
-        corrections.append(np.mean(np.abs(reference - normalised[index:index + 1])) * SPEC.std)
-    assert np.median(errors) < 2.0 and max(errors) < 4.0, errors
-    assert np.median(np.array(errors) / np.array(corrections)) < 0.2
+
+    def errors(pixels: np.ndarray) -> np.ndarray:
+        found = []
+        for index in range(len(pixels)):
+            interpreter.set_tensor(inputs["index"], pixels[index:index + 1])
+            interpreter.invoke()
+            out = (interpreter.get_tensor(outputs["index"]).astype(np.float64) - zero_point) * scale
+            found.append(np.mean(np.abs(out - model(normalize(pixels[index:index + 1], SPEC)).numpy())) * SPEC.std)
+        return np.array(found)
+
+    calibrated, held_out = errors(calibration_pixels), errors(real_images)
+    assert np.median(calibrated) < 1.0 and calibrated.max() < 2.0, calibrated
+    assert np.median(held_out) < 1.0 and held_out.max() < 6.0, held_out
+    corrections = np.mean(np.abs(corrected_pixels(layer, real_images) - real_images), axis=(1, 2, 3))
+    assert np.all(held_out < 0.6 * corrections)
