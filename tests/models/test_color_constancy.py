@@ -96,17 +96,15 @@ def test_classifier_starts_with_the_layer_and_reloads(classifier, real_images: n
 
 
 def test_qat_and_pruning_accept_the_layer(classifier) -> None:
-    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
 
-    from dermtool.optimize import prune, qat
+    from dermtool.optimize import qat
 
     quantized = qat.quantize_for_training(classifier)
     assert [layer.name for layer in quantized.layers[1:3]] == ["quantize_layer", "quant_color_constancy"]
-    images = np.random.default_rng(0).uniform(-1, 1, (8, SIZE, SIZE, 3)).astype(np.float32)
-    labels = np.eye(3, dtype=np.float32)[np.arange(8) % 3]
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
-    pruned = prune.prune_finetune(classifier, dataset, epochs=1, progress=False)
-    assert pruned.layers[1].name == "color_constancy"
+    # what dermtool.optimize.prune.prune_finetune wraps first (TF-MOT asks every layer for prunable weights)
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(classifier)
+    assert pruned.get_layer("prune_low_magnitude_color_constancy").layer.get_prunable_weights() == []
 
 
 def test_int8_conversion_keeps_the_correction(layer, real_images: np.ndarray, small_ham: Path,
