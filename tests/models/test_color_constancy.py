@@ -103,7 +103,7 @@ def test_qat_and_pruning_accept_the_layer(classifier) -> None:
     quantized = qat.quantize_for_training(classifier)
     # Keras numbers a layer name taken earlier in the process (quantize_layer_8 after other QAT tests)
     first, second = (layer.name for layer in quantized.layers[1:3])
-    assert first.startswith("quantize_layer") and second.startswith("quant_color_constancy")
+    assert first.startswith("quantize_layer") and second == "quant_color_constancy"
     # what dermtool.optimize.prune.prune_finetune wraps first (TF-MOT asks every layer for prunable weights)
     pruned = tfmot.sparsity.keras.prune_low_magnitude(classifier)
     assert pruned.get_layer("prune_low_magnitude_color_constancy").layer.get_prunable_weights() == []

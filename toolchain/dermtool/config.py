@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from dermtool import DermtoolError
+from dermtool.models.color_constancy import check_color_constancy
 
 ResizePolicy = Literal["squash", "center_crop", "pad"]
 SourceKind = Literal["dermoscopic", "smartphone", "clinical", "other"]
@@ -293,11 +294,10 @@ def validate(config: Config, source: str = "<config>") -> None:
     if train.head_epochs < 0 or train.finetune_epochs < 0 or train.head_epochs + train.finetune_epochs < 1:
         raise DermtoolError(f"{source}: train.head_epochs + train.finetune_epochs must be at least 1")
     _validate_sources(data.sources, source)
-    if not 1.0 <= config.model.color_constancy_power <= 16.0:
-        raise DermtoolError(
-            f"{source}: model.color_constancy_power must be in [1, 16] (got {config.model.color_constancy_power}); "
-            "1 is grey world, 6 the usual shades of grey"
-        )
+    try:  # the layer's own check, with the file named
+        check_color_constancy(config.model.color_constancy, config.model.color_constancy_power)
+    except DermtoolError as error:
+        raise DermtoolError(f"{source}: {error}") from None
     if not 0 <= export.prune_sparsity < 1:
         raise DermtoolError(f"{source}: export.prune_sparsity must be in [0, 1)")
     for name in ("qat_learning_rate", "prune_learning_rate"):
