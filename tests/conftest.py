@@ -92,3 +92,39 @@ def small_pad(pad_ufes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
             (destination / "images" / f"{row['image_id']}.jpg").symlink_to(
                 pad_ufes_dir / "images" / f"{row['image_id']}.jpg")
     return destination
+
+
+MILK10K_DIR = Path(os.environ.get("DERMTOOL_MILK10K", REPO_ROOT.parent / "shared" / "data" / "milk10k"))
+#: MILK10k's metadata columns kept in the subset (the answers, the kind of photo and the skin tone).
+MILK_COLUMNS = ("image_id", "dx", "lesion_id", "image_type", "age", "sex", "site", "skin_tone_class")
+
+
+@pytest.fixture(scope="session")
+def milk10k_dir() -> Path:
+    if not (MILK10K_DIR / "metadata.csv").exists():
+        pytest.fail(f"MILK10k data not found at {MILK10K_DIR} (set DERMTOOL_MILK10K)")
+    return MILK10K_DIR
+
+
+@pytest.fixture(scope="session")
+def small_milk(milk10k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real MILK10k lesions, 6 per label (8 classes and the out-of-scope inf, ben_oth, mal_oth), each with
+    both of its photos (clinical and dermoscopic), in layout 1 with MILK's own columns."""
+    with open(milk10k_dir / "metadata.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    lesions: dict[str, list[str]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: r["lesion_id"]):
+        if row["lesion_id"] not in lesions[row["dx"]] and len(lesions[row["dx"]]) < 6:
+            lesions[row["dx"]].append(row["lesion_id"])
+    chosen = {lesion for ids in lesions.values() for lesion in ids}
+    destination = tmp_path_factory.mktemp("small_milk")
+    (destination / "images").mkdir()
+    with open(destination / "metadata.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(MILK_COLUMNS)
+        for row in rows:
+            if row["lesion_id"] in chosen:
+                writer.writerow([row[column] for column in MILK_COLUMNS])
+                (destination / "images" / f"{row['image_id']}.jpg").symlink_to(
+                    milk10k_dir / "images" / f"{row['image_id']}.jpg")
+    return destination

@@ -338,3 +338,24 @@ def test_source_shares_set_each_sources_part_of_every_epoch() -> None:
     with pytest.raises(DermtoolError, match="source index"):
         make_dataset(images, labels, 3, 50, training=True, augment=None, spec=spec, source_ids=sources[:5],
                      source_shares=[0.5, 0.5])
+
+
+def test_images_per_epoch_sets_the_draws_of_a_training_epoch_not_of_evaluation() -> None:
+    """An epoch of 130 draws over 100 images: sampled by source shares, or fresh shuffles cut at 130 (every
+    image once before any twice); evaluation still reads each image once."""
+    sources = np.array([0] * 90 + [1] * 10)
+    labels = np.array([0] * 50 + [1] * 50)
+    images = np.repeat(np.arange(100, dtype=np.uint8)[:, None, None, None], 4, axis=1)
+    images = np.repeat(np.repeat(images, 4, axis=2), 3, axis=3)
+    spec = InputSpec(image_size=4, resize_policy="squash", mean=0.0, std=1.0)
+    for shares in ([0.5, 0.5], None):
+        dataset = make_dataset(images, labels, 2, 32, training=True, augment=None, spec=spec, seed=1,
+                               source_ids=sources if shares else None, source_shares=shares, images_per_epoch=130)
+        ids = np.concatenate([x.numpy()[:, 0, 0, 0].astype(int) for x, _ in dataset])
+        assert len(ids) == 130
+        if shares is None:
+            assert sorted(ids[:100]) == list(range(100))
+        else:
+            assert 0.3 < (sources[ids] == 1).mean() < 0.7
+    evaluation = make_dataset(images, labels, 2, 32, training=False, augment=None, spec=spec, images_per_epoch=130)
+    assert sum(len(y) for _, y in evaluation) == 100

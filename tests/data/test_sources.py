@@ -27,9 +27,12 @@ def test_the_recommended_config_parses_and_round_trips() -> None:
     import tomllib
 
     config = load_config(REPO_ROOT / "configs" / "multisource_cpu.toml")
-    assert [source.name for source in config.data.sources] == ["ham10000", "pad_ufes_20"]
-    assert config.data.sources[1].label_map == PAD_MAP
-    assert config.data.sources[1].kind == "smartphone"
+    assert [source.name for source in config.data.sources] == ["ham10000", "milk10k_dermoscopic", "milk10k_clinical",
+                                                               "pad_ufes_20"]
+    assert config.data.sources[3].label_map == PAD_MAP
+    assert config.data.sources[3].kind == "smartphone"
+    assert config.data.sources[2].where == {"image_type": "clinical"}
+    assert config.data.sources[2].out_of_scope == ["inf", "ben_oth", "mal_oth"]
     assert config_from_mapping(tomllib.loads(config.to_toml())) == config
 
 
@@ -56,7 +59,7 @@ def test_without_sources_the_data_dir_is_the_one_source() -> None:
 
 def test_the_label_map_renames_and_drops_and_skin_types_are_read(small_pad: Path) -> None:
     source = SourceConfig(name="pad", data_dir=str(small_pad), label_map={**PAD_MAP, "scc": ""})
-    dataset, records, dropped = read_source(source)
+    dataset, records, dropped, _ = read_source(source)
     assert {record.label for record in records} == {"akiec", "bcc", "bkl", "mel", "nv"}
     assert dropped == {"pad:scc": 10}
     assert all(record.source == "pad" for record in records)
@@ -100,3 +103,73 @@ def test_splits_keep_every_patient_in_one_split_per_source_and_are_stable(small_
     path = write_split_csv(rows, tmp_path / "split.csv")
     assert path.read_text().splitlines()[0] == "image_id,label,group,split,source"
     assert read_split_csv(path) == rows
+
+
+MILK_OUT_OF_SCOPE = ["inf", "ben_oth", "mal_oth"]
+
+
+def milk_sources(milk: Path) -> list[SourceConfig]:
+    return [SourceConfig(name=f"milk_{kind}", data_dir=str(milk), kind=kind, where={"image_type": kind},
+                         out_of_scope=list(MILK_OUT_OF_SCOPE)) for kind in ("dermoscopic", "clinical")]
+
+
+def test_where_reads_one_kind_of_photo_and_out_of_scope_labels_are_kept_aside(small_milk: Path) -> None:
+    collection = read_sources(milk_sources(small_milk))
+    with open(small_milk / "metadata.csv", newline="") as handle:
+        rows = {row["image_id"]: row for row in csv.DictReader(handle)}
+    for record in collection.records:
+        assert rows[record.image_id]["image_type"] == record.source.removeprefix("milk_")
+        assert record.skin_tone == rows[record.image_id]["skin_tone_class"] and record.skin_type == ""
+    assert collection.classes == ["akiec", "bcc", "bkl", "df", "mel", "nv", "scc", "vasc"]
+    assert len(collection.records) == 2 * 6 * 8
+    aside = collection.out_of_scope
+    assert sorted({record.label for record in aside}) == sorted(MILK_OUT_OF_SCOPE)
+    assert len(aside) == 2 * 6 * 3 and {record.source for record in aside} == {"milk_dermoscopic", "milk_clinical"}
+
+
+def test_a_lesions_two_photos_are_always_in_one_split(small_milk: Path, small_ham: Path) -> None:
+    sources = [SourceConfig(name="ham", data_dir=str(small_ham))] + milk_sources(small_milk)
+    collection = read_sources(sources)
+    rows = make_source_split(collection.records, seed=3)
+    splits_of_lesion: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        if row.source.startswith("milk"):
+            splits_of_lesion[row.group].add(row.split)
+    assert len(splits_of_lesion) == 6 * 8
+    assert all(len(splits) == 1 for splits in splits_of_lesion.values())
+    assert {row.split for row in rows if row.source.startswith("milk")} == {"train", "val", "test"}
+    # HAM10000's part is the split it gets alone: sharing a run with another folder changes nothing
+    alone = make_source_split(read_sources(sources[:1]).records, seed=3)
+    assert [row for row in rows if row.source == "ham"] == alone
+
+
+def test_where_naming_a_missing_column_or_matching_nothing_is_an_error(small_milk: Path) -> None:
+    with pytest.raises(DermtoolError, match=r"where names the column\(s\) 'kind'.*its columns: image_id"):
+        read_source(SourceConfig(name="milk", data_dir=str(small_milk), where={"kind": "clinical"}))
+    with pytest.raises(DermtoolError, match="no labelled images with"):
+        read_sources([SourceConfig(name="milk", data_dir=str(small_milk), where={"image_type": "tbp"})])
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"name": "a", "data_dir": "x", "where": {"image_type": ""}}, "where needs a column and a value"),
+    ({"name": "a", "data_dir": "x", "out_of_scope": "inf"}, "list of strings"),
+    ({"name": "a", "data_dir": "x", "out_of_scope": ["inf"], "label_map": {"INF": ""}}, "in label_map and in out_of_scope"),
+])
+def test_bad_where_or_out_of_scope_is_one_line(source, message) -> None:
+    with pytest.raises(DermtoolError, match=message):
+        config_from_mapping({"data": {"sources": [source]}}, "test.toml")
+
+
+def test_data_check_lists_a_lesion_whose_two_photos_straddle_two_splits(small_milk: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from dermtool.data.check import check_dataset
+
+    rows = make_source_split(read_sources(milk_sources(small_milk)).records, seed=0)
+    split_path = write_split_csv(rows, tmp_path / "split.csv")
+    assert check_dataset(small_milk, split_csv=split_path).split["shared_groups"] == 0
+    first = next(row for row in rows if row.source == "milk_clinical" and row.split == "train")
+    moved = [replace(row, split="test") if row.image_id == first.image_id else row for row in rows]
+    report = check_dataset(small_milk, split_csv=write_split_csv(moved, tmp_path / "leaky.csv")).split
+    assert report["shared_groups"] == 1
+    assert report["leaking_groups"][0]["group"].endswith(first.group)

@@ -34,6 +34,11 @@ class SourceConfig:
     ``label_map`` renames the folder's labels onto the model's classes (``{ack = "akiec", nev = "nv"}``);
     a label mapped to ``""`` is left out; unmapped labels keep their name. ``share`` is the fraction of
     every training batch drawn from this source (0 for every source: in proportion to its images).
+    ``where`` keeps only the images whose CSV columns hold these values (``{ image_type = "clinical" }``):
+    two sources may read one folder, one kind of photo each; sources that read the same folder are split
+    together, grouped by its lesion ids, so a lesion's photos never straddle two splits.
+    ``out_of_scope`` names labels that are not trained as classes but kept aside as the out-of-scope
+    check (how often such a lesion is called benign).
     """
 
     name: str = ""
@@ -42,6 +47,8 @@ class SourceConfig:
     kind: SourceKind = "dermoscopic"
     share: float = 0.0
     label_map: dict[str, str] = field(default_factory=dict)
+    where: dict[str, str] = field(default_factory=dict)
+    out_of_scope: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -112,6 +119,9 @@ class TrainConfig:
     finetune_epochs: int = 6
     finetune_learning_rate: float = 3e-4
     finetune_from_block: int = 0  # 0 = fine-tune the whole backbone; N = blocks N.. and the head conv
+    # Training images drawn per epoch (with source shares: by share, with replacement); 0 = one pass over
+    # the training split. A time budget is spent in images, not in passes over the largest source.
+    images_per_epoch: int = 0
     # BatchNorm of the fine-tuned blocks: "frozen" keeps the ImageNet statistics (safe with small batches);
     # "train" lets them follow this data (batch statistics in training, moving averages updated).
     finetune_batch_norm: Literal["frozen", "train"] = "frozen"
@@ -187,6 +197,8 @@ SECTIONS: dict[str, type] = {
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{_toml_value(key)} = {_toml_value(item)}" for key, item in value.items()) + " }"
     if isinstance(value, bool):
@@ -224,6 +236,10 @@ def _check_value(value: Any, expected: Any, where: str) -> Any:
         if not isinstance(value, Mapping) or not all(isinstance(item, str) for item in value.values()):
             raise DermtoolError(f"{where}: expected a table of strings such as {{ nev = \"nv\" }}, got {value!r}")
         return dict(value)
+    if expected == list[str]:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+            raise DermtoolError(f"{where}: expected a list of strings such as [\"inf\", \"ben_oth\"], got {value!r}")
+        return list(value)
     if expected == list[SourceConfig]:
         return _sources_from_value(value, where)
     raise TypeError(f"unsupported config type {expected!r} at {where}")  # a bug in this module
@@ -291,6 +307,9 @@ def validate(config: Config, source: str = "<config>") -> None:
         raise DermtoolError(f"{source}: data.image_size must be at least 32 (got {data.image_size})")
     if train.batch_size < 1:
         raise DermtoolError(f"{source}: train.batch_size must be at least 1")
+    if train.images_per_epoch < 0:
+        raise DermtoolError(f"{source}: train.images_per_epoch must be 0 (one pass over the training split) "
+                            f"or positive")
     if train.head_epochs < 0 or train.finetune_epochs < 0 or train.head_epochs + train.finetune_epochs < 1:
         raise DermtoolError(f"{source}: train.head_epochs + train.finetune_epochs must be at least 1")
     _validate_sources(data.sources, source)
@@ -320,6 +339,13 @@ def _validate_sources(sources: Sequence[SourceConfig], where: str) -> None:
         if twice:
             raise DermtoolError(f"{where}: data.sources[{position}] ({item.name}): label_map names "
                                 f"{', '.join(twice)} more than once")
+        if any(not column.strip() or not value.strip() for column, value in item.where.items()):
+            raise DermtoolError(f"{where}: data.sources[{position}] ({item.name}): where needs a column and a "
+                                f"value, such as {{ image_type = \"clinical\" }}")
+        both = sorted({label.strip().lower() for label in item.out_of_scope} & set(lowered))
+        if both:
+            raise DermtoolError(f"{where}: data.sources[{position}] ({item.name}): {', '.join(both)} is in "
+                                f"label_map and in out_of_scope; name it in one of them")
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise DermtoolError(f"{where}: data.sources: the name {twice[0]!r} is used twice; names must be unique")

@@ -165,7 +165,10 @@ def _split_section(
                 "image_id": row.image_id, "path": str(record.path), "issue": "split_label_mismatch",
                 "detail": f"labelled {record.label!r} in the data but {row.label!r} in {split_path.name}",
             })
-    leaks = shared_groups(rows)
+    # Rows of this folder share its lesion ids, whichever source of a config they were split under (a
+    # folder's clinical and dermoscopic photos as two sources): a lesion split apart is a leak.
+    pools = {row.source: dataset.root.name for row in rows if row.source and row.image_id in by_id}
+    leaks = shared_groups(rows, pools)
     return {
         "path": str(split_path),
         "images_per_split": {split: sum(1 for row in rows if row.split == split) for split in SPLITS},

@@ -458,6 +458,7 @@ def make_dataset(
     class_balanced_sampling: bool = False,
     source_ids: Sequence[int] | np.ndarray | None = None,
     source_shares: Sequence[float] | None = None,
+    images_per_epoch: int = 0,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(float32 normalised (B, S, S, 3), float32 one-hot (B, num_classes))``.
 
@@ -476,6 +477,8 @@ def make_dataset(
       source with probability ``source_shares[s]`` (normalised), then, within it, an image uniformly (or a
       class uniformly and then an image, with ``class_balanced_sampling``), so that a small source gets its
       share of every batch however many images the others have.
+    - ``images_per_epoch`` (training only; 0 = N): one epoch draws this many images instead of N (sampled
+      draws, or passes over fresh shuffles cut at that count), so a time budget is spent in images.
 
     Batches are built by a parallel ``map`` on batches of indices and prefetched (``AUTOTUNE``).
     """
@@ -494,9 +497,12 @@ def make_dataset(
     strata_probabilities, strata = _sampling_strata(labels, num_classes, class_balanced_sampling,
                                                     source_ids, source_shares, count)
     sampled = training and strata is not None
-    positions = tf.data.Dataset.range(count)
+    draws = images_per_epoch if training and images_per_epoch > 0 else count
+    positions = tf.data.Dataset.range(draws if sampled else count)
     if training and not sampled:
         positions = positions.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+        if draws != count:
+            positions = positions.repeat().take(draws)
     batches = positions.batch(batch_size)
     # One random int64 per batch, different every epoch but the same sequence for the same seed.
     batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)

@@ -28,6 +28,9 @@ from dermtool.data.layouts import Dataset, Record, read_dataset
 
 #: CSV columns read as the Fitzpatrick skin type (1-6) of an image, first match wins.
 SKIN_TYPE_COLUMNS = ("fitzpatrick", "fitzpatrick_skin_type", "skin_type")
+#: CSV columns read as a dataset's own skin-tone class (MILK10k: 0 very dark .. 5 very light), not Fitzpatrick.
+SKIN_TONE_COLUMNS = ("skin_tone_class", "skin_tone")
+SKIN_TONE_VALUES = {"0", "1", "2", "3", "4", "5"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class SourceRecord:
     group: str
     source: str
     skin_type: str = ""  # "1".."6" where known
+    skin_tone: str = ""  # the dataset's skin-tone class "0".."5" where known (MILK10k), not Fitzpatrick
+    pool: str = ""  # the folder read: sources reading one folder are split together (one lesion namespace)
 
 
 @dataclass
@@ -50,6 +55,7 @@ class SourceCollection:
     records: list[SourceRecord]
     datasets: dict[str, Dataset] = field(default_factory=dict)  # source name -> its folder as read
     dropped: dict[str, int] = field(default_factory=dict)  # "source:label" -> images left out by the label map
+    out_of_scope: list[SourceRecord] = field(default_factory=list)  # labels kept aside, original label kept
 
     @property
     def classes(self) -> list[str]:
@@ -67,28 +73,58 @@ def resolve_sources(data: DataConfig) -> list[SourceConfig]:
     return [SourceConfig(name=name, data_dir=data.data_dir, labels_csv=data.labels_csv)]
 
 
-def _skin_types(dataset: Dataset) -> dict[str, str]:
-    """image_id -> Fitzpatrick type ("1".."6") from the folder's CSV, where it has such a column."""
+def _csv_rows(dataset: Dataset) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The folder CSV's columns (lower-cased name -> name) and its rows by image id; empty without a CSV."""
     if dataset.csv_path is None:
-        return {}
+        return {}, {}
     try:
         with open(dataset.csv_path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
-            columns = {name.strip().lower(): name for name in reader.fieldnames or []}
-            column = next((columns[name] for name in SKIN_TYPE_COLUMNS if name in columns), None)
+            columns = {name.strip().lower(): name for name in reader.fieldnames or [] if name}
             id_column = columns.get("image_id") or columns.get("image")
-            if column is None or id_column is None:
-                return {}
-            types = {}
-            for row in reader:
-                value = (row.get(column) or "").strip()
-                if value.endswith(".0"):
-                    value = value[:-2]
-                if value in {"1", "2", "3", "4", "5", "6"}:
-                    types[(row.get(id_column) or "").strip()] = value
-            return types
+            if id_column is None:
+                return columns, {}
+            return columns, {(row.get(id_column) or "").strip(): row for row in reader}
     except (OSError, UnicodeDecodeError, csv.Error):
+        return {}, {}
+
+
+def _column_values(columns: dict[str, str], rows: dict[str, dict[str, str]], names: Sequence[str],
+                   allowed: set[str]) -> dict[str, str]:
+    """image_id -> the first of ``names`` found among the columns, where its value is one of ``allowed``
+    (``"3.0"`` read as ``"3"``)."""
+    column = next((columns[name] for name in names if name in columns), None)
+    if column is None:
         return {}
+    values = {}
+    for image_id, row in rows.items():
+        value = (row.get(column) or "").strip()
+        if value.endswith(".0"):
+            value = value[:-2]
+        if value in allowed:
+            values[image_id] = value
+    return values
+
+
+def _selected(source: SourceConfig, columns: dict[str, str], rows: dict[str, dict[str, str]]) -> set[str] | None:
+    """The image ids that ``source.where`` keeps (None: no ``where``); a column the CSV lacks is an error."""
+    if not source.where:
+        return None
+    missing = [name for name in source.where if name.strip().lower() not in columns]
+    if missing:
+        raise DermtoolError(f"source {source.name!r}: where names the column(s) {', '.join(map(repr, missing))}, "
+                            f"which the CSV of {source.data_dir} does not have (its columns: "
+                            f"{', '.join(columns.values()) or 'none'})")
+    wanted = {columns[name.strip().lower()]: value.strip().lower() for name, value in source.where.items()}
+    return {image_id for image_id, row in rows.items()
+            if all((row.get(column) or "").strip().lower() == value for column, value in wanted.items())}
+
+
+def _pool(source: SourceConfig, dataset: Dataset) -> str:
+    try:
+        return str(Path(dataset.root).resolve())
+    except OSError:
+        return source.name
 
 
 def _mapped_label(source: SourceConfig, label: str) -> str:
@@ -96,28 +132,43 @@ def _mapped_label(source: SourceConfig, label: str) -> str:
     return mapping.get(label, label)
 
 
-def read_source(source: SourceConfig) -> tuple[Dataset, list[SourceRecord], dict[str, int]]:
-    """Read one source's folder and map its labels; an unknown label-map key is an error naming the labels."""
+def read_source(source: SourceConfig) -> tuple[Dataset, list[SourceRecord], dict[str, int], list[SourceRecord]]:
+    """Read one source's folder, keep the images its ``where`` selects and map their labels: the dataset,
+    the labelled records, the images the label map left out per label, and the out-of-scope records
+    (their own labels kept). An unknown label-map or out-of-scope label is an error naming the labels."""
     dataset = read_dataset(source.data_dir, source.labels_csv or None)
     present = set(dataset.classes)
-    unknown = [key for key in source.label_map if key.strip().lower() not in present]
+    named = list(source.label_map) + list(source.out_of_scope)
+    unknown = [key for key in named if key.strip().lower() not in present]
     if unknown:
         raise DermtoolError(
-            f"source {source.name!r}: label_map names {', '.join(repr(key) for key in unknown)}, which "
-            f"{source.data_dir} does not have (its labels: {', '.join(dataset.classes)})"
+            f"source {source.name!r}: label_map or out_of_scope names {', '.join(repr(key) for key in unknown)}, "
+            f"which {source.data_dir} does not have (its labels: {', '.join(dataset.classes)})"
         )
-    skin_types = _skin_types(dataset)
+    columns, rows = _csv_rows(dataset)
+    selected = _selected(source, columns, rows)
+    skin_types = _column_values(columns, rows, SKIN_TYPE_COLUMNS, {"1", "2", "3", "4", "5", "6"})
+    skin_tones = _column_values(columns, rows, SKIN_TONE_COLUMNS, SKIN_TONE_VALUES)
+    out_of_scope_labels = {label.strip().lower() for label in source.out_of_scope}
+    pool = _pool(source, dataset)
     records: list[SourceRecord] = []
+    aside: list[SourceRecord] = []
     dropped: dict[str, int] = {}
     for record in dataset.records:
+        if selected is not None and record.image_id not in selected:
+            continue
+        tagged = SourceRecord(record.image_id, record.path, record.label, record.group, source.name,
+                              skin_types.get(record.image_id, ""), skin_tones.get(record.image_id, ""), pool)
+        if record.label in out_of_scope_labels:
+            aside.append(tagged)
+            continue
         label = _mapped_label(source, record.label)
         if not label:
             key = f"{source.name}:{record.label}"
             dropped[key] = dropped.get(key, 0) + 1
             continue
-        records.append(SourceRecord(record.image_id, record.path, label, record.group, source.name,
-                                    skin_types.get(record.image_id, "")))
-    return dataset, records, dropped
+        records.append(replace(tagged, label=label))
+    return dataset, records, dropped, aside
 
 
 def read_sources(sources: Sequence[SourceConfig]) -> SourceCollection:
@@ -127,9 +178,10 @@ def read_sources(sources: Sequence[SourceConfig]) -> SourceCollection:
     collection = SourceCollection(sources=list(sources), records=[])
     owner: dict[str, str] = {}
     for source in sources:
-        dataset, records, dropped = read_source(source)
+        dataset, records, dropped, aside = read_source(source)
         if not records:
-            raise DermtoolError(f"source {source.name!r}: no labelled images in {source.data_dir}")
+            selection = f" with {source.where}" if source.where else ""
+            raise DermtoolError(f"source {source.name!r}: no labelled images{selection} in {source.data_dir}")
         for record in records:
             if record.image_id in owner:
                 raise DermtoolError(
@@ -140,24 +192,39 @@ def read_sources(sources: Sequence[SourceConfig]) -> SourceCollection:
         collection.datasets[source.name] = dataset
         collection.records.extend(records)
         collection.dropped.update(dropped)
+        collection.out_of_scope.extend(aside)
     return collection
 
 
 def make_source_split(records: Iterable[SourceRecord], seed: int = 0, val_fraction: float = 0.15,
                       test_fraction: float = 0.15) -> list:
     """A grouped, stratified split made within each source (see :func:`dermtool.data.split.make_split`),
-    the rows in record order and tagged with their source."""
+    the rows in record order and tagged with their source. Sources that read the same folder (``pool``:
+    e.g. a folder's clinical and dermoscopic photos as two sources) are split together, grouped by the
+    folder's lesion ids, so both photos of a lesion land in the same split."""
     from dermtool.data.split import make_split
 
     records = list(records)
-    by_source: dict[str, list[SourceRecord]] = {}
+    by_pool: dict[str, list[SourceRecord]] = {}
     for record in records:
-        by_source.setdefault(record.source, []).append(record)
+        by_pool.setdefault(record.pool or record.source, []).append(record)
     split_of: dict[str, object] = {}
-    for name, source_records in by_source.items():
-        for row in make_split(source_records, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction):
-            split_of[row.image_id] = replace(row, source=name)
+    for pool_records in by_pool.values():
+        rows = make_split(pool_records, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+        for record, row in zip(pool_records, rows):
+            split_of[row.image_id] = replace(row, source=record.source)
     return [split_of[record.image_id] for record in records]
+
+
+def source_pools(sources: Sequence[SourceConfig]) -> dict[str, str]:
+    """source name -> the folder it reads (resolved): sources with the same folder share lesion ids."""
+    pools = {}
+    for source in sources:
+        try:
+            pools[source.name] = str(Path(source.data_dir).expanduser().resolve())
+        except OSError:
+            pools[source.name] = source.name
+    return pools
 
 
 def _same_folder(first: str | os.PathLike, second: str | os.PathLike) -> bool:
@@ -285,6 +352,6 @@ def describe_sources(collection: SourceCollection) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SKIN_TYPE_COLUMNS", "SourceCollection", "SourceRecord", "describe_sources", "make_source_split",
+__all__ = ["SKIN_TONE_COLUMNS", "SKIN_TYPE_COLUMNS", "source_pools", "SourceCollection", "SourceRecord", "describe_sources", "make_source_split",
            "locate_folder", "map_dataset_labels", "run_data_description", "run_records", "run_split_records", "read_source", "read_sources", "resolve_sources", "source_of_folder",
            "sources_from_dicts"]

@@ -30,7 +30,7 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from dermtool import DermtoolError
 from dermtool.io_utils import atomic_write_text
@@ -148,6 +148,9 @@ def read_split_csv(path: str | os.PathLike) -> list[SplitRow]:
     path = Path(path)
     if not path.is_file():
         raise DermtoolError(f"split file not found: {path}")
+    from dermtool.files import check_regular_file
+
+    check_regular_file(path, "split file")  # within DERMTOOL_MAX_FILE_MB
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
@@ -191,14 +194,18 @@ def read_split_csv(path: str | os.PathLike) -> list[SplitRow]:
     return rows
 
 
-def shared_groups(rows: Iterable[SplitRow]) -> dict[str, list[str]]:
+def shared_groups(rows: Iterable[SplitRow], pools: Mapping[str, str] | None = None) -> dict[str, list[str]]:
     """Groups found in more than one split: group -> the splits (sorted in train/val/test order).
 
     Groups are per source (a patient id of one source is not the same patient as in another): in a
-    multi-source split the key is ``source:group``."""
+    multi-source split the key is ``source:group``. ``pools`` maps sources that read one folder to one
+    name (e.g. a folder's clinical and dermoscopic photos as two sources): their lesion ids are one
+    namespace, and a lesion whose two photos sit in two splits is a leak keyed ``pool:group``."""
+    pools = pools or {}
     splits_of_group: dict[str, set[str]] = defaultdict(set)
     for row in rows:
-        splits_of_group[f"{row.source}:{row.group}" if row.source else row.group].add(row.split)
+        owner = pools.get(row.source, row.source)
+        splits_of_group[f"{owner}:{row.group}" if owner else row.group].add(row.split)
     return {
         group: [split for split in SPLITS if split in splits]
         for group, splits in sorted(splits_of_group.items())

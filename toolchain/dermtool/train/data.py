@@ -35,6 +35,8 @@ class SplitImages:
     image_ids: list[str]
     sources: np.ndarray | None = None  # int32 (N,): index into TrainingData.source_names
     skin_types: list[str] = field(default_factory=list)  # Fitzpatrick "1".."6" or "" per image
+    skin_tones: list[str] = field(default_factory=list)  # the dataset's skin-tone class "0".."5" or "" per image
+    original_labels: list[str] = field(default_factory=list)  # out-of-scope images: their own labels
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -52,6 +54,8 @@ class TrainingData:
     source_names: list[str] = field(default_factory=list)  # in config order
     source_kinds: list[str] = field(default_factory=list)
     source_shares: list[float] = field(default_factory=list)  # as configured (0: by image count)
+    # Images of labels a source keeps out of scope (never trained; labels -1, their own in original_labels).
+    out_of_scope: SplitImages | None = None
 
     @property
     def num_classes(self) -> int:
@@ -203,13 +207,27 @@ def prepare_training_data(config: Config, spec, split_rows: Sequence[SplitRow] |
             image_ids=[row.image_id for row in kept_rows],
             sources=np.asarray([source_index[records[row.image_id].source] for row in kept_rows], dtype=np.int32),
             skin_types=[records[row.image_id].skin_type for row in kept_rows],
+            skin_tones=[records[row.image_id].skin_tone for row in kept_rows],
         )
     if len(splits["train"]) == 0:
         raise DermtoolError("the training split has no readable images")
     if len(splits["val"]) == 0:
         raise DermtoolError("the validation split has no readable images: training needs one to pick the "
                             "best epoch and to calibrate (set data.val_fraction above 0)")
-    return TrainingData(labels=labels, rows=list(rows), splits=splits, skipped=skipped,
+    out_of_scope = None
+    if collection.out_of_scope:
+        aside = collection.out_of_scope
+        images, failed = load_images([record.path for record in aside], spec, progress=progress)
+        failed_paths = {str(path) for path, _ in failed}
+        kept = [record for record in aside if str(record.path) not in failed_paths]
+        out_of_scope = SplitImages(
+            images=images, labels=np.full(len(kept), -1, dtype=np.int32), image_ids=[r.image_id for r in kept],
+            sources=np.asarray([source_index[r.source] for r in kept], dtype=np.int32),
+            skin_types=[r.skin_type for r in kept], skin_tones=[r.skin_tone for r in kept],
+            original_labels=[r.label for r in kept])
+        log(f"out of scope (not trained, checked at the end): {len(kept)} image(s) labelled "
+            + ", ".join(sorted({r.label for r in kept})))
+    return TrainingData(labels=labels, rows=list(rows), splits=splits, skipped=skipped, out_of_scope=out_of_scope,
                         train_limited_from=train_before if train_after < train_before else None,
                         source_names=source_names, source_kinds=[source.kind for source in sources],
                         source_shares=[source.share for source in sources])

@@ -227,7 +227,8 @@ class _Trainer:
                 self.log(f"source {name} ({data.source_kinds[index]}): {per_split['train']} train, "
                          f"{per_split['val']} val, {per_split['test']} test")
         self.data = data
-        self.steps_per_epoch = max(1, math.ceil(counts["train"] / self.config.train.batch_size))
+        images_per_epoch = self.config.train.images_per_epoch or counts["train"]
+        self.steps_per_epoch = max(1, math.ceil(images_per_epoch / self.config.train.batch_size))
 
     def _build_model(self) -> None:
         import tf_keras as keras
@@ -365,7 +366,8 @@ class _Trainer:
                                config.train.batch_size, training=True, augment=config.augment, spec=self.spec,
                                seed=epoch_seed(config.train.seed, epoch),
                                class_balanced_sampling=config.train.class_balance == "sampling",
-                               source_ids=train_split.sources, source_shares=sampling_shares(self.data))
+                               source_ids=train_split.sources, source_shares=sampling_shares(self.data),
+                               images_per_epoch=config.train.images_per_epoch)
         distributed = self.devices.strategy.experimental_distribute_dataset(dataset)
         if phase.step is None:
             phase.step = self._make_train_step(phase, distributed.element_spec)
