@@ -371,15 +371,20 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if path is None:
         config = Config()
     else:
+        from dermtool.files import read_regular_file
+
         path = Path(path)
+        if not path.exists():
+            raise DermtoolError(f"config file not found: {path}")
+        data = read_regular_file(path, "config file")  # a regular file within DERMTOOL_MAX_FILE_MB
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DermtoolError(f"config file not found: {path}") from None
+            raw = tomllib.loads(data.decode("utf-8"))
         except UnicodeDecodeError as error:
             raise DermtoolError(f"{path}: not a UTF-8 text file (byte {error.start}); save it as UTF-8 TOML") from None
         except tomllib.TOMLDecodeError as error:
             raise DermtoolError(f"{path}: not valid TOML: {error}") from None
+        except RecursionError:
+            raise DermtoolError(f"{path}: not a usable config (its arrays or tables are nested too deeply)") from None
         config = config_from_mapping(raw, str(path))
     if overrides:
         config = apply_overrides(config, overrides)

@@ -132,7 +132,9 @@ class RunFolder:
     @cached_property
     def labels(self) -> list[str]:
         """Class names in the model's output order."""
-        lines = self.file(LABELS_FILE).read_text(encoding="utf-8").splitlines()
+        from dermtool.files import read_text_file
+
+        lines = read_text_file(self.file(LABELS_FILE), "run file").splitlines()
         labels = [line.strip() for line in lines if line.strip()]
         if not labels:
             raise DermtoolError(f"{self.path / LABELS_FILE}: no labels")
@@ -186,9 +188,11 @@ class RunFolder:
             return list(csv.DictReader(handle))
 
     def _read_json(self, name: str) -> dict[str, Any]:
+        from dermtool.files import read_text_file
+
         path = self.file(name)
         try:
-            value = json.loads(path.read_text(encoding="utf-8"))
+            value = json.loads(read_text_file(path, "run file"))
         except json.JSONDecodeError as error:
             raise DermtoolError(f"{path}: not valid JSON ({error})") from None
         if not isinstance(value, dict):
@@ -202,7 +206,10 @@ class RunFolder:
 
         from dermtool.models import color_constancy
 
+        from dermtool.files import check_regular_file
+
         color_constancy.register()  # a model trained with [model] color_constancy has this layer
+        check_regular_file(self.model_path, "model file", model=True)  # not a FIFO or a link to /dev/zero
         try:
             return keras.models.load_model(self.model_path, compile=False)
         except (OSError, ValueError) as error:

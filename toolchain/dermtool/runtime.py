@@ -74,18 +74,19 @@ def _one_line(text: object) -> str:
 def check_tflite_file(path: str | Path) -> bytes:
     """Read ``path`` and return its bytes if it looks like a TFLite model; a clear error otherwise.
 
-    Checks that the file exists, is not empty and carries the ``TFL3`` FlatBuffers identifier at bytes
-    4..8, before anything is handed to the interpreter.
+    Checks that the file exists, is a regular file within the model size cap (:mod:`dermtool.files`), is
+    not empty and carries the ``TFL3`` FlatBuffers identifier at bytes 4..8, before anything is handed to
+    the interpreter.
     """
+    from dermtool.files import read_regular_file
+
     path = Path(path)
     if not path.exists():
         raise DermtoolError(f"model file not found: {path}")
     if path.is_dir():
         raise DermtoolError(f"{path} is a folder, not a .tflite model file (a run folder needs `dermtool export` first)")
-    try:
-        content = path.read_bytes()
-    except OSError as error:
-        raise DermtoolError(f"cannot read model file {path}: {_one_line(error.strerror or error)}") from None
+    # a regular file within DERMTOOL_MAX_MODEL_MB: a FIFO never blocks, /dev/zero is never read whole
+    content = read_regular_file(path, "model file", model=True)
     if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
         hint = ""
         if content[:2] == b"PK":

@@ -34,13 +34,10 @@ def questions_help() -> str:
 
 def read_answer_file(path: str | Path) -> dict[str, Answers]:
     """``{image key: answers}`` of a JSON or CSV answers file (the format told by its suffix, else by content)."""
+    from dermtool.files import read_text_file
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DermtoolError(f"--answers {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DermtoolError(f"--answers {path}: cannot read it ({error})") from None
+    text = read_text_file(path, "--answers", encoding="utf-8-sig")  # a regular file within DERMTOOL_MAX_FILE_MB
     looks_like_json = path.suffix.lower() == ".json" or text.lstrip().startswith("{")
     return _answers_of_json(text, path) if looks_like_json else _answers_of_csv(text, path)
 
@@ -48,6 +45,8 @@ def read_answer_file(path: str | Path) -> dict[str, Answers]:
 def _answers_of_json(text: str, path: Path) -> dict[str, Answers]:
     try:
         content = json.loads(text)
+    except RecursionError:
+        raise DermtoolError(f"--answers {path}: not usable JSON (nested too deeply)") from None
     except ValueError as error:
         raise DermtoolError(f"--answers {path}: not valid JSON ({error})") from None
     if not isinstance(content, Mapping):

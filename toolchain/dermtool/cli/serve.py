@@ -8,6 +8,7 @@ import socket
 import warnings
 
 import click
+from pathlib import Path
 
 from dermtool import DISCLAIMER, DermtoolError
 
@@ -70,6 +71,10 @@ def serve(model_path: str, host: str, port: int, max_upload_mb: float, threads: 
     # Bind first: a port in use is one line, before the model is loaded, and uvicorn gets this socket.
     listener = bind_socket(host, port)
     try:
+        if Path(model_path).exists() and not Path(model_path).is_dir():  # a FIFO or a link to /dev/zero: refused at once, not read
+            from dermtool.files import check_regular_file
+
+            check_regular_file(model_path, "model file", model=True)
         click.echo(f"Loading {model_path} ...", err=True)
         with warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter("always", UserWarning)

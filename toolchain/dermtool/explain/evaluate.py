@@ -69,7 +69,11 @@ class LocalisationReport:
 
 def read_mask(path: Path, height: int, width: int) -> np.ndarray:
     """A boolean lesion mask at ``height x width`` (nearest-neighbour resize if the sizes differ)."""
-    with Image.open(path) as picture:
+    import io
+
+    from dermtool.files import read_regular_file
+
+    with Image.open(io.BytesIO(read_regular_file(path, "mask"))) as picture:  # a regular file, size-capped
         mask = picture.convert("L")
         if mask.size != (width, height):
             mask = mask.resize((width, height), Image.Resampling.NEAREST)
