@@ -29,7 +29,16 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     extension (Keras, matplotlib) behave as for the final name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_file():  # never replace a device node, a FIFO or a folder
+        from dermtool import DermtoolError
+
+        raise DermtoolError(f"{path}: exists and is not a regular file; it is never replaced")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        from dermtool import DermtoolError
+
+        raise DermtoolError(f"{path}: a folder on the way is a file") from None
     handle, temporary = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
     )

@@ -100,7 +100,13 @@ def bench(
     from dermtool.bench.runner import run_bench
     from dermtool.io_utils import atomic_write_text
 
+    from dermtool.files import check_output_folder, check_output_path
+
     output = JsonOutput(json_out)
+    if markdown_path:
+        check_output_path(markdown_path, "--md", "bench.md", stdout_ok=False)
+    if plots_dir:
+        check_output_folder(plots_dir, "--plots")
     with output.capture():
         results = run_bench(
             model,

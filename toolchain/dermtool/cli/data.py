@@ -284,8 +284,9 @@ def split_command(data_dir: Path | None, config_path: Path | None, out_path: Pat
     from dermtool.data.layouts import read_dataset
     from dermtool.data.split import make_split, split_summary, write_split_csv
 
-    if out_path.is_dir():
-        raise DermtoolError(f"--out {out_path} is a folder; give a file name such as split.csv")
+    from dermtool.files import check_output_path
+
+    check_output_path(out_path, "--out", "split.csv", stdout_ok=False)  # a folder, device, FIFO, below a file
     if out_path.exists() and not overwrite:
         raise DermtoolError(f"{out_path} exists; pass --overwrite to replace it")
     if (data_dir is None) == (config_path is None):

@@ -85,7 +85,10 @@ def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None,
 
     from dermtool import CheckFailed, DermtoolError
 
+    from dermtool.files import check_output_path
+
     output = JsonOutput(json_out)
+    check_output_path(out_path, "--out", "model.tflite", stdout_ok=False)
     # options left out (None) take the run's [export] configuration
     options = ExportOptions.from_config(
         RunFolder(run_dir).config.export, mode=mode, io=io_type, qat=qat, prune=prune,

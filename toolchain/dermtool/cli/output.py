@@ -2,8 +2,10 @@
 
 ``--json PATH`` writes the command's results as JSON to PATH (atomically: a reader never sees half a
 file); ``--json -`` prints them to stdout, and then *nothing else* goes to stdout: the text report is left
-out, and notes, warnings, progress and anything a library prints go to stderr. A PATH that is a folder, or
-lies below a file, is refused before any work (exit 2); missing folders on the way are made.
+out, and notes, warnings, progress and anything a library prints go to stderr. A PATH that is a folder, a
+device (``/dev/null``), a FIFO or a socket, or lies below a file, is refused before any work (exit 2): only a
+regular file or a new name is written; missing folders on the way are made. The JSON never holds NaN or
+infinity (such a number is written as null).
 
 Exit statuses (docs/contract.md): 0 ok; 1 partial failure (some images unreadable in ``predict``,
 ``data check --strict`` problems); 2 usage (click's usage errors, and :class:`dermtool.DermtoolError`);
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -54,17 +57,22 @@ def json_option(what: str, **extra: Any) -> Callable[[Callable[..., Any]], Calla
 
 
 def check_output_file(path: str | Path, option: str = "--json", example: str = "results.json") -> None:
-    """Refuse, before any work, an output path that is a folder or lies below a file."""
-    if str(path) == STDOUT:
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise DermtoolError(f"{option} {path} is a folder; give a file name such as {target / example}")
-    for parent in target.parents:  # missing folders are made when writing; one that is a file is an error
-        if parent.exists():
-            if not parent.is_dir():
-                raise DermtoolError(f"{option} {path}: {parent} is not a folder")
-            break
+    """Refuse, before any work, an output path that is not ``-``, a regular file or a new name: a folder, a
+    device (``/dev/null``), a FIFO or a socket, or a path below a file (:func:`dermtool.files.check_output_path`)."""
+    from dermtool.files import check_output_path
+
+    check_output_path(path, option, example)
+
+
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, infinity) replaced by None: ``--json`` is always valid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: finite_json(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(value) for value in obj]
+    return obj
 
 
 class JsonOutput:
@@ -108,8 +116,9 @@ class JsonOutput:
         """The JSON: to the file (atomically), to stdout, or nowhere without ``--json``."""
         if self.path is None:
             return
+        obj = finite_json(obj)
         if self.to_stdout:
-            click.echo(json.dumps(obj, indent=2), file=self._stdout or sys.stdout)
+            click.echo(json.dumps(obj, indent=2, allow_nan=False), file=self._stdout or sys.stdout)
             (self._stdout or sys.stdout).flush()
             return
         from dermtool.io_utils import atomic_write_json
@@ -122,4 +131,4 @@ class JsonOutput:
 
 
 __all__ = ["STDOUT", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "EXIT_REFUSED", "json_option", "check_output_file",
-           "JsonOutput"]
+           "finite_json", "JsonOutput"]

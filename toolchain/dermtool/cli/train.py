@@ -56,7 +56,11 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
     """
     from dermtool.config import apply_overrides, load_config
 
+    from dermtool.files import check_output_folder
+
     output = JsonOutput(json_out)  # a bad --json PATH is refused before anything else
+    if out_dir is not None:
+        check_output_folder(out_dir, "--out")  # below a file (/etc/hostname/r), or a device
     config = load_config(config_path)
     options = list(overrides)
     if epochs is not None:
@@ -91,9 +95,13 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
         with output.capture():  # with --json -, the per-epoch lines go to stderr
             run = run_training(config, out_dir, resume=resume, overwrite=overwrite, split_csv=split_csv,
                                progress=not quiet)
-    except Exception:
+    except Exception as error:
         if fresh:  # a run that failed before its first epoch leaves nothing behind: the retry starts clean
             _remove_unstarted_run(out_dir)
+        if isinstance(error, OSError) and _inside(getattr(error, "filename", None), out_dir):
+            # e.g. --out /proc/x: the folder cannot be made there (one line, not a traceback)
+            raise DermtoolError(f"--out {out_dir}: cannot write the run folder there "
+                                f"({error.strerror or error})") from None
         raise
     except KeyboardInterrupt:
         click.echo(f"Interrupted. The completed epochs are saved in {out_dir}; continue with:\n"
@@ -106,6 +114,18 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
         return
     _report(output, run)
     output.write({"run": str(run.path), **run.metrics})
+
+
+def _inside(filename: object, folder: Path) -> bool:
+    """Whether the path an OSError names is ``folder`` or lies below it."""
+    if not filename:
+        return False
+    try:
+        path = Path(str(filename)).absolute()
+        base = Path(folder).absolute()
+    except (OSError, ValueError):
+        return False
+    return path == base or base in path.parents
 
 
 def _report(output: JsonOutput, run) -> None:
