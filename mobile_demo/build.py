@@ -64,9 +64,13 @@ def shared_static_folder() -> Path:
 
 def read_model_metadata(model: Path) -> dict[str, Any]:
     """The model's dermtool.json metadata (labels, input spec, referral rule ...)."""
+    from dermtool import DermtoolError
     from dermtool.export.metadata import read_metadata
 
-    metadata = read_metadata(model)
+    try:
+        metadata = read_metadata(model)  # every field checked (a NaN or out-of-range threshold is refused)
+    except DermtoolError as error:
+        raise BuildError(str(error)) from None
     if not metadata or not metadata.get("labels"):
         raise BuildError(
             f"{model} has no dermtool metadata with labels: export it with `dermtool export RUN --out MODEL.tflite`"

@@ -326,6 +326,12 @@ class OODDetector:
             if isinstance(error, DermtoolError):
                 raise
             raise DermtoolError(f"{source}: malformed OOD parameters ({error!r}); refit them") from None
+        numbers = [detector.threshold, detector.target_false_rejection, *detector.centres.values(),
+                   *detector.scales.values(), *detector.weights.values()]
+        arrays = (detector.feature_mean, detector.feature_scale, detector.feature_precision)
+        if not all(np.isfinite(numbers)) or not all(np.all(np.isfinite(array)) for array in arrays):
+            raise DermtoolError(f"{source}: OOD parameters hold NaN or infinity (threshold {detector.threshold!r}); "
+                                "the metadata is corrupt or was edited")
         count = len(detector.feature_names)
         if (detector.feature_mean.shape != (count,) or detector.feature_scale.shape != (count,)
                 or detector.feature_precision.shape != (count, count)):

@@ -137,6 +137,17 @@ def describe_outcome(result: Mapping[str, Any], thresholds: Thresholds, labels: 
     )
 
 
+def _model_threshold(value: Any, model: Path, source: str, field: str) -> float:
+    """A threshold read from a model's files: a number in [0, 1], else a one-line error naming the field (a
+    NaN or 2.0 would silently turn every referral into "benign")."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+        raise DermtoolError(f"{model}: {source} {field} must be a number in [0, 1], got {value!r}; the file is "
+                            "corrupt or was edited")
+    return float(value)
+
+
 # ---- model backends ----------------------------------------------------------------------------------
 
 
@@ -326,7 +337,7 @@ class Predictor:
         ood_threshold: float | None,
     ) -> None:
         for name, value in (("uncertainty_threshold", uncertainty_threshold), ("referral_threshold", referral_threshold)):
-            if value is not None and not 0.0 <= float(value) <= 1.0:
+            if value is not None and not 0.0 <= float(value) <= 1.0:  # (NaN fails this too)
                 raise DermtoolError(f"{name} must be a probability in [0, 1], got {value}")
         backend = self._shared.backend
         self.notes: list[str] = []
@@ -378,8 +389,8 @@ class Predictor:
         if referral is not None:
             referral_value, source = float(referral), "argument"
         elif self.referral.get("threshold") is not None:
-            referral_value = float(self.referral["threshold"])
             source = "metrics.json" if self.kind == "run" else "metadata"
+            referral_value = _model_threshold(self.referral["threshold"], self.model_path, source, "referral.threshold")
         else:
             referral_value, source = DEFAULT_REFERRAL_THRESHOLD, "default"
             where = "metrics.json" if self.kind == "run" else "its dermtool.json metadata"
@@ -420,6 +431,8 @@ class Predictor:
         classes = (tuple(str(label).lower() for label in malignant) if malignant is not None
                    else tuple(point.get("classes") or self.thresholds.malignant_classes))
         source = "argument" if referral is not None else ("fusion.json" if backend.kind == "run" else "metadata")
+        if referral is None:
+            threshold = _model_threshold(threshold, self.model_path, source, "fusion referral.threshold")
         return fusion, Thresholds(float(threshold), float(uncertainty), classes, source)
 
     def _answers_per_image(self, answers: Any, count: int) -> list[dict[str, str]] | None:

@@ -30,6 +30,7 @@ import io
 import json
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -54,14 +55,41 @@ _LIBUSB_LOADED = False
 def read_associated_files(path_or_bytes: str | Path | bytes) -> dict[str, bytes]:
     """The associated files packed into a ``.tflite`` (name -> content); ``{}`` for a model without any.
 
-    Pure Python: the files are a zip archive appended to the model's FlatBuffer.
+    Pure Python: the files are a zip archive appended to the model's FlatBuffer. At most
+    ``MAX_ASSOCIATED_FILES`` entries of at most ``MAX_ASSOCIATED_FILE_BYTES`` each (declared and inflated),
+    else a one-line :class:`DermtoolError`: a zip bomb in the metadata is never read whole.
     """
+    from dermtool.export.metadata_check import MAX_ASSOCIATED_FILE_BYTES, MAX_ASSOCIATED_FILES
+
     content = _model_bytes(path_or_bytes)
+    source = str(path_or_bytes) if isinstance(path_or_bytes, (str, Path)) else "<model bytes>"
+    cap = MAX_ASSOCIATED_FILE_BYTES
     try:
-        with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            return {name: archive.read(name) for name in archive.namelist()}
+        archive = zipfile.ZipFile(io.BytesIO(content))
     except zipfile.BadZipFile:
         return {}
+    files: dict[str, bytes] = {}
+    with archive:
+        entries = archive.infolist()
+        if len(entries) > MAX_ASSOCIATED_FILES:
+            raise DermtoolError(f"{source}: its metadata holds {len(entries)} associated files (at most "
+                                f"{MAX_ASSOCIATED_FILES}); the model file is corrupt or was edited")
+        for entry in entries:  # declared size first, then the bytes it really inflates to (a zip bomb stops here)
+            if entry.file_size > cap:
+                raise DermtoolError(f"{source}: its associated file {entry.filename[:80]!r} declares "
+                                    f"{entry.file_size:,} bytes (at most {cap:,}); the model file is corrupt or was edited")
+            try:
+                with archive.open(entry) as handle:
+                    data = handle.read(cap + 1)
+            except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError) as error:
+                raise DermtoolError(f"{source}: its associated file {entry.filename[:80]!r} cannot be read "
+                                    f"({error}); the model file is corrupt or was edited") from None
+            if len(data) > cap:
+                raise DermtoolError(f"{source}: its associated file {entry.filename[:80]!r} inflates to more than "
+                                    f"{cap:,} bytes (it declares {entry.file_size:,}); the model file is corrupt or "
+                                    "was edited")
+            files[entry.filename] = data
+    return files
 
 
 def read_metadata(path_or_bytes: str | Path | bytes) -> dict[str, Any]:
@@ -69,7 +97,9 @@ def read_metadata(path_or_bytes: str | Path | bytes) -> dict[str, Any]:
 
     The keys of ``dermtool.json`` (labels, input_spec, temperature, mode, dermtool_version, ...). For a
     model that has only a ``labels.txt`` (exported by another tool), ``{"labels": [...]}``. Raises
-    :class:`DermtoolError` when ``dermtool.json`` is not valid JSON or disagrees with ``labels.txt``.
+    :class:`DermtoolError` when ``dermtool.json`` is not valid JSON, disagrees with ``labels.txt``, or breaks
+    a rule of :func:`dermtool.export.metadata_check.check_metadata` (a threshold that is NaN or outside
+    [0, 1], a fusion whose labels are not the model's, an associated file over the size cap ...).
     No TensorFlow import.
     """
     files = read_associated_files(path_or_bytes)
@@ -82,6 +112,8 @@ def read_metadata(path_or_bytes: str | Path | bytes) -> dict[str, Any]:
     if DERMTOOL_FILE_NAME in files:
         try:
             metadata = json.loads(files[DERMTOOL_FILE_NAME].decode("utf-8"))
+        except RecursionError:
+            raise DermtoolError(f"{source}: its {DERMTOOL_FILE_NAME} metadata is nested too deeply") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise DermtoolError(f"{source}: its {DERMTOOL_FILE_NAME} metadata is not valid JSON ({error})") from None
         if not isinstance(metadata, dict):
@@ -89,24 +121,24 @@ def read_metadata(path_or_bytes: str | Path | bytes) -> dict[str, Any]:
     if labels_from_file is not None:
         if "labels" not in metadata:
             metadata["labels"] = labels_from_file
-        elif list(metadata["labels"]) != labels_from_file:
+        elif not isinstance(metadata["labels"], list) or list(metadata["labels"]) != labels_from_file:
+            shown = metadata["labels"] if not isinstance(metadata["labels"], list) else ", ".join(map(str, metadata["labels"]))
             raise DermtoolError(
                 f"{source}: {LABELS_FILE_NAME} ({', '.join(labels_from_file)}) and {DERMTOOL_FILE_NAME} "
-                f"({', '.join(map(str, metadata['labels']))}) disagree; the metadata was edited or mixed up"
+                f"({shown}) disagree; the metadata was edited or mixed up"
             )
+    from dermtool.export.metadata_check import check_metadata
+
+    check_metadata(metadata, source)  # every field, by the rules export writes it with (one line naming it)
     return metadata
 
 
 def _model_bytes(path_or_bytes: str | Path | bytes) -> bytes:
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return bytes(path_or_bytes)
-    path = Path(path_or_bytes)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DermtoolError(f"model file not found: {path}") from None
-    except OSError as error:
-        raise DermtoolError(f"cannot read {path}: {error.strerror or error}") from None
+    from dermtool.files import read_regular_file
+
+    return read_regular_file(Path(path_or_bytes), "model file", model=True)
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -238,6 +270,9 @@ def write_metadata(
         labels_path.write_text("\n".join(labels) + "\n", encoding="utf-8")
         info_path = Path(folder) / DERMTOOL_FILE_NAME
         info = dermtool_info(labels, input_spec, temperature, mode, io_type, extra)
+        from dermtool.export.metadata_check import check_metadata
+
+        check_metadata(json.loads(json.dumps(info)), "export")  # the rules every model load checks again
         info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
         output_metadata = metadata_info.ClassificationTensorMd(
