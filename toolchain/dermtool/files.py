@@ -74,7 +74,7 @@ def read_regular_file(path: str | os.PathLike, what: str, *, model: bool = False
     try:
         descriptor = os.open(path, flags)
     except FileNotFoundError:
-        raise DermtoolError(f"{name}: no such file") from None
+        raise DermtoolError(f"{name}: not found (no such file)") from None
     except IsADirectoryError:
         raise DermtoolError(f"{name}: is a folder, not a file") from None
     except OSError as error:
@@ -117,7 +117,7 @@ def check_regular_file(path: str | os.PathLike, what: str, *, model: bool = Fals
     try:
         status = os.stat(path)
     except FileNotFoundError:
-        raise DermtoolError(f"{what} {path}: no such file") from None
+        raise DermtoolError(f"{what} {path}: not found (no such file)") from None
     except OSError as error:
         raise DermtoolError(f"{what} {path}: cannot read it ({error.strerror or error})") from None
     if not stat.S_ISREG(status.st_mode):
