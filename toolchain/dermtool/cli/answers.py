@@ -6,6 +6,10 @@
 - CSV: a column ``image`` or ``image_id`` and one column per question (its name or an alias such as
   PAD-UFES-20's ``gender`` and ``region`` or HAM10000's ``localization``; other columns are ignored).
 
+Conflicts are errors naming the image and the question, never settled silently ("the last wins"): an image
+with two CSV rows, two columns that answer one question (``bleed`` twice, or ``sex`` and ``gender``), a JSON key
+given twice in one object.
+
 An image is matched to an entry by its exact path, then by its file name, then by its stem (the name
 without an image suffix, as in ``image_id`` columns); an image the file does not name gets no answers. A
 name or stem that two entries share is refused when an image needs it (key the entries by path then).
@@ -42,13 +46,36 @@ def read_answer_file(path: str | Path) -> dict[str, Answers]:
     return _answers_of_json(text, path) if looks_like_json else _answers_of_csv(text, path)
 
 
+class _JsonObject(dict):
+    """A JSON object that remembers the keys given more than once (``twice``) instead of keeping the last."""
+
+    twice: list[str]
+
+
+def _object_of(pairs: list[tuple[str, Any]]) -> _JsonObject:
+    content = _JsonObject()
+    content.twice = []
+    for key, value in pairs:
+        if key in content and key not in content.twice:
+            content.twice.append(key)
+        content.setdefault(key, value)
+    return content
+
+
 def _answers_of_json(text: str, path: Path) -> dict[str, Answers]:
     try:
-        content = json.loads(text)
+        content = json.loads(text, object_pairs_hook=_object_of)
     except RecursionError:
         raise DermtoolError(f"--answers {path}: not usable JSON (nested too deeply)") from None
     except ValueError as error:
         raise DermtoolError(f"--answers {path}: not valid JSON ({error})") from None
+    if isinstance(content, _JsonObject) and content.twice:
+        raise DermtoolError(f"--answers {path}: image {content.twice[0]} is given twice; give each image once")
+    if isinstance(content, Mapping):
+        for image, raw in content.items():
+            if isinstance(raw, _JsonObject) and raw.twice:
+                raise DermtoolError(f"--answers {path}, image {image}: the question {raw.twice[0]} is answered "
+                                    "twice (conflicting answers); answer it once")
     if not isinstance(content, Mapping):
         raise DermtoolError(f"--answers {path}: write a JSON object {{image: {{question: answer}}}}")
     entries: dict[str, Answers] = {}
@@ -67,11 +94,33 @@ def _answers_of_csv(text: str, path: Path) -> dict[str, Answers]:
         raise DermtoolError(f"--answers {path}: a CSV of answers needs an image or image_id column")
     if not any(_is_question_column(name) for name in columns):
         raise DermtoolError(f"--answers {path}: no question columns; name them {', '.join(QUESTION_NAMES)}")
+    by_question: dict[str, list[str]] = {}
+    for name in reader.fieldnames or []:
+        key = str(name).strip().lower()
+        for item in QUESTIONS:
+            if key in (item.name, *item.aliases):
+                by_question.setdefault(item.name, []).append(str(name).strip())
+    images = [name for name in columns if name in IMAGE_COLUMNS]
+    if len(images) > 1:
+        raise DermtoolError(f"--answers {path}: {len(images)} image columns ({', '.join(images)}); keep one")
+    for name, named in by_question.items():
+        if len(named) > 1:
+            raise DermtoolError(f"--answers {path}: the columns {', '.join(named)} all answer the question {name}; "
+                                "keep one of them")
     entries: dict[str, Answers] = {}
+    lines: dict[str, int] = {}
     for row in reader:
         image = (row.get(image_column) or "").strip()
         if image:
-            entries[image] = _read(lambda: answers_from_row(row), path, image)
+            answers = _read(lambda: answers_from_row(row), path, image)
+            if image in entries:
+                differing = sorted(name for name in set(entries[image]) | set(answers)
+                                   if entries[image].get(name) != answers.get(name))
+                what = (f"conflicting answers to {', '.join(differing)}" if differing else "the same answers twice")
+                raise DermtoolError(f"--answers {path}: image {image} has two rows (lines {lines[image]} and "
+                                    f"{reader.line_num}): {what}; give one row per image")
+            entries[image] = answers
+            lines[image] = reader.line_num
     return entries
 
 
@@ -99,7 +148,13 @@ class AnswerMatcher:
     """Finds an image's entry of an answers file: by exact path, then file name, then stem."""
 
     def __init__(self, entries: Mapping[str, Answers], source: str | Path) -> None:
-        self.entries = {os.path.normpath(key): answers for key, answers in entries.items()}
+        self.entries: dict[str, Answers] = {}
+        for key, answers in entries.items():  # ./x.jpg and x.jpg are one image: two entries must not disagree
+            path = os.path.normpath(key)
+            if path in self.entries and self.entries[path] != answers:
+                raise DermtoolError(f"--answers {source}: image {path} is named by two entries with different "
+                                    "answers; give each image once")
+            self.entries[path] = answers
         self.source = str(source)
         self._by_name = self._index(lambda key: os.path.basename(key))
         self._by_stem = self._index(lambda key: _stem(os.path.basename(key)))

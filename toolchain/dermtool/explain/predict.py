@@ -435,7 +435,8 @@ class Predictor:
             threshold = _model_threshold(threshold, self.model_path, source, "fusion referral.threshold")
         return fusion, Thresholds(float(threshold), float(uncertainty), classes, source)
 
-    def _answers_per_image(self, answers: Any, count: int) -> list[dict[str, str]] | None:
+    def _answers_per_image(self, answers: Any, count: int,
+                           images: Sequence[Any] | None = None) -> list[dict[str, str]] | None:
         """``answers`` (None, one mapping for every image, or one per image) read by the questionnaire."""
         from dermtool.fusion.questionnaire import read_answers
 
@@ -447,7 +448,14 @@ class Predictor:
             per_image = list(answers)
             if len(per_image) != count:
                 raise DermtoolError(f"{len(per_image)} sets of answers for {count} images")
-        read = [read_answers(item or {}) for item in per_image]
+        read = []
+        for position, item in enumerate(per_image):
+            try:
+                read.append(read_answers(item or {}))
+            except DermtoolError as error:  # name the image: "image 2 (x.jpg): conflicting answers to sex ..."
+                name = images[position] if images is not None and position < len(images) else None
+                shown = f"image {position + 1}" + (f" ({name})" if isinstance(name, (str, os.PathLike)) else "")
+                raise DermtoolError(f"answers for {shown}: {error}") from None
         if any(read):
             self.require_fusion()
         return read
@@ -512,7 +520,7 @@ class Predictor:
         moved the malignant probability. A model without a fusion refuses answers."""
         if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray)):
             images = [images]
-        per_image = self._answers_per_image(answers, len(images))
+        per_image = self._answers_per_image(answers, len(images), images)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise DermtoolError(f"top_k must be a positive integer, got {top_k!r}")
         top_k = min(top_k, len(self.labels))

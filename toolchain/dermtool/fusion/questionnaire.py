@@ -145,12 +145,22 @@ def question(name: str) -> Question:
 
 
 def read_answers(raw: Mapping[str, Any]) -> Answers:
-    """``{question: level}`` from ``{question: answer}`` (unknown answers left out; unknown questions refused)."""
+    """``{question: level}`` from ``{question: answer}`` (unknown answers left out; unknown questions refused).
+
+    Two names of one question (``sex`` and ``gender``) with different answers are a one-line error naming the
+    question: conflicting answers are never settled silently."""
     answers: Answers = {}
+    given: dict[str, tuple[str, str | None]] = {}  # question -> (the name it was given under, its level)
     for name, value in raw.items():
-        level = question(str(name)).read(value)
+        item = question(str(name))
+        level = item.read(value)
+        if item.name in given and given[item.name][1] != level:
+            first, first_level = given[item.name]
+            raise DermtoolError(f"conflicting answers to {item.name}: {first}={first_level or 'unknown'} and "
+                                f"{name}={level or 'unknown'}")
+        given.setdefault(item.name, (str(name), level))
         if level is not None:
-            answers[question(str(name)).name] = level
+            answers[item.name] = level
     return answers
 
 

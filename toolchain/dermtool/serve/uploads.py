@@ -7,7 +7,8 @@ and parses ``multipart/form-data`` with python-multipart's streaming parser into
 Two request shapes are accepted:
 
 * ``multipart/form-data`` with one file field (named ``image``, or any name when there is a single file),
-  and any plain fields (the questionnaire's answers: :attr:`Upload.fields`, read by the app);
+  and any plain fields (the questionnaire's answers: :attr:`Upload.fields`, read by the app); a second file
+  part beside the image (an answer sent as a file, ``-F bleed=@file``) is refused with 422, never dropped;
 * a raw body whose ``Content-Type`` is ``image/*`` (handy with ``curl --data-binary``).
 
 Every problem becomes an :class:`UploadError` carrying the HTTP status to answer with (400, 413, 415, 422)
@@ -156,6 +157,11 @@ def parse_multipart(body: bytes, content_type_header: str, limit_bytes: int) -> 
         )
     named = [upload for name, upload in files if name == IMAGE_FIELD]
     if named:
+        others = [name for name, _ in files if name != IMAGE_FIELD]
+        if len(named) > 1 or others:  # never dropped silently: an answer sent as a file (-F bleed=@file) included
+            extra = f"a file in the field '{others[0][:40]}'" if others else f"{len(named)} files named '{IMAGE_FIELD}'"
+            raise UploadError(422, f"The request holds {extra} besides the image: send one image per request, "
+                                   "and the questionnaire's answers as plain form fields (bleed=yes), not as files.")
         return replace(named[0], fields=tuple(fields))
     if len(files) == 1:
         return replace(files[0][1], fields=tuple(fields))
