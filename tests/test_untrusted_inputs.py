@@ -303,3 +303,73 @@ def test_deeply_nested_answers_json_is_one_line(int8_model: Path, image: Path, t
     config.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
     one_error_line(CliRunner().invoke(cli, ["train", "--config", str(config), "--out", str(tmp_path / "r")]),
                    "nested")
+
+
+# ---- 7. conflicting answers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fusion_model(int8_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The int8 export with a questionnaire fusion (tests/fusion/toy.py) in its dermtool.json."""
+    metadata = read_metadata(int8_model)
+    folder = tmp_path_factory.mktemp("fusion_model")
+    return with_metadata(int8_model, folder / "fusion.tflite",
+                         dermtool_metadata(metadata, fusion=toy_fusion_dict(metadata["labels"])))
+
+
+@pytest.mark.parametrize("name, text, words", [
+    ("rows.csv", "image,bleed\n{image},yes\n{image},no\n", ("{image}", "bleed", "two rows")),
+    ("columns.csv", "image,bleed,bleed\n{image},yes,no\n", ("bleed",)),
+    ("aliases.csv", "image,sex,gender\n{image},male,female\n", ("sex", "gender")),
+    ("keys.json", '{{"{image}": {{"bleed": "yes", "bleed": "no"}}}}', ("{image}", "bleed", "twice")),
+    ("images.json", '{{"{image}": {{"bleed": "yes"}}, "{image}": {{"bleed": "no"}}}}', ("{image}", "twice")),
+    ("alias.json", '{{"{image}": {{"sex": "male", "gender": "female"}}}}', ("{image}", "sex")),
+])
+def test_conflicting_answers_in_a_file_are_an_error(fusion_model: Path, image: Path, tmp_path: Path,
+                                                    name: str, text: str, words) -> None:
+    answers = tmp_path / name
+    answers.write_text(text.format(image=image.name))
+    output = one_error_line(CliRunner().invoke(cli, ["predict", str(image), "--model", str(fusion_model),
+                                                     "--answers", str(answers), "--no-ood"]), "--answers")
+    for word in words:
+        assert word.format(image=image.name) in output, output
+
+
+def test_conflicting_answers_in_the_api_name_the_image(fusion_model: Path, image: Path) -> None:
+    from dermtool.explain.predict import Predictor
+
+    predictor = Predictor(fusion_model, ood=False)
+    with pytest.raises(DermtoolError, match=rf"image 1 \({image.name}|sex"):
+        predictor.predict([str(image)], answers=[{"sex": "male", "gender": "female"}])
+    assert predictor.predict([str(image)], answers=[{"sex": "male", "gender": "male"}])[0]["fusion"]["applied"]
+
+
+def test_the_web_app_refuses_an_answer_sent_as_a_file(fusion_model: Path, image: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from dermtool.serve.app import create_app
+
+    client = TestClient(create_app(fusion_model, warm_up=False), base_url="http://127.0.0.1:8000")
+    photo = image.read_bytes()
+    response = client.post("/api/predict", files={"image": ("x.jpg", photo, "image/jpeg"),
+                                                  "bleed": ("answer.txt", b"yes", "text/plain")})
+    assert response.status_code == 422 and "bleed" in response.json()["detail"], response.text
+    response = client.post("/api/predict", files={"image": ("x.jpg", photo, "image/jpeg")},
+                           data={"sex": "male", "gender": "female"})
+    assert response.status_code == 400 and "sex" in response.json()["detail"], response.text
+    response = client.post("/api/predict", files={"image": ("x.jpg", photo, "image/jpeg")}, data={"bleed": "yes"})
+    assert response.status_code == 200 and response.json()["fusion"]["applied"], response.text
+
+
+# ---- 8. a folder with no images ---------------------------------------------------------------------------
+
+
+def test_predict_on_a_folder_without_images_says_so(int8_model: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("no photos here")
+    for folder in (empty, notes):
+        one_error_line(CliRunner().invoke(cli, ["predict", str(folder), "--model", str(int8_model), "--json", "-"]),
+                       str(folder), "no images")

@@ -41,7 +41,9 @@ unknown and adds nothing. --answers FILE: a JSON object {image: {question: answe
 then its stem; an image the file does not name gets no answers.
 \b
 IMAGE may be files, folders (every image inside, recursively) or quoted glob patterns. An unreadable
-image is reported in place ({image, error} with --json) and the command exits 1 after all others.
+image is reported in place ({image, error} with --json) and the command exits 1 after all others; a folder
+with no images is an error (exit 2). --answers FILE: an image with two rows, a question in two columns or a
+JSON key given twice is an error naming the image and the question.
 --json with no PATH (the last option, or followed by another option) means '-', as in earlier versions;
 a PATH with an image suffix is refused (it would be one of the images). Exit status: 0 ok, 1 some image
 unreadable, 2 usage error, 3 a model with non-finite outputs.
@@ -59,7 +61,8 @@ def _has_glob(text: str) -> bool:
 def collect_images(arguments: tuple[str, ...]) -> list[str]:
     """Files, folders (recursively, image suffixes only) and glob patterns -> a list of paths, in order.
 
-    A name that matches nothing is kept as given, so that it is reported as unreadable in its place.
+    A name that matches nothing is kept as given, so that it is reported as unreadable in its place; a folder
+    with no images is a :class:`dermtool.DermtoolError` (exit 2).
     """
     import glob
 
@@ -70,6 +73,11 @@ def collect_images(arguments: tuple[str, ...]) -> list[str]:
         path = Path(argument)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:  # a mistyped or empty folder is said, not answered with []
+                from dermtool import DermtoolError
+
+                raise DermtoolError(f"{argument}: the folder holds no images (no file ending in "
+                                    f"{', '.join(sorted(IMAGE_SUFFIXES))}); check the folder name")
             paths.extend(str(p) for p in found)
         elif path.exists() or not _has_glob(argument):
             paths.append(argument)
