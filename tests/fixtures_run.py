@@ -10,6 +10,10 @@ checkpoints/, logs/). Its scores are meaningless; its files are real.
 ``small_pad`` ("pad", smartphone photos with the questionnaire's answers, PAD-UFES-20's labels mapped by
 :data:`PAD_MAP`), with the camera augmentations on.
 
+``milk_run``: the same smoke training on one folder read as two sources, ``small_milk``'s dermoscopic
+photos ("milk_dermoscopic") and its clinical close-ups ("milk_clinical", ``where = {image_type = ...}``),
+MILK10k's inf, ben_oth and mal_oth kept out of scope.
+
 Treat them as read-only: a test that changes a run folder must copy it first (``shutil.copytree``).
 """
 
@@ -57,5 +61,25 @@ def two_source_run(small_ham: Path, small_pad: Path, tmp_path_factory: pytest.Te
         SourceConfig(name="pad", data_dir=str(small_pad), kind="smartphone", share=0.4, label_map=PAD_MAP),
     ]
     out = tmp_path_factory.mktemp("two_sources") / "run"
+    train(config, out, progress=False)
+    return out
+
+
+#: MILK10k's labels outside the model's classes, kept aside as the out-of-scope check in ``milk_run``.
+MILK_OUT_OF_SCOPE = ["inf", "ben_oth", "mal_oth"]
+
+
+@pytest.fixture(scope="session")
+def milk_run(small_milk: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a finished run on small_milk's two kinds of photo as two sources (read-only)."""
+    from dermtool.config import SourceConfig
+    from dermtool.train.trainer import train
+
+    config = smoke_config(small_milk, ["train.images_per_epoch=48"])
+    config.data.sources = [
+        SourceConfig(name=f"milk_{kind}", data_dir=str(small_milk), kind=kind, share=0.5,
+                     where={"image_type": kind}, out_of_scope=list(MILK_OUT_OF_SCOPE))
+        for kind in ("dermoscopic", "clinical")]
+    out = tmp_path_factory.mktemp("milk_sources") / "run"
     train(config, out, progress=False)
     return out

@@ -160,7 +160,7 @@ def test_model_card_of_a_two_source_model_names_its_inputs_and_classes() -> None
             "evaluation": {}, "licence": {"data": "HAM10000"}, "referral": None}
     per_source = {"ham10000": {"kind": "dermoscopic"}, "pad_ufes_20": {"kind": "smartphone"}}
     labels = ["akiec", "bcc", "bkl", "df", "mel", "nv", "scc", "vasc"]
-    _add_sources(card, per_source, [], labels, None, None)
+    _add_sources(card, per_source, [], labels, None, {})
     text = " ".join([card["intended_use"]["summary"], *card["intended_use"]["not_intended_for"],
                      *card["limitations"]])
     assert "seven" not in text

@@ -55,6 +55,7 @@ def evaluate(
     ignore_unknown: bool = False,
     progress: bool = True,
     batch_size: int = 64,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """The contract metrics (calibrated) of the run's model on ``data_dir``.
 
@@ -73,7 +74,7 @@ def evaluate(
 
     run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     dataset = read_dataset(data_dir, labels_csv or None)
-    source = source_of_folder(run.config.data.sources, dataset, run.split_rows if split else ())
+    source = source_of_folder(run.config.data.sources, dataset, run.split_rows if split else (), source)
     records = select_records(map_dataset_labels(dataset, source), run, split)
     records, ignored, _ = check_labels(records, run.labels, ignore_unknown)
     if not records:

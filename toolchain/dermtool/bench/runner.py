@@ -97,13 +97,15 @@ def select_records(
     manifest: str | Path | None = None,
     reference: str | Path | None = None,
     sources: Sequence[Any] = (),
+    source_name: str | None = None,
 ) -> tuple[list, dict[str, Any]]:
     """The labelled records to evaluate: every labelled image of DATA, or the rows of one split.
 
     With ``split``, the split file is ``manifest`` or else the ``split.csv`` of a run-folder ``reference``.
     Every image the split names must be in DATA (otherwise DATA is probably not the folder the run used);
     in a multi-source split (``sources``: the model's :class:`~dermtool.config.SourceConfig` list), every
-    image of DATA's source, whose label map then applies.
+    image of DATA's source (``source_name``, or found from the folder), whose selection and label map then
+    apply.
     """
     from dermtool.data.layouts import read_dataset
     from dermtool.data.sources import map_dataset_labels, source_of_folder
@@ -129,7 +131,7 @@ def select_records(
                 f"--split {split} needs a split file: pass --manifest SPLIT.csv or --reference RUN (its split.csv)"
             )
     rows = read_split_csv(manifest) if manifest is not None else []
-    source = source_of_folder(list(sources), dataset, rows)
+    source = source_of_folder(list(sources), dataset, rows, source_name)
     if source is not None:
         description["source"] = {"name": source.name, "kind": source.kind}
     all_records = map_dataset_labels(dataset, source)
@@ -534,13 +536,15 @@ def run_bench(
     progress: bool = True,
     client: str = "litert",
     upscale: float = 1.0,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """Bench ``model_path`` on the labelled images of ``data_dir``: one flat results dict (bench --json).
 
     ``split``: evaluate only that split of ``manifest`` (a split.csv) or of the run folder ``reference``.
     ``reference``: a run folder (float Keras model) or a .tflite to compare against (``reference`` + ``drift``).
     ``threads``: one latency entry per value (LiteRT). ``client``: ``"litert"``, ``"mediapipe"`` or ``"both"``;
-    ``upscale``: bench copies enlarged this many times (see the module docstring). Raises
+    ``upscale``: bench copies enlarged this many times (see the module docstring). ``source``: which of a
+    multi-source model's sources DATA is (needed where several read one folder). Raises
     :class:`DermtoolError` for every user mistake.
     """
     from dermtool import metrics
@@ -560,7 +564,7 @@ def run_bench(
         check_reference(reference, labels)
 
     records, data_description = select_records(data_dir, labels_csv, split, manifest, reference,
-                                               sources=_model_sources(model, reference))
+                                               sources=_model_sources(model, reference), source_name=source)
     records, ignored, notes = check_labels(records, labels, ignore_unknown)
     clock = time.perf_counter()
     evaluation = load_evaluation_set(records, spec, progress, upscale=upscale)

@@ -34,6 +34,10 @@ Examples:
   dermtool bench lite0_int8.tflite --data ../shared/data/pad_ufes_20 --split test \\
       --reference runs/multisource --client both --upscale 4
 \b
+  # one kind of photo of a folder that two sources read (MILK10k's clinical close-ups)
+  dermtool bench model.tflite --data ../shared/data/milk10k --source milk10k_clinical --split test \\
+      --reference runs/multisource_cpu --client mediapipe
+\b
 Latency: for each --threads value, a fresh LiteRT interpreter (XNNPACK on) is created (init), invoked
 once (first), then --warmup untimed and --runs timed invokes on real preprocessed images; percentiles
 p50/p90/p99 are over the timed runs. The images are decoded once with the model's own input contract
@@ -72,6 +76,9 @@ of each classify call, one per image (--threads, --runs and --warmup do not appl
               help="Bench copies of the images enlarged N times (Pillow LANCZOS, in memory), e.g. 4: a "
                    "high-resolution camera frame cropped to the lesion.")
 @click.option("--ignore-unknown", is_flag=True, help="Skip images whose label the model does not know (default: error).")
+@click.option("--source", "source_name", metavar="NAME",
+              help="Which source of a multi-source model DATA is (its selection and label map apply); needed "
+                   "where several sources read one folder, e.g. --source milk10k_clinical.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no table (errors still go to stderr).")
 def bench(
     model: str,
@@ -89,6 +96,7 @@ def bench(
     client: str,
     upscale: float,
     ignore_unknown: bool,
+    source_name: str | None,
     quiet: bool,
 ) -> None:
     """Bench MODEL.tflite: accuracy, calibration, drift against a reference, latency, size and memory.
@@ -122,6 +130,7 @@ def bench(
             progress=not quiet,
             client=client,
             upscale=upscale,
+            source=source_name,
         )
     for note in results.get("notes", []):
         output.note(f"Note: {note}")

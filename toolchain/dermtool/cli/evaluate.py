@@ -22,9 +22,12 @@ from dermtool.cli.output import JsonOutput, json_option
               help="The label CSV, when DATA holds several or it lies elsewhere.")
 @json_option("the metrics (docs/contract.md's metric keys, plus temperature and skipped images)")
 @click.option("--ignore-unknown", is_flag=True, help="Leave out images whose label the model does not know.")
+@click.option("--source", "source_name", metavar="NAME",
+              help="Which source of a multi-source run DATA is (its selection and label map apply); needed "
+                   "where several sources read one folder, e.g. --source milk10k_clinical.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def evaluate(run_dir: Path, data_dir: Path, split: str | None, labels_csv: Path | None, json_out: str | None,
-             ignore_unknown: bool, quiet: bool) -> None:
+             ignore_unknown: bool, source_name: str | None, quiet: bool) -> None:
     """Metrics of a trained float model on a labelled folder.
 
     Images are prepared with the run's input spec, probabilities calibrated with the run's temperature.
@@ -41,6 +44,7 @@ def evaluate(run_dir: Path, data_dir: Path, split: str | None, labels_csv: Path 
       dermtool evaluate runs/lite0 --data ../shared/data/ham10000 --split test
       dermtool evaluate runs/lite0 --data isic_test/ --labels isic_test/GroundTruth.csv --json test.json
       dermtool evaluate runs/lite0 --data other_clinic/ --ignore-unknown
+      dermtool evaluate runs/ms --data ../shared/data/milk10k --source milk10k_clinical --split test
       dermtool evaluate runs/lite0 --data DATA --split test --json - | jq .balanced_accuracy
     """
     from dermtool.evaluate import evaluate as run_evaluation
@@ -50,7 +54,7 @@ def evaluate(run_dir: Path, data_dir: Path, split: str | None, labels_csv: Path 
     output = JsonOutput(json_out)
     with output.capture():
         result = run_evaluation(run_dir, data_dir, split=split, labels_csv=labels_csv, ignore_unknown=ignore_unknown,
-                                progress=not quiet)
+                                progress=not quiet, source=source_name)
     where = f"split {split!r} of {run_dir / 'split.csv'}" if split else "every labelled image"
     output.report(f"Run: {run_dir}  Data: {data_dir} ({where}); temperature {result['temperature']:.3f}")
     if result["skipped_images"]:

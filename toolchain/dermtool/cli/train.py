@@ -159,8 +159,31 @@ def _report(output: JsonOutput, run) -> None:
                       f"{_fraction(test['sensitivity'])}, specificity {_fraction(test['specificity'])}")
         for name, entry in (referral.get("per_source") or {}).items():
             if entry.get("test"):
-                output.report(f"  {name:<16} test sensitivity {_fraction(entry['test']['sensitivity'])}, "
-                              f"specificity {_fraction(entry['test']['specificity'])}")
+                own = entry.get("own_threshold") or {}
+                alone = (f" (its own threshold {own['threshold']:.3f}: {_fraction(own['test']['sensitivity'])}, "
+                         f"{_fraction(own['test']['specificity'])})" if own.get("test") else "")
+                output.report(f"  {name:<20} test sensitivity {_fraction(entry['test']['sensitivity'])}, "
+                              f"specificity {_fraction(entry['test']['specificity'])}{alone}")
+    for key, title in (("per_skin_type", "Fitzpatrick type"), ("per_skin_tone", "skin-tone class")):
+        table = result.get(key)
+        if table:
+            output.report(f"\nRecall per {title} (test; 'too few' below 10 images):")
+            for value, entry in table.get("types", table.get("tones", {})).items():
+                cells = [f"{label} {cell['recall']:.2f} (n {cell['n']})" if isinstance(cell["recall"], float)
+                         else f"{label} too few (n {cell['n']})" for label, cell in entry["per_class_recall"].items()]
+                output.report(f"  {value} ({entry['n']} images): " + ", ".join(cells))
+    aside = result.get("out_of_scope")
+    if aside:
+        output.report("\nOut of scope (labels never trained), called benign:")
+        for name, entry in aside.items():
+            output.report(f"  {name:<20} {entry['benign']} of {entry['n']} ({entry['called_benign']:.1%}); "
+                          f"referred {entry['refer']}, uncertain {entry['uncertain']}")
+    pairs = result.get("paired_photos")
+    if pairs:
+        output.report(f"\nPaired photos ({' + '.join(pairs['sources'])}, {pairs['lesions']} test lesions): same "
+                      f"outcome {pairs['same_outcome']:.1%}, same top class {pairs['same_top_class']:.1%}; "
+                      f"malignant lesions referred by either photo {_fraction(pairs['malignant_referred_by_either'])}, "
+                      f"by both {_fraction(pairs['malignant_referred_by_both'])}")
 
 
 def _remove_unstarted_run(out_dir: Path) -> None:

@@ -234,36 +234,70 @@ def _same_folder(first: str | os.PathLike, second: str | os.PathLike) -> bool:
         return False
 
 
-def source_of_folder(sources: Sequence[SourceConfig], dataset: Dataset, split_rows: Sequence = ()) -> SourceConfig | None:
-    """The source of a multi-source run that a folder given on the command line is: the one with the same
-    path, else the one whose split rows name images of the folder, else the only one whose label map fits
-    the folder's labels. None for a single-source run or a folder that matches none."""
+def source_of_folder(sources: Sequence[SourceConfig], dataset: Dataset, split_rows: Sequence = (),
+                     name: str | None = None) -> SourceConfig | None:
+    """The source of a multi-source run that a folder given on the command line is: the one named
+    (``--source NAME``), else the one with the same path, else the one whose split rows name images of the
+    folder, else the only one whose label map fits the folder's labels. None for a single-source run or a
+    folder that matches none. A folder that several sources read (one kind of photo each) needs the name."""
+    if name:
+        chosen = next((source for source in sources if source.name == name), None)
+        if chosen is None:
+            known = ", ".join(source.name for source in sources) or "none: the model was trained on one folder"
+            raise DermtoolError(f"--source {name}: the model has no such source (its sources: {known})")
+        return chosen
     if len(sources) < 2:
         return None
-    for source in sources:
-        if source.data_dir and _same_folder(source.data_dir, dataset.root):
-            return source
+    same = [source for source in sources if source.data_dir and _same_folder(source.data_dir, dataset.root)]
+    if len(same) > 1:
+        raise DermtoolError(f"{dataset.root} is read by the sources {', '.join(source.name for source in same)} "
+                            f"(one kind of photo each): choose one with --source NAME")
+    if same:
+        return same[0]
     ids = {record.image_id for record in dataset.records}
     named = {row.source for row in split_rows if row.source and row.image_id in ids}
+    if len(named) > 1:
+        raise DermtoolError(f"{dataset.root} holds images of the sources {', '.join(sorted(named))} (one kind of "
+                            f"photo each): choose one with --source NAME")
     if len(named) == 1:
-        name = named.pop()
-        return next((source for source in sources if source.name == name), None)
+        found = named.pop()
+        return next((source for source in sources if source.name == found), None)
     present = set(dataset.classes)
     fitting = [source for source in sources
                if source.label_map and {key.strip().lower() for key in source.label_map} <= present]
     return fitting[0] if len(fitting) == 1 else None
 
 
-def map_dataset_labels(dataset: Dataset, source: SourceConfig | None) -> list[Record]:
-    """The folder's records with ``source``'s label map applied (labels mapped to "" left out)."""
-    if source is None or not source.label_map:
+def _source_selection(dataset: Dataset, source: SourceConfig | None) -> list[Record]:
+    if source is None or not source.where:
         return list(dataset.records)
+    columns, rows = _csv_rows(dataset)
+    selected = _selected(source, columns, rows)
+    return [record for record in dataset.records if selected is None or record.image_id in selected]
+
+
+def map_dataset_labels(dataset: Dataset, source: SourceConfig | None) -> list[Record]:
+    """The folder's records that ``source`` reads (its ``where``), with its label map applied (labels mapped
+    to "" and out-of-scope labels left out)."""
+    if source is None:
+        return list(dataset.records)
+    aside = {label.strip().lower() for label in source.out_of_scope}
     records = []
-    for record in dataset.records:
+    for record in _source_selection(dataset, source):
+        if record.label in aside:
+            continue
         label = _mapped_label(source, record.label)
         if label:
             records.append(replace(record, label=label))
     return records
+
+
+def out_of_scope_records(dataset: Dataset, source: SourceConfig | None) -> list[Record]:
+    """The folder's records that ``source`` reads and keeps out of scope (their own labels)."""
+    if source is None or not source.out_of_scope:
+        return []
+    aside = {label.strip().lower() for label in source.out_of_scope}
+    return [record for record in _source_selection(dataset, source) if record.label in aside]
 
 
 def sources_from_dicts(items: Iterable[dict] | None) -> list[SourceConfig]:
@@ -273,8 +307,20 @@ def sources_from_dicts(items: Iterable[dict] | None) -> list[SourceConfig]:
         if isinstance(item, dict) and item.get("name"):
             sources.append(SourceConfig(name=str(item["name"]), data_dir=str(item.get("data_dir", "")),
                                         kind=str(item.get("kind", "other")),
-                                        label_map={str(k): str(v) for k, v in (item.get("label_map") or {}).items()}))
+                                        label_map={str(k): str(v) for k, v in (item.get("label_map") or {}).items()},
+                                        where={str(k): str(v) for k, v in (item.get("where") or {}).items()},
+                                        out_of_scope=[str(v) for v in (item.get("out_of_scope") or [])]))
     return sources
+
+
+def source_to_dict(source: SourceConfig) -> dict[str, Any]:
+    """What an exported model's metadata says of a source (read back by :func:`sources_from_dicts`)."""
+    entry: dict[str, Any] = {"name": source.name, "kind": source.kind, "label_map": dict(source.label_map)}
+    if source.where:
+        entry["where"] = dict(source.where)
+    if source.out_of_scope:
+        entry["out_of_scope"] = list(source.out_of_scope)
+    return entry
 
 
 def locate_folder(folder: str | os.PathLike, run_path: str | os.PathLike | None = None) -> Path | None:
@@ -352,6 +398,6 @@ def describe_sources(collection: SourceCollection) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SKIN_TONE_COLUMNS", "SKIN_TYPE_COLUMNS", "source_pools", "SourceCollection", "SourceRecord", "describe_sources", "make_source_split",
+__all__ = ["SKIN_TONE_COLUMNS", "SKIN_TYPE_COLUMNS", "out_of_scope_records", "source_pools", "source_to_dict", "SourceCollection", "SourceRecord", "describe_sources", "make_source_split",
            "locate_folder", "map_dataset_labels", "run_data_description", "run_records", "run_split_records", "read_source", "read_sources", "resolve_sources", "source_of_folder",
            "sources_from_dicts"]

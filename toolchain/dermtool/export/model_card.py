@@ -196,7 +196,7 @@ def build_model_card(
     }
     per_source = run_metrics.get("per_source")
     if per_source:
-        _add_sources(card, per_source, split_rows, labels, referral, run_metrics.get("per_skin_type"))
+        _add_sources(card, per_source, split_rows, labels, referral, run_metrics)
     if fusion:
         card["questionnaire_fusion"] = fusion_section(fusion, fusion_report)
     return card
@@ -259,12 +259,18 @@ SMARTPHONE_LIMITATION = (
     "not thousands), mostly Fitzpatrick types 2-3, and per-class test counts of 3-30 images, so the phone "
     "figures below have wide confidence intervals."
 )
+CLINICAL_LIMITATION = (
+    "Clinical close-ups come from MILK10k's five centres (mostly skin-tone classes 3-4 of its own 0-5 scale, few "
+    "very dark skin): results on darker skin and on other cameras are less certain than the figures below say."
+)
+MILK10K_LICENCE = " MILK10k (clinical close-ups and dermoscopy): CC BY-NC 4.0, the MILK study team (ISIC 2025)."
 
 
 def _add_sources(card: dict[str, Any], per_source: Mapping[str, Any], split_rows: Sequence[Any],
-                 labels: Sequence[str], referral: Mapping[str, Any] | None,
-                 per_skin_type: Mapping[str, Any] | None) -> None:
-    """A multi-source run: what each source is, its images per split, and its float test figures."""
+                 labels: Sequence[str], referral: Mapping[str, Any] | None, run_metrics: Mapping[str, Any]) -> None:
+    """A multi-source run: what each source is, its images per split, its float test figures, recall per
+    skin type and tone, how lesions outside the classes and paired photos fare."""
+    per_skin_type = run_metrics.get("per_skin_type")
     sources = []
     for name, entry in per_source.items():
         rows = [row for row in split_rows if getattr(row, "source", "") == name]
@@ -301,6 +307,10 @@ def _add_sources(card: dict[str, Any], per_source: Mapping[str, Any], split_rows
     }
     if per_skin_type:
         card["evaluation"]["per_skin_type_test_float"] = dict(per_skin_type)
+    for key, name in (("per_skin_tone", "per_skin_tone_test_float"), ("out_of_scope", "out_of_scope_float"),
+                      ("paired_photos", "paired_photos_test_float")):
+        if run_metrics.get(key):
+            card["evaluation"][name] = dict(run_metrics[key])
     if card.get("referral") and referral and referral.get("per_source"):
         card["referral"]["per_source"] = dict(referral["per_source"])
     if "smartphone" in kinds:
@@ -308,6 +318,11 @@ def _add_sources(card: dict[str, Any], per_source: Mapping[str, Any], split_rows
         card["licence"] = dict(card["licence"])
         card["licence"]["data"] += (" Smartphone photos: PAD-UFES-20, CC BY 4.0 (Pacheco A. G. C. et al., "
                                     "Data in Brief 32, 106221, 2020).")
+    if "clinical" in kinds:
+        card["limitations"] = list(card["limitations"]) + [CLINICAL_LIMITATION]
+    if any(name.startswith("milk10k") for name in per_source):
+        card["licence"] = dict(card["licence"])
+        card["licence"]["data"] += MILK10K_LICENCE
 
 
 def _sources_markdown(card: Mapping[str, Any], labels: Sequence[str]) -> list[str]:
@@ -331,16 +346,43 @@ def _sources_markdown(card: Mapping[str, Any], labels: Sequence[str]) -> list[st
         lines += [f"Recall per Fitzpatrick skin type (test; {skin.get('unknown_images', 0)} images without a type; "
                   "\"too few\" below 10 images):", ""]
         for skin_type, entry in skin["types"].items():
-            cells = []
-            for label, value in entry["per_class_recall"].items():
-                if value["recall"] == "too few":
-                    cells.append(f"{label} too few ({value['n']})")
-                else:
-                    low, high = value["ci95"]
-                    cells.append(f"{label} {value['recall']:.2f} [{low:.2f}-{high:.2f}] ({value['n']})")
-            lines.append(f"- type {skin_type} ({entry['n']} images): " + "; ".join(cells))
+            lines.append(f"- type {skin_type} ({entry['n']} images): " + "; ".join(_recall_cells(entry["per_class_recall"])))
         lines.append("")
+    tones = card["evaluation"].get("per_skin_tone_test_float")
+    if tones:
+        lines += [f"Recall per skin-tone class ({tones.get('scale', 'the dataset own scale')}; test; "
+                  f"{tones.get('unknown_images', 0)} images without a class; \"too few\" below 10 images). The "
+                  f"model has seen the classes {', '.join(tones['tones'])}:", ""]
+        for tone, entry in tones["tones"].items():
+            lines.append(f"- tone {tone} ({entry['n']} images, {', '.join(entry.get('sources', []))}): "
+                         + "; ".join(_recall_cells(entry["per_class_recall"])))
+        lines.append("")
+    aside = card["evaluation"].get("out_of_scope_float")
+    if aside:
+        lines += ["Lesions outside the model's classes (never trained: e.g. inflammatory and other benign or "
+                  "malignant conditions), as the outcome rule treats them:", ""]
+        for name, entry in aside.items():
+            lines.append(f"- {name}: {entry['benign']} of {entry['n']} called benign ({entry['called_benign']:.0%}), "
+                         f"{entry['refer']} referred, {entry['uncertain']} uncertain")
+        lines.append("")
+    pairs = card["evaluation"].get("paired_photos_test_float")
+    if pairs:
+        lines += [f"Two photos of one lesion ({' and '.join(pairs['sources'])}; {pairs['lesions']} test lesions): the "
+                  f"same outcome for {pairs['same_outcome']:.0%}, the same top class for {pairs['same_top_class']:.0%}; "
+                  f"malignant lesions referred by either photo {_number(pairs['malignant_referred_by_either'])}, by "
+                  f"both {_number(pairs['malignant_referred_by_both'])}.", ""]
     return lines
+
+
+def _recall_cells(table: Mapping[str, Any]) -> list[str]:
+    cells = []
+    for label, value in table.items():
+        if value["recall"] == "too few":
+            cells.append(f"{label} too few ({value['n']})")
+        else:
+            low, high = value["ci95"]
+            cells.append(f"{label} {value['recall']:.2f} [{low:.2f}-{high:.2f}] ({value['n']})")
+    return cells
 
 
 def _bias_correction_line(report: Mapping[str, Any] | None) -> str:
@@ -507,8 +549,12 @@ def _referral_section(card: Mapping[str, Any]) -> list[str]:
         for name, entry in (referral.get("per_source") or {}).items():
             point = entry.get("test")
             if point:
+                own = entry.get("own_threshold") or {}
+                alone = (f" (with its own threshold {_number(own['threshold'])}, which the model does not ship: "
+                         f"{_number(own['test'].get('sensitivity'))}, {_number(own['test'].get('specificity'))})"
+                         if own.get("test") else "")
                 lines.append(f"- float, test, {name} only: sensitivity {_number(point.get('sensitivity'))}, "
-                             f"specificity {_number(point.get('specificity'))}")
+                             f"specificity {_number(point.get('specificity'))}{alone}")
         melanoma = referral.get("melanoma")
         if melanoma and melanoma.get("threshold") is not None:
             lines += ["", f"Melanoma alone: probability of mel at least {_number(melanoma['threshold'])} (chosen on "

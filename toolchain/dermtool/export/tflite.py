@@ -47,6 +47,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dermtool import DermtoolError
+from dermtool.data.sources import source_to_dict
 
 logger = logging.getLogger(__name__)
 
@@ -495,8 +496,7 @@ class _Export:
             "melanoma": run.metrics.get("melanoma"),
         }
         if config.data.sources:  # a multi-source model carries its label maps, so bench can read each source's folder
-            extra["sources"] = [{"name": source.name, "kind": source.kind, "label_map": dict(source.label_map)}
-                                for source in config.data.sources]
+            extra["sources"] = [source_to_dict(source) for source in config.data.sources]
         ood = _ood_parameters(run, self.folder, lambda images: _predict_float(self.reference, images, self.spec),
                               self.progress)
         if ood is not None:

@@ -465,7 +465,7 @@ class _Trainer:
         from dermtool.models import registry
         from dermtool.train.devices import precision_policy
         from dermtool.train.plots import plot_confusion_matrix, plot_training_curves
-        from dermtool.train.report import SplitStrata, final_metrics
+        from dermtool.train.report import OutOfScope, SplitStrata, final_metrics
 
         state = self.state
         if not state.best_checkpoint:
@@ -493,9 +493,17 @@ class _Trainer:
             logits[name] = (split.labels, predictor(dataset, len(split)))
 
         history = read_history(self.run_dir)
-        strata = {name: SplitStrata(split.sources, split.skin_types, self.data.source_names, self.data.source_kinds)
+        group_of = {row.image_id: row.group for row in self.data.rows}
+        strata = {name: SplitStrata(split.sources, split.skin_types, self.data.source_names, self.data.source_kinds,
+                                    split.skin_tones, [group_of.get(image_id, image_id) for image_id in split.image_ids])
                   for name, split in self.data.splits.items() if name in logits and split.sources is not None}
-        result = final_metrics(self.data.labels, logits, strata or None)
+        aside = None
+        if self.data.out_of_scope is not None and len(self.data.out_of_scope):
+            extra = self.data.out_of_scope
+            dataset = make_dataset(extra.images, np.zeros(len(extra), np.int32), self.data.num_classes,
+                                   self.config.train.batch_size, training=False, augment=None, spec=self.spec)
+            aside = OutOfScope(extra.sources, extra.original_labels, predictor(dataset, len(extra)))
+        result = final_metrics(self.data.labels, logits, strata or None, aside)
         result["best_epoch"] = state.best_epoch
         result["epochs"] = len(history)
         result["skipped_images"] = self.data.skipped
