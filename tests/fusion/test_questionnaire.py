@@ -91,3 +91,13 @@ def test_booleans_and_aliases() -> None:
     assert read_answers({"itch": True, "hurt": False, "gender": "female"}) == {"itch": "yes", "hurt": "no",
                                                                              "sex": "female"}
     assert question("Region").name == "site" and question("localization").name == "site"
+
+
+def test_milk10k_metadata_gives_age_sex_and_site_for_almost_every_image(milk10k_dir) -> None:
+    from dermtool.fusion.fitting import answers_of_csv
+
+    answers = answers_of_csv(milk10k_dir / "metadata.csv")
+    assert len(answers) == 6984
+    assert sum(set(item) == {"age", "sex", "site"} for item in answers.values()) > 6900
+    sites = {item.get("site") for item in answers.values()}
+    assert sites == {"head_neck", "trunk", "arm", "leg", "hand", "foot", "genital", None}

@@ -14,7 +14,7 @@ Nine questions, every one skippable (``unknown``)::
 
 An answer is read into a *level* (``"60-74"``, ``"yes"``, ``"trunk"``) or ``None`` for unknown. Spellings that
 datasets and people use are accepted: ``True``/``False``/``1``/``0``/``y``/``n``, ``UNK`` or an empty value for
-unknown, PAD-UFES-20's ``gender`` and ``region`` (``FOREARM`` -> arm), HAM10000's ``sex`` and ``localization``
+unknown, PAD-UFES-20's ``gender`` and ``region`` (``FOREARM`` -> arm), MILK10k's ``site`` (``head_neck_face`` -> head_neck), HAM10000's ``sex`` and ``localization``
 (``lower extremity`` -> leg), ISIC's ``age_approx`` / ``age_approximate``. Anything else is a
 :class:`dermtool.DermtoolError` whose one line names the question and the answers it takes. The fusion model (:mod:`dermtool.fusion.model`) gives every level its
 own weights; an unknown answer contributes nothing.
@@ -35,7 +35,7 @@ NO_SPELLINGS = frozenset({"no", "n", "false", "f", "0"})
 
 #: Body-site spellings of PAD-UFES-20 (region), HAM10000 (localization) and ISIC (anatom_site_general).
 SITE_SPELLINGS = {
-    "head_neck": ("head_neck", "head/neck", "head", "face", "scalp", "ear", "neck", "nose", "lip"),
+    "head_neck": ("head_neck", "head_neck_face", "head/neck", "head", "face", "scalp", "ear", "neck", "nose", "lip"),
     "trunk": ("trunk", "back", "chest", "abdomen", "anterior torso", "posterior torso", "lateral torso", "torso"),
     "arm": ("arm", "forearm", "upper extremity", "upper_extremity", "upper limb"),
     "hand": ("hand", "palms/soles", "acral", "finger"),
