@@ -2,36 +2,38 @@
 # Wheel check: dermtool installed as a package, not from the source tree, must run.
 #
 # Builds the wheel (pip, with the build backend of pyproject.toml), installs it into a new
-# throwaway virtual environment the documented way (README, "Install as a package"):
+# throwaway virtual environment of $PYTHON the documented way (README, "Install as a package"):
 #   pip install -c constraints.txt 'dermtool-*.whl[serve]'
-#   pip install --no-deps -r requirements-nodeps.txt
-# then, from a folder outside the repository: the CLI's help, the runtime modules' imports, and the whole
-# path on real images: train configs/smoke.toml on 12 HAM10000 images per class, export a float .tflite,
-# predict one image with it. About 3 GB and a few minutes (pip's cache makes the install fast).
+# checks that `pip check` passes there and that neither tflite-support nor MediaPipe came with it, then, from a
+# folder outside the repository: the CLI's help, the runtime modules' imports, and the whole path on real
+# images: train configs/smoke.toml on 12 HAM10000 images per class, export a float .tflite and an int8 one
+# (TFLite metadata written without tflite-support), predict one image with each. About 3 GB, a few minutes.
 #
-# Usage: .ci/wheel_check.sh   (after `make install`; DATA defaults to ../shared/data/ham10000)
+# Usage: .ci/wheel_check.sh   (after `make install`; PYTHON defaults to .venv's Python, e.g.
+#        PYTHON=$(.ci/python 3.13) .ci/wheel_check.sh; DATA defaults to ../shared/data/ham10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
-PYTHON=${PYTHON:-python3.11}
 DATA=$(cd "${DATA:-${DERMTOOL_HAM10000:-../shared/data/ham10000}}" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dermtool-wheel.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
 step() { echo "== wheel check: $*"; }
 
-step "build the wheel"
 test -x .venv/bin/pip || { echo "no .venv: run make install first" >&2; exit 2; }
+PYTHON=${PYTHON:-$(.venv/bin/python -c 'import sys; print(sys._base_executable)')}
+
+step "build the wheel"
 .venv/bin/pip wheel --quiet --no-deps --wheel-dir "$WORK/dist" .
 rm -rf build  # setuptools' scratch copy of the package (git-ignored); stale copies only confuse grep
 WHEEL=$(ls "$WORK"/dist/dermtool-*.whl)
 echo "$WHEEL"
 
-step "install it into a new venv (constraints.txt, then the --no-deps step)"
+step "install it into a new venv of $("$PYTHON" --version) (constraints.txt, one step), then pip check"
 "$PYTHON" -m venv "$WORK/venv"
 "$WORK/venv/bin/pip" install --quiet --upgrade pip
 "$WORK/venv/bin/pip" install --quiet -c constraints.txt "$WHEEL[serve]"
-"$WORK/venv/bin/pip" install --quiet --no-deps -r requirements-nodeps.txt
+"$WORK/venv/bin/pip" check
 
 cd "$WORK"  # nothing of the source tree on sys.path from here on
 export PATH="$WORK/venv/bin:$PATH"
@@ -51,8 +53,10 @@ import dermtool.serve.app
 where = Path(dermtool.__file__).resolve()
 assert Path(sys.prefix).resolve() in where.parents, f"dermtool imported from {where}, not from the wheel's venv"
 assert (where.parent / "serve" / "static").is_dir(), "the web app's static files are missing from the wheel"
-dermtool.export.metadata.load_metadata_library()  # tflite-support from the --no-deps step, with libusb
-print(f"dermtool {dermtool.__version__} from {where.parent}")
+import importlib.util
+for name in ("tensorflow_lite_support", "tflite_support", "mediapipe"):  # the test-only --no-deps packages
+    assert importlib.util.find_spec(name) is None, f"{name} came with the runtime install"
+print(f"dermtool {dermtool.__version__} from {where.parent}, Python {sys.version.split()[0]}")
 EOF
 dermtool --version
 dermtool --help > /dev/null
@@ -84,8 +88,19 @@ EOF
 dermtool train --config "$REPO/configs/smoke.toml" --data subset --out run --quiet
 test -f run/model.keras
 dermtool export run --out model.tflite --float --no-gate --quiet
+dermtool export run --out model_int8.tflite --int8 --no-gate --quiet
+python - <<'EOF'
+from dermtool.export.metadata import read_metadata
+
+for path, mode in (("model.tflite", "float"), ("model_int8.tflite", "int8")):
+    metadata = read_metadata(path)
+    assert metadata["mode"] == mode and len(metadata["labels"]) == 7, metadata
+    assert b"TFLITE_METADATA" in open(path, "rb").read(), f"{path}: no TFLite metadata"
+EOF
 IMAGE=$(ls subset/images/*.jpg | head -n 1)
-dermtool predict "$IMAGE" --model model.tflite | tee predict.txt
-grep -q "$(basename "$IMAGE" .jpg)" predict.txt
+for model in model.tflite model_int8.tflite; do
+  dermtool predict "$IMAGE" --model "$model" | tee predict.txt
+  grep -q "$(basename "$IMAGE" .jpg)" predict.txt
+done
 
 step "passed"

@@ -1,7 +1,9 @@
-"""TFLite metadata: written with tflite-support, read back in pure Python, and a golden metadata file."""
+"""TFLite metadata: written by dermtool's populator, read back in pure Python and by tflite-support's
+MetadataDisplayer (golden files per export mode)."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -13,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from dermtool import DermtoolError
-from dermtool.export.metadata import read_associated_files, read_metadata, stable_metadata_json
+from dermtool.export.metadata import read_associated_files, read_metadata
 from dermtool.run import RunFolder
+from tests.export import displayer
+from tests.fixtures_export import EXPORT_MODES
 
 GOLDEN = Path(__file__).parent / "golden" / "metadata_lite0_int8.json"
 HAM_LABELS = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
@@ -42,7 +46,7 @@ def test_dermtool_metadata_reads_back(mode, exported_models, tiny_run):
 @pytest.mark.parametrize("mode", ["float", "int8"])
 def test_standard_metadata_has_normalisation_labels_and_general_info(mode, exported_models, tiny_run):
     spec = RunFolder(tiny_run).input_spec
-    values = stable_metadata_json(exported_models[mode])
+    values = displayer.displayed(exported_models[mode])["metadata"]
     assert "not a diagnosis" in values["description"] and "screening" in values["description"]
     assert values["author"] == "dermtool" and "CC BY-NC-SA 4.0" in values["license"]
     subgraph = values["subgraph_metadata"][0]
@@ -59,8 +63,10 @@ def test_standard_metadata_has_normalisation_labels_and_general_info(mode, expor
     assert [entry["name"] for entry in values["associated_files"]] == ["dermtool.json"]
 
 
-def _golden_model_metadata() -> dict:
-    """Metadata of a fixed small int8 model with EfficientNet-Lite0's input spec and the HAM10000 labels."""
+@pytest.fixture(scope="module")
+def golden_model() -> tuple[bytes, bytes]:
+    """(converter output, the same with metadata) of a fixed small int8 model with EfficientNet-Lite0's input
+    spec and the HAM10000 labels."""
     import numpy as np
 
     from dermtool.data.preprocess import InputSpec
@@ -71,23 +77,93 @@ def _golden_model_metadata() -> dict:
 
     spec = InputSpec(image_size=64, resize_policy="squash", mean=127.0, std=128.0)
     pixels = np.random.default_rng(0).integers(0, 256, size=(8, 64, 64, 3), dtype=np.uint8)
-    content = convert(build_tiny_classifier(7, 64), "int8", "uint8", representative_batches(pixels, spec))
-    content = write_metadata(content, labels=HAM_LABELS, input_spec=spec, temperature=1.5, mode="int8",
+    converted = convert(build_tiny_classifier(7, 64), "int8", "uint8", representative_batches(pixels, spec))
+    content = write_metadata(converted, labels=HAM_LABELS, input_spec=spec, temperature=1.5, mode="int8",
                              io_type="uint8", model_name="efficientnet-lite0")
     metadata = read_metadata(content)
     assert metadata["labels"] == HAM_LABELS and metadata["temperature"] == 1.5
-    return stable_metadata_json(content)
+    return converted, content
 
 
-def test_golden_metadata_file():
+@pytest.mark.parametrize("mode", EXPORT_MODES)
+def test_displayer_reads_every_export_mode_as_the_golden_file(mode, exported_models):
+    """tflite-support's MetadataDisplayer reads each exported mode exactly as golden/displayer_<mode>.json (the
+    metadata JSON and the packed files; written with tflite-support's writer before dermtool had its own).
+    QAT + pruning: tests/export/test_optimize.py; fusion: tests/fusion/test_commands.py."""
+    reading = displayer.assert_matches_golden(exported_models[mode], mode)
+    assert reading["packed_files"] == ["dermtool.json", "labels.txt"]
+
+
+def test_golden_metadata_file(golden_model):
     """The full metadata JSON (tflite-support's MetadataDisplayer; the version field left out) is the golden
     file. Regenerate it deliberately with DERMTOOL_UPDATE_GOLDEN=1 after an intended change."""
-    actual = _golden_model_metadata()
+    actual = displayer.displayed(golden_model[1])["metadata"]
     if os.environ.get("DERMTOOL_UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(actual, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     expected = json.loads(GOLDEN.read_text(encoding="utf-8"))
     assert actual == expected
+
+
+def test_populator_writes_what_tflite_supports_populator_writes(golden_model):
+    """tflite-support's MetadataPopulator, given dermtool's metadata FlatBuffer and the same files, makes the
+    same model bytes (the zip's timestamps aside); it computes the minimum parser version itself (C++), so
+    this also checks MIN_PARSER_VERSION."""
+    from dermtool.export.metadata import METADATA_FIELD_NAME, MIN_PARSER_VERSION
+
+    metadata = displayer.metadata_module()
+    converted, ours = golden_model
+    buffer = metadata.get_metadata_buffer(ours)
+    assert json.loads(metadata.convert_to_json(bytes(buffer)))["min_parser_version"] == MIN_PARSER_VERSION
+    files = read_associated_files(ours)
+    populator = metadata.MetadataPopulator.with_model_buffer(bytearray(converted))
+    populator.load_metadata_buffer(bytearray(buffer))
+    populator.load_associated_file_buffers(files)
+    populator.populate()
+    theirs = bytes(populator.get_model_buffer())
+    assert _flatbuffer(theirs) == _flatbuffer(ours) and METADATA_FIELD_NAME.encode() in _flatbuffer(ours)
+    entries = [zipfile.ZipFile(io.BytesIO(model)).infolist() for model in (ours, theirs)]
+    assert [(entry.filename, entry.compress_type, entry.file_size) for entry in entries[0]] == \
+        [(entry.filename, entry.compress_type, entry.file_size) for entry in entries[1]]
+    assert read_associated_files(theirs) == files and list(files) == ["labels.txt", "dermtool.json"]
+
+
+def _flatbuffer(model: bytes) -> bytes:
+    """The model's FlatBuffer: what precedes its first packed file."""
+    return model[: zipfile.ZipFile(io.BytesIO(model)).infolist()[0].header_offset]
+
+
+def test_writing_needs_neither_tflite_support_nor_mediapipe(exported_models):
+    """write_metadata on an exported model's FlatBuffer (its metadata replaced) in a fresh process: the same
+    metadata, and no tflite-support or MediaPipe module imported."""
+    code = (
+        "import sys\n"
+        "from dermtool.data.preprocess import InputSpec\n"
+        "from dermtool.export.metadata import read_metadata, write_metadata\n"
+        f"path = {str(exported_models['float'])!r}\n"
+        "content = open(path, 'rb').read()\n"
+        "old = read_metadata(content)\n"
+        "import io, zipfile\n"
+        "flat = content[: zipfile.ZipFile(io.BytesIO(content)).infolist()[0].header_offset]\n"
+        "new = read_metadata(write_metadata(flat, labels=old['labels'], input_spec=InputSpec.from_dict(old['input_spec']),\n"
+        "    temperature=old['temperature'], mode='float', io_type='float32', model_name=old['model']))\n"
+        "assert new['labels'] == old['labels'] and new['input_spec'] == old['input_spec'], new\n"
+        "heavy = [name for name in sys.modules if name.split('.')[0] in ('tflite_support', 'tensorflow_lite_support', 'mediapipe')]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None, reason="mediapipe is not installed")
+def test_the_metadata_schema_is_mediapipes():
+    """dermtool.export.metadata_schema_py_generated is MediaPipe's generated module below its header (read from
+    the installed package's files: importing mediapipe takes seconds)."""
+    import dermtool.export.metadata_schema_py_generated as ours
+
+    (folder,) = importlib.util.find_spec("mediapipe").submodule_search_locations
+    theirs = Path(folder) / "tasks" / "metadata" / "metadata_schema_py_generated.py"
+    text = Path(ours.__file__).read_text(encoding="utf-8")
+    assert text[text.index("import flatbuffers"):] == theirs.read_text(encoding="utf-8")
 
 
 def _zip(files: dict[str, str]) -> bytes:

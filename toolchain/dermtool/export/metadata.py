@@ -16,19 +16,22 @@ What an exported model carries (the standard TFLite image-classifier metadata, s
   The temperature is already folded into the model's "logits" layer; it is recorded for information only.
 
 The associated files are stored as a zip archive appended to the FlatBuffer, so :func:`read_metadata`
-opens the ``.tflite`` bytes with :mod:`zipfile`: no TensorFlow, no tflite-support, a few milliseconds.
+opens the ``.tflite`` bytes with :mod:`zipfile`: no TensorFlow, no FlatBuffers, a few milliseconds.
 
-Writing needs tflite-support, imported as ``tensorflow_lite_support.metadata.python.metadata_writers``
-(its documented ``tflite_support.metadata_writers`` import fails with protobuf 7), after loading the
-``libusb-1.0`` shipped by ``libusb-package`` into the process (the compiled modules link against it).
-tflite-support is installed without its declared dependencies (``protobuf<4``): see requirements-nodeps.txt.
+Writing is dermtool's own small populator on the generated TFLite metadata schema (MediaPipe's
+``metadata_schema_py_generated``, copied into :mod:`dermtool.export.metadata_schema_py_generated`) and on
+TensorFlow's TFLite model schema (the converter's own, so re-packing the model keeps every field): it builds the
+same ``ModelMetadata`` as tflite-support's ``image_classifier.MetadataWriter`` did (``GeneralMd``,
+``InputImageTensorMd``, ``ClassificationTensorMd`` with the label file, plus ``dermtool.json``), inserts it as
+the model's ``TFLITE_METADATA`` buffer and appends the associated files as a zip, as tflite-support's
+``MetadataPopulator`` does. tflite-support's ``MetadataDisplayer`` reads every exported model as before
+(tests/export/golden/displayer_*.json); neither tflite-support nor MediaPipe is needed to export.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -47,8 +50,6 @@ INTENDED_USE = (
     "Decision support for referral of dermoscopic images of skin lesions; not a diagnosis and not a "
     "screening tool."
 )
-
-_LIBUSB_LOADED = False
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -142,50 +143,6 @@ def _model_bytes(path_or_bytes: str | Path | bytes) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------------ writing
-def load_metadata_library() -> dict[str, Any]:
-    """Import tflite-support's metadata writer and reader modules (loading libusb first).
-
-    Returns ``{"image_classifier", "metadata_info", "writer_utils", "metadata", "schema", "model_schema"}``
-    modules (``schema``: the metadata FlatBuffer schema; ``model_schema``: the TFLite model schema).
-    """
-    global _LIBUSB_LOADED
-    if not _LIBUSB_LOADED:
-        import ctypes
-
-        try:
-            import libusb_package
-
-            library = libusb_package.get_library_path()
-        except ImportError:
-            library = None
-        if library is not None:
-            ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
-        _LIBUSB_LOADED = True
-    try:
-        from tensorflow_lite_support.metadata import metadata_schema_py_generated as schema
-        from tensorflow_lite_support.metadata import schema_py_generated as model_schema
-        from tensorflow_lite_support.metadata.python import metadata
-        from tensorflow_lite_support.metadata.python.metadata_writers import (
-            image_classifier,
-            metadata_info,
-            writer_utils,
-        )
-    except ImportError as error:
-        raise DermtoolError(
-            f"cannot import tflite-support's metadata writer ({error}); install it with "
-            "`pip install --no-deps tflite-support==0.4.4` and `pip install libusb-package` "
-            "(see requirements-nodeps.txt)"
-        ) from None
-    return {
-        "image_classifier": image_classifier,
-        "metadata_info": metadata_info,
-        "writer_utils": writer_utils,
-        "metadata": metadata,
-        "schema": schema,
-        "model_schema": model_schema,
-    }
-
-
 def dermtool_info(
     labels: Sequence[str],
     input_spec: Any,
@@ -234,93 +191,192 @@ def write_metadata(
     extra: Mapping[str, Any] | None = None,
 ) -> bytes:
     """``model_content`` with image-classifier metadata, ``labels.txt`` and ``dermtool.json`` attached."""
-    library = load_metadata_library()
-    metadata_info = library["metadata_info"]
-    writer_utils = library["writer_utils"]
-    schema = library["schema"]
-    buffer = bytearray(model_content)
+    metadata_fb, model_fb = _schemas()
+    input_type, output_type = _io_tensor_types(model_content, model_fb)
     size = input_spec.image_size
+    mean, std = float(input_spec.mean), float(input_spec.std)
 
-    general = metadata_info.GeneralMd(
-        name=f"dermtool skin-lesion classifier ({model_name}, {mode})",
-        version=f"dermtool {__version__}",
-        description=model_description(labels, model_name, mode),
-        author=author,
-        licenses=licence,
-    )
-    input_type = writer_utils.get_input_tensor_types(buffer)[0]
+    model_metadata = metadata_fb.ModelMetadataT()
+    model_metadata.name = f"dermtool skin-lesion classifier ({model_name}, {mode})"
+    model_metadata.version = f"dermtool {__version__}"
+    model_metadata.description = model_description(labels, model_name, mode)
+    model_metadata.author = author
+    model_metadata.license = licence
+
+    # The input image (tflite-support's InputImageTensorMd): RGB, normalisation, the value range it holds.
     pixels = (
         "raw 0-255 RGB pixels: the input quantisation (scale 1/std, zero point mean) performs the normalisation"
-        if input_type in (library["model_schema"].TensorType.UINT8, library["model_schema"].TensorType.INT8)
+        if input_type in (model_fb.TensorType.UINT8, model_fb.TensorType.INT8)
         else "float32 (pixel - mean) / std"
     )
-    input_metadata = metadata_info.InputImageTensorMd(
-        name="image",
-        description=(
-            f"RGB image {size}x{size} (resize policy '{input_spec.resize_policy}'), normalised as "
-            f"(pixel - {input_spec.mean:g}) / {input_spec.std:g}; tensor holds {pixels}."
-        ),
-        norm_mean=[float(input_spec.mean)],
-        norm_std=[float(input_spec.std)],
-        color_space_type=schema.ColorSpaceType.RGB,
-        tensor_type=input_type,
+    image = metadata_fb.TensorMetadataT()
+    image.name = "image"
+    image.description = (
+        f"RGB image {size}x{size} (resize policy '{input_spec.resize_policy}'), normalised as "
+        f"(pixel - {input_spec.mean:g}) / {input_spec.std:g}; tensor holds {pixels}."
     )
-    with tempfile.TemporaryDirectory(prefix="dermtool-metadata-") as folder:
-        labels_path = Path(folder) / LABELS_FILE_NAME
-        labels_path.write_text("\n".join(labels) + "\n", encoding="utf-8")
-        info_path = Path(folder) / DERMTOOL_FILE_NAME
-        info = dermtool_info(labels, input_spec, temperature, mode, io_type, extra)
-        from dermtool.export.metadata_check import check_metadata
+    if input_type == model_fb.TensorType.UINT8:
+        image.stats = _stats(metadata_fb, [_MIN_UINT8], [_MAX_UINT8])
+    elif input_type == model_fb.TensorType.FLOAT32:
+        image.stats = _stats(metadata_fb, [(0.0 - mean) / std], [(255.0 - mean) / std])
+    else:
+        image.stats = _stats(metadata_fb, None, None)
+    image.content = metadata_fb.ContentT()
+    image.content.contentProperties = metadata_fb.ImagePropertiesT()
+    image.content.contentProperties.colorSpace = metadata_fb.ColorSpaceType.RGB
+    image.content.contentPropertiesType = metadata_fb.ContentProperties.ImageProperties
+    normalization = metadata_fb.ProcessUnitT()
+    normalization.optionsType = metadata_fb.ProcessUnitOptions.NormalizationOptions
+    normalization.options = metadata_fb.NormalizationOptionsT()
+    normalization.options.mean = [mean]
+    normalization.options.std = [std]
+    image.processUnits = [normalization]
 
-        check_metadata(json.loads(json.dumps(info)), "export")  # the rules every model load checks again
-        info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    # The output (tflite-support's ClassificationTensorMd): probabilities, the label file.
+    probability = metadata_fb.TensorMetadataT()
+    probability.name = "probability"
+    probability.description = f"Calibrated probabilities of the {len(labels)} classes, in {LABELS_FILE_NAME} order."
+    if output_type == model_fb.TensorType.UINT8:
+        probability.stats = _stats(metadata_fb, [_MIN_UINT8], [_MAX_UINT8])
+    elif output_type == model_fb.TensorType.FLOAT32:
+        probability.stats = _stats(metadata_fb, [0.0], [1.0])
+    else:
+        probability.stats = _stats(metadata_fb, None, None)
+    probability.content = metadata_fb.ContentT()
+    probability.content.contentProperties = metadata_fb.FeaturePropertiesT()
+    probability.content.contentPropertiesType = metadata_fb.ContentProperties.FeatureProperties
+    probability.associatedFiles = [_associated_file(
+        metadata_fb, LABELS_FILE_NAME, _LABEL_FILE_DESCRIPTION, metadata_fb.AssociatedFileType.TENSOR_AXIS_LABELS)]
 
-        output_metadata = metadata_info.ClassificationTensorMd(
-            name="probability",
-            description=f"Calibrated probabilities of the {len(labels)} classes, in {LABELS_FILE_NAME} order.",
-            label_files=[metadata_info.LabelFileMd(file_path=str(labels_path))],
-            tensor_type=writer_utils.get_output_tensor_types(buffer)[0],
-        )
-        model_metadata = general.create_metadata()
-        info_file = schema.AssociatedFileT()
-        info_file.name = DERMTOOL_FILE_NAME
-        info_file.description = (
-            "dermtool's own metadata (JSON): labels, input specification (image size, resize policy, mean, "
-            "std), calibration temperature (already folded into the model), export mode."
-        )
-        info_file.type = schema.AssociatedFileType.DESCRIPTIONS
-        model_metadata.associatedFiles = [info_file]
-        writer = library["image_classifier"].MetadataWriter.create_from_metadata(
-            buffer,
-            model_metadata=model_metadata,
-            input_metadata=[input_metadata.create_metadata()],
-            output_metadata=[output_metadata.create_metadata()],
-            associated_files=[str(labels_path), str(info_path)],
-        )
-        return bytes(writer.populate())
+    subgraph = metadata_fb.SubGraphMetadataT()
+    subgraph.inputTensorMetadata = [image]
+    subgraph.outputTensorMetadata = [probability]
+    model_metadata.subgraphMetadata = [subgraph]
+    model_metadata.associatedFiles = [_associated_file(
+        metadata_fb, DERMTOOL_FILE_NAME,
+        "dermtool's own metadata (JSON): labels, input specification (image size, resize policy, mean, std), "
+        "calibration temperature (already folded into the model), export mode.",
+        metadata_fb.AssociatedFileType.DESCRIPTIONS)]
+
+    info = dermtool_info(labels, input_spec, temperature, mode, io_type, extra)
+    from dermtool.export.metadata_check import check_metadata
+
+    check_metadata(json.loads(json.dumps(info)), "export")  # the rules every model load checks again
+    files = {
+        LABELS_FILE_NAME: ("\n".join(labels) + "\n").encode("utf-8"),
+        DERMTOOL_FILE_NAME: (json.dumps(info, indent=2) + "\n").encode("utf-8"),
+    }
+    return populate(model_content, _pack_metadata(model_metadata, metadata_fb), files)
 
 
-def metadata_json(path_or_bytes: str | Path | bytes) -> dict[str, Any]:
-    """The model's metadata FlatBuffer as a dict (tflite-support's ``MetadataDisplayer`` JSON)."""
-    library = load_metadata_library()
-    content = _model_bytes(path_or_bytes)
+# What tflite-support's metadata writers put in the fields dermtool does not choose.
+_MIN_UINT8, _MAX_UINT8 = 0, 255
+_LABEL_FILE_DESCRIPTION = "Labels for categories that the model can recognize."
+#: The TFLite model's metadata entry that holds the metadata FlatBuffer, and the two file identifiers.
+METADATA_FIELD_NAME = "TFLITE_METADATA"
+METADATA_FILE_IDENTIFIER = b"M001"
+MODEL_FILE_IDENTIFIER = b"TFL3"
+#: The oldest metadata parser that reads what :func:`write_metadata` writes: every field it sets (general
+#: information, image properties, normalisation, stats, associated files of type DESCRIPTIONS and
+#: TENSOR_AXIS_LABELS) is in version 1.0.0 of the schema. tflite-support's populator computed it with a C++
+#: function; tests/export/test_metadata.py checks the constant against it.
+MIN_PARSER_VERSION = "1.0.0"
+
+
+def _schemas() -> tuple[Any, Any]:
+    """(the metadata schema, the TFLite model schema) modules; the model schema is TensorFlow's own."""
+    from tensorflow.lite.python import schema_py_generated as model_fb
+
+    from dermtool.export import metadata_schema_py_generated as metadata_fb
+
+    return metadata_fb, model_fb
+
+
+def _io_tensor_types(model_content: bytes, model_fb: Any) -> tuple[int, int]:
+    """(input tensor type, output tensor type) of a one-subgraph, one-input, one-output TFLite model."""
     try:
-        displayer = library["metadata"].MetadataDisplayer.with_model_buffer(content)
-    except ValueError as error:
-        raise DermtoolError(f"the model has no TFLite metadata ({error})") from None
-    return json.loads(displayer.get_metadata_json())
+        model = model_fb.Model.GetRootAsModel(model_content, 0)
+        if model.SubgraphsLength() != 1:
+            raise DermtoolError(f"a TFLite model with {model.SubgraphsLength()} subgraphs cannot take metadata (one)")
+        subgraph = model.Subgraphs(0)
+        if subgraph.InputsLength() != 1 or subgraph.OutputsLength() != 1:
+            raise DermtoolError(
+                f"metadata describes one input and one output tensor; the model has {subgraph.InputsLength()} "
+                f"and {subgraph.OutputsLength()}"
+            )
+        return subgraph.Tensors(subgraph.Inputs(0)).Type(), subgraph.Tensors(subgraph.Outputs(0)).Type()
+    except DermtoolError:
+        raise
+    except Exception as error:  # a FlatBuffer that is not a TFLite model fails anywhere while being read
+        raise DermtoolError(f"not a TFLite model ({type(error).__name__}: {error})") from None
 
 
-#: Fields of :func:`metadata_json` that change with the dermtool version (left out of golden comparisons).
-VOLATILE_FIELDS = ("version",)
+def _stats(metadata_fb: Any, minimum: list[float] | None, maximum: list[float] | None) -> Any:
+    stats = metadata_fb.StatsT()
+    stats.max = maximum
+    stats.min = minimum
+    return stats
 
 
-def stable_metadata_json(path_or_bytes: str | Path | bytes) -> dict[str, Any]:
-    """:func:`metadata_json` without :data:`VOLATILE_FIELDS` (for golden-file tests)."""
-    values = metadata_json(path_or_bytes)
-    for key in VOLATILE_FIELDS:
-        values.pop(key, None)
-    return values
+def _associated_file(metadata_fb: Any, name: str, description: str, file_type: int) -> Any:
+    entry = metadata_fb.AssociatedFileT()
+    entry.name = name
+    entry.description = description
+    entry.type = file_type
+    return entry
+
+
+def _pack_metadata(model_metadata: Any, metadata_fb: Any) -> bytes:
+    """The metadata FlatBuffer of ``model_metadata`` with :data:`MIN_PARSER_VERSION`, packed as tflite-support
+    did: once as written, then read back and packed again with the parser version (same bytes)."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model_metadata.Pack(builder), METADATA_FILE_IDENTIFIER)
+    metadata = metadata_fb.ModelMetadataT.InitFromObj(
+        metadata_fb.ModelMetadata.GetRootAsModelMetadata(builder.Output(), 0))
+    metadata.minParserVersion = MIN_PARSER_VERSION
+    builder = flatbuffers.Builder(0)
+    builder.Finish(metadata.Pack(builder), METADATA_FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def populate(model_content: bytes, metadata_buffer: bytes, files: Mapping[str, bytes]) -> bytes:
+    """The model with ``metadata_buffer`` as its ``TFLITE_METADATA`` and ``files`` appended as a zip archive.
+
+    What tflite-support's (and MediaPipe's) ``MetadataPopulator.populate`` does for a model without packed
+    files: an existing ``TFLITE_METADATA`` buffer is replaced, otherwise a buffer and a metadata entry are
+    added; the model is packed again (with TensorFlow's own schema, so no field of the converter's output is
+    lost) and the files follow it, stored uncompressed, in order.
+    """
+    import flatbuffers
+
+    _, model_fb = _schemas()
+    content = bytes(model_content)
+    if zipfile.is_zipfile(io.BytesIO(content)):
+        raise DermtoolError("the model already carries associated files; populate a model fresh from the converter")
+    model = model_fb.ModelT.InitFromObj(model_fb.Model.GetRootAsModel(content, 0))
+    buffer = model_fb.BufferT()
+    buffer.data = bytearray(metadata_buffer)
+    model.metadata = model.metadata or []
+    model.buffers = model.buffers or []
+    for entry in model.metadata:
+        if entry.name.decode("utf-8") == METADATA_FIELD_NAME:
+            model.buffers[entry.buffer] = buffer
+            break
+    else:
+        model.buffers.append(buffer)
+        entry = model_fb.MetadataT()
+        entry.name = METADATA_FIELD_NAME
+        entry.buffer = len(model.buffers) - 1
+        model.metadata.append(entry)
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), MODEL_FILE_IDENTIFIER)
+    output = io.BytesIO(bytes(builder.Output()))
+    with zipfile.ZipFile(output, "a") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return output.getvalue()
 
 
 __all__ = [
@@ -331,8 +387,7 @@ __all__ = [
     "read_metadata",
     "read_associated_files",
     "write_metadata",
+    "populate",
     "dermtool_info",
-    "metadata_json",
-    "stable_metadata_json",
-    "load_metadata_library",
+    "MIN_PARSER_VERSION",
 ]
