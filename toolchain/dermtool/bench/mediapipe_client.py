@@ -92,7 +92,8 @@ def _import_mediapipe() -> tuple[Any, Any, Any]:
             from mediapipe.tasks.python.vision.core.image import Image
     except ImportError as error:
         raise DermtoolError(
-            f"--client mediapipe needs the mediapipe package (pip install mediapipe): {error}"
+            "--client mediapipe needs the mediapipe package: pip install --no-deps mediapipe==1.2.3 "
+            f"opencv-python-headless==5.0.0.93 (README, 'Install as a package') ({error})"
         ) from None
     return vision, BaseOptions, Image
 
