@@ -5,6 +5,8 @@ Heavy imports (TensorFlow, matplotlib) happen inside the command function, so ``
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from dermtool.cli.output import JsonOutput, check_output_file, json_option
@@ -24,6 +26,16 @@ Examples:
 Grad-CAM needs the gradients of the float model: --model is a run folder, not a .tflite. The overlay is
 written only where --out says; the input image itself is never stored.
 """
+
+
+def _on_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def _progress(text: str) -> None:
+    """A progress line on stderr, on a terminal only (as the progress bars): a script's stderr holds only errors."""
+    if _on_terminal():
+        click.echo(text, err=True)
 
 
 @click.command("explain", epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,6 +80,7 @@ def explain(
         from dermtool.explain.evaluate import evaluate_localisation
 
         output = JsonOutput(json_out)
+        _progress(f"Loading {model_path}, then one Grad-CAM heat map per image of its {split} split ...")
         with output.capture():
             report = evaluate_localisation(model_path, data_dir, masks_dir, split=split, limit=limit, target=target)
         output.report(report.format())
@@ -83,7 +96,9 @@ def explain(
     from dermtool.explain.predict import class_name
     from dermtool.io_utils import atomic_write_bytes
 
+    _progress(f"Loading {model_path} (its float model; Grad-CAM needs its gradients) ...")
     explainer = get_explainer(model_path)
+    _progress(f"Computing the Grad-CAM heat map of {image} ...")
     result = explainer.explain(image, class_name=class_label, target=target)
     try:
         atomic_write_bytes(out_path, overlay_png(result))
