@@ -5,6 +5,8 @@
     python benchmarks/bench_outcomes.py --model model.tflite --data DATA --split test --manifest RUN/split.csv
     python benchmarks/bench_outcomes.py --model runs/leave_out --data ../shared/data/ham10000 --raw-labels \
         --only-labels df,vasc          # leave-classes-out: a run trained without df and vasc
+    python benchmarks/bench_outcomes.py --model runs/multisource_cpu --data ../shared/data/milk10k \
+        --source milk10k_clinical --split test --out-of-scope   # + MILK10k's inf, ben_oth, mal_oth lesions
 
 Two safety figures come out of it, for real lesion images of one folder:
 
@@ -13,7 +15,9 @@ Two safety figures come out of it, for real lesion images of one folder:
 - ``out_of_class_benign``: among images whose label the model does not know (a class left out of training,
   standing in for the diseases a model has never seen), the share called ``benign``: a confident all-clear
   for a disease it cannot recognise (target: at most 5 %). The leave-classes-out protocol trains without some
-  classes (a source's ``label_map`` maps them to ``""``) and runs this on their images.
+  classes (a source's ``label_map`` maps them to ``""``) and runs this on their images. With
+  ``--out-of-scope``, a source's ``out_of_scope`` labels (MILK10k's inflammatory, other benign and other
+  malignant lesions, never trained) are added to the split's images as such out-of-class images.
 
 The model's own decision rule is used (referral threshold, uncertainty threshold, guard), exactly as
 ``dermtool predict`` applies it. A multi-source model's label map for DATA applies (as in ``dermtool bench``).
@@ -52,8 +56,12 @@ def outcome_table(records: list[Any], outcomes: list[str], known_labels: set[str
 
 
 def run(model: str, data: str, split: str | None, manifest: str | None, reference_run: str | None,
-        batch_size: int = 32, raw_labels: bool = False, only_labels: set[str] | None = None) -> dict[str, Any]:
+        batch_size: int = 32, raw_labels: bool = False, only_labels: set[str] | None = None,
+        source: str | None = None, out_of_scope: bool = False) -> dict[str, Any]:
+    from dermtool import DermtoolError
     from dermtool.bench.runner import _model_sources, select_records
+    from dermtool.data.layouts import read_dataset
+    from dermtool.data.sources import out_of_scope_records, source_of_folder
     from dermtool.explain.predict import Predictor
 
     predictor = Predictor(model, data_dir=None)
@@ -65,7 +73,15 @@ def run(model: str, data: str, split: str | None, manifest: str | None, referenc
         metadata = getattr(predictor._shared.backend, "metadata", {}) or {}
 
     sources = [] if raw_labels else _model_sources(_Model, reference)
-    records, description = select_records(data, None, split, manifest, reference, sources=sources)
+    records, description = select_records(data, None, split, manifest, reference, sources=sources,
+                                          source_name=source)
+    if out_of_scope:
+        chosen = source_of_folder(sources, read_dataset(data), (), source) if source else None
+        if chosen is None or not chosen.out_of_scope:
+            raise DermtoolError("--out-of-scope needs --source NAME, a source of the model with out_of_scope labels")
+        aside = out_of_scope_records(read_dataset(data), chosen)
+        records += aside
+        description["out_of_scope_images"] = len(aside)
     if only_labels:
         records = [record for record in records if record.label in only_labels]
     outcomes: list[str] = []
@@ -103,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the folder's own labels, without the model's label map (leave-classes-out: the "
                              "classes a map left out are then the out-of-class images)")
     parser.add_argument("--only-labels", default=None, help="comma-separated labels: only images of these")
+    parser.add_argument("--source", default=None, help="which source of a multi-source model DATA is (needed where "
+                                                       "several read one folder, e.g. milk10k_clinical)")
+    parser.add_argument("--out-of-scope", action="store_true",
+                        help="add the source's out_of_scope images (never trained) as out-of-class images")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     from dermtool import DermtoolError
@@ -110,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         only = {label.strip().lower() for label in args.only_labels.split(",")} if args.only_labels else None
         result = run(args.model, args.data, args.split, args.manifest, args.reference_run,
-                     raw_labels=args.raw_labels, only_labels=only)
+                     raw_labels=args.raw_labels, only_labels=only, source=args.source,
+                     out_of_scope=args.out_of_scope)
     except DermtoolError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2

@@ -235,13 +235,16 @@ def export_stage(run_dir: Path, data_dir: str, variant: str, model_path: Path, f
 
 
 def bench_stage(model_path: Path, data_dir: str, run_dir: Path, threads: list[int], runs: int, warmup: int,
-                json_path: Path, client: str = "litert") -> dict:
+                json_path: Path, client: str = "litert", source: str = "") -> dict:
     """``dermtool bench`` in a fresh process (so that training's memory and threads do not touch the numbers).
 
-    ``client="mediapipe"``: through MediaPipe's ImageClassifier on the original files (no thread counts)."""
+    ``client="mediapipe"``: through MediaPipe's ImageClassifier on the original files (no thread counts).
+    ``source``: the multi-source run's source that ``data_dir`` is (``--source``; one kind of a shared folder)."""
     command = [sys.executable, "-m", "dermtool.cli.main", "bench", str(model_path), "--data", str(data_dir),
                "--split", "test", "--reference", str(run_dir), "--runs", str(runs), "--warmup", str(warmup),
                "--json", str(json_path)]
+    if source:
+        command += ["--source", source]
     if client != "litert":
         command += ["--client", client]
     else:
@@ -450,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"bench {key}",
                         lambda model_path=model_path, json_path=json_path, data_dir=data_dir, client=client: bench_stage(
                             model_path, data_dir, run_dir, arguments.threads, arguments.runs, arguments.warmup,
-                            json_path, client),
+                            json_path, client, source),
                     )
                     results["variant"] = variant
                     results["source"] = source or None

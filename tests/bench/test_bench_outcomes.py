@@ -47,3 +47,19 @@ def test_outcome_shares_per_label_and_the_out_of_class_all_clears(tiny_run: Path
     assert result["out_of_class_benign"] == pytest.approx(eczema["benign"])
     assert 0.0 <= result["lesions_rejected"] <= 1.0
     assert result["thresholds"]["malignant_classes"]
+
+
+def test_out_of_scope_lesions_of_one_kind_are_the_out_of_class_images(milk_run: Path, small_milk: Path,
+                                                                       tmp_path: Path) -> None:
+    """A run on MILK10k's two kinds: --source picks the clinical photos of the test split, --out-of-scope adds
+    that kind's 18 inf / ben_oth / mal_oth images (6 lesions each in small_milk), never trained."""
+    out = tmp_path / "outcomes.json"
+    assert bench_outcomes.main(["--model", str(milk_run), "--data", str(small_milk), "--split", "test",
+                                "--source", "milk_clinical", "--out-of-scope", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    test_rows = [line.split(",") for line in (milk_run / "split.csv").read_text().splitlines()[1:]]
+    clinical_test = sum(row[3] == "test" and row[4] == "milk_clinical" for row in test_rows)
+    assert result["out_of_class_images"] == 18 and result["n"] == clinical_test + 18
+    assert {"inf", "ben_oth", "mal_oth"} <= set(result["by_label"])
+    assert result["data"]["source"] == {"name": "milk_clinical", "kind": "clinical"}
+    assert bench_outcomes.main(["--model", str(milk_run), "--data", str(small_milk), "--out-of-scope"]) == 2

@@ -86,9 +86,11 @@ def test_bench_stage_runs_the_mediapipe_client(script, monkeypatch, tmp_path: Pa
 
     monkeypatch.setattr(script.subprocess, "run", fake_run)
     script.bench_stage(Path("m.tflite"), "DATA", Path("RUN"), [1, 2], 10, 1, tmp_path / "a.json")
-    script.bench_stage(Path("m.tflite"), "DATA", Path("RUN"), [1, 2], 10, 1, tmp_path / "b.json", client="mediapipe")
+    script.bench_stage(Path("m.tflite"), "DATA", Path("RUN"), [1, 2], 10, 1, tmp_path / "b.json", client="mediapipe",
+                       source="milk10k_clinical")
     litert, mediapipe = commands
-    assert "--client" not in litert and litert.count("--threads") == 2
+    assert "--client" not in litert and litert.count("--threads") == 2 and "--source" not in litert
+    assert mediapipe[mediapipe.index("--source") + 1] == "milk10k_clinical"
     assert mediapipe[mediapipe.index("--client") + 1] == "mediapipe" and "--threads" not in mediapipe
     assert mediapipe[mediapipe.index("--data") + 1] == "DATA" and mediapipe[mediapipe.index("--split") + 1] == "test"
 
