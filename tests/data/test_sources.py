@@ -173,3 +173,33 @@ def test_data_check_lists_a_lesion_whose_two_photos_straddle_two_splits(small_mi
     report = check_dataset(small_milk, split_csv=write_split_csv(moved, tmp_path / "leaky.csv")).split
     assert report["shared_groups"] == 1
     assert report["leaking_groups"][0]["group"].endswith(first.group)
+
+
+def test_a_picture_filed_under_two_lesion_ids_lands_in_one_split(small_milk: Path, tmp_path: Path) -> None:
+    """MILK10k files three pictures under two lesion ids each; a copy of one photo under a new id stands in."""
+    import shutil
+
+    from dermtool.data.sources import merge_identical_files
+
+    folder = tmp_path / "milk"
+    shutil.copytree(small_milk, folder, symlinks=True)
+    with open(folder / "metadata.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    original = next(row for row in rows if row["dx"] == "bcc" and row["image_type"] == "clinical")
+    rows += [dict(original, image_id=f"ISIC_COPY{index}", lesion_id=f"IL_COPY{index}") for index in range(12)]
+    with open(folder / "metadata.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for index in range(12):
+        shutil.copyfile(folder / "images" / f"{original['image_id']}.jpg", folder / "images" / f"ISIC_COPY{index}.jpg")
+    records = read_sources(milk_sources(folder)).records
+    merged = {record.image_id: record.group for record in merge_identical_files(records)}
+    copies = {original["image_id"]} | {f"ISIC_COPY{index}" for index in range(12)}
+    assert {merged[image_id] for image_id in copies} == {min(original["lesion_id"], "IL_COPY0")}
+    split = {row.image_id: row.split for row in make_source_split(records, seed=0)}
+    assert len({split[image_id] for image_id in copies}) == 1
+    # the lesion's other photo (its dermoscopic image) stays with it
+    partner = next(row["image_id"] for row in rows if row["lesion_id"] == original["lesion_id"]
+                   and row["image_type"] == "dermoscopic")
+    assert split[partner] == split[original["image_id"]]

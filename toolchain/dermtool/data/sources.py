@@ -196,12 +196,59 @@ def read_sources(sources: Sequence[SourceConfig]) -> SourceCollection:
     return collection
 
 
+def _file_digest(path: Path) -> str | None:
+    import hashlib
+
+    try:
+        if not path.is_file():
+            return None
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def merge_identical_files(records: Sequence[SourceRecord]) -> list[SourceRecord]:
+    """The records with the groups of byte-identical image files merged (each takes the alphabetically first
+    group among its copies), so that a picture filed under two lesion ids lands in one split. Files are
+    compared by size first; only equal sizes are hashed."""
+    by_size: dict[int, list[SourceRecord]] = {}
+    for record in records:
+        try:
+            by_size.setdefault(Path(record.path).stat().st_size, []).append(record)
+        except OSError:
+            continue
+    parent: dict[str, str] = {}
+
+    def root(group: str) -> str:
+        while parent.get(group, group) != group:
+            group = parent[group]
+        return group
+
+    for candidates in by_size.values():
+        if len(candidates) < 2:
+            continue
+        by_digest: dict[str, list[str]] = {}
+        for record in candidates:
+            digest = _file_digest(Path(record.path))
+            if digest is not None:
+                by_digest.setdefault(digest, []).append(record.group)
+        for groups in by_digest.values():
+            first, *others = sorted({root(group) for group in groups})
+            for other in others:
+                parent[other] = first
+    if not parent:
+        return list(records)
+    return [replace(record, group=root(record.group)) if record.group in parent else record for record in records]
+
+
 def make_source_split(records: Iterable[SourceRecord], seed: int = 0, val_fraction: float = 0.15,
                       test_fraction: float = 0.15) -> list:
     """A grouped, stratified split made within each source (see :func:`dermtool.data.split.make_split`),
     the rows in record order and tagged with their source. Sources that read the same folder (``pool``:
     e.g. a folder's clinical and dermoscopic photos as two sources) are split together, grouped by the
-    folder's lesion ids, so both photos of a lesion land in the same split."""
+    folder's lesion ids, so both photos of a lesion land in the same split; the lesions of byte-identical
+    files filed under two lesion ids then join the split of the first of them (:func:`merge_identical_files`),
+    which leaves every other lesion where it was."""
     from dermtool.data.split import make_split
 
     records = list(records)
@@ -211,8 +258,13 @@ def make_source_split(records: Iterable[SourceRecord], seed: int = 0, val_fracti
     split_of: dict[str, object] = {}
     for pool_records in by_pool.values():
         rows = make_split(pool_records, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
-        for record, row in zip(pool_records, rows):
-            split_of[row.image_id] = replace(row, source=record.source)
+        # A picture filed under two lesion ids: both lesions go where the first (merged) group went. Moved
+        # after the split, so that the other lesions' splits do not depend on the copies.
+        merged = merge_identical_files(pool_records)
+        split_of_group = {row.group: row.split for row in rows}
+        for record, row, merged_record in zip(pool_records, rows, merged):
+            split = split_of_group[merged_record.group] if merged_record.group in split_of_group else row.split
+            split_of[row.image_id] = replace(row, source=record.source, split=split)
     return [split_of[record.image_id] for record in records]
 
 
@@ -398,6 +450,6 @@ def describe_sources(collection: SourceCollection) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SKIN_TONE_COLUMNS", "SKIN_TYPE_COLUMNS", "out_of_scope_records", "source_pools", "source_to_dict", "SourceCollection", "SourceRecord", "describe_sources", "make_source_split",
+__all__ = ["SKIN_TONE_COLUMNS", "SKIN_TYPE_COLUMNS", "out_of_scope_records", "merge_identical_files", "source_pools", "source_to_dict", "SourceCollection", "SourceRecord", "describe_sources", "make_source_split",
            "locate_folder", "map_dataset_labels", "run_data_description", "run_records", "run_split_records", "read_source", "read_sources", "resolve_sources", "source_of_folder",
            "sources_from_dicts"]
