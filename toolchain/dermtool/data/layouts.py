@@ -69,8 +69,9 @@ class DatasetNote:
     ``issue`` is a short code: "duplicate_row", "conflicting_labels", "no_label", "no_image_id",
     "ambiguous_file" (one id, several files), "duplicate_image_id" (one file name in two class folders),
     "outside_data" (an id that names a path outside DATA: absolute, with ``..``, or through a symbolic
-    link to a folder outside; such an image is never read, and :func:`read_dataset` refuses the folder
-    unless ``allow_outside=True``, which ``data check`` uses to list them as defects).
+    link to a folder outside; or a folder link inside DATA, in any layout, that leads outside it, named by
+    its path in DATA and never scanned; such an image is never read, and :func:`read_dataset` refuses the
+    folder unless ``allow_outside=True``, which ``data check`` uses to list them as defects).
     """
 
     issue: str
@@ -138,6 +139,71 @@ def _scan_image_paths(folder: str, skip_masks: bool = True) -> list[str]:
                 continue
     found.sort()
     return found
+
+
+def _inside(real_root: str, real_path: str) -> bool:
+    return real_path == real_root or os.path.commonpath([real_root, real_path]) == real_root
+
+
+def _scan_data(folder: str, real_root: str) -> tuple[list[str], list[str]]:
+    """Image files below ``folder`` whose folders stay inside ``real_root`` once symbolic links are resolved,
+    and the folders (links) that lead outside it, never entered: ``(images, outside folders)``, sorted.
+
+    A file may itself be a link (folders of linked images are common: decoding reads only regular files);
+    a folder link to outside DATA is never scanned, so neither its images nor their names are used."""
+    found: list[str] = []
+    outside: list[str] = []
+    visited: set[str] = set()
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        real = os.path.realpath(current)
+        if real in visited:
+            continue
+        visited.add(real)
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():
+                    if entry.name.lower() in SKIPPED_FOLDERS:
+                        continue
+                    if not _inside(real_root, os.path.realpath(entry.path)):
+                        outside.append(entry.path)
+                        continue
+                    stack.append(entry.path)
+                elif _is_image_name(entry.name) and not _is_mask_name(entry.name):
+                    found.append(entry.path)
+            except OSError:
+                continue
+    return sorted(found), sorted(outside)
+
+
+def _outside_folder_note(root: Path, folder: str, where: Path | str) -> DatasetNote:
+    """The ``outside_data`` defect of a folder link in DATA that leads outside it (named, not its target)."""
+    shown = os.path.relpath(folder, root)
+    return DatasetNote(OUTSIDE_DATA, str(where), f"{shown}: refused, a folder link that leads outside the data "
+                       f"folder; images must lie below the data folder {root} (link the image files, or give the "
+                       "real folder as DATA)")
+
+
+def _behind_link(image_id: str, links: Sequence[str]) -> str | None:
+    """The folder link (of ``links``, leading outside DATA) whose folder holds ``image_id``'s file, by name only
+    (a few ``lstat`` calls; nothing there is listed or read)."""
+    text = image_id.replace("\\", "/")
+    stem = _strip_image_suffix(os.path.basename(text))
+    for link in links:
+        name = os.path.basename(link)
+        inner = text.split(name + "/", 1)[1] if (name + "/") in text else os.path.basename(text)
+        inner_stem = os.path.join(os.path.dirname(inner), _strip_image_suffix(os.path.basename(inner)))
+        for candidate in {inner_stem, stem}:
+            if any(os.path.lexists(os.path.join(link, candidate + suffix)) for suffix in IMAGE_SUFFIXES):
+                return link
+    return None
 
 
 def scan_images(folder: str | os.PathLike, skip_masks: bool = True) -> list[Path]:
@@ -288,8 +354,8 @@ def _outside_reason(root: Path, image_id: str) -> str | None:
     if "/" in text:
         real_root = os.path.realpath(root)
         real_folder = os.path.realpath(os.path.dirname(os.path.join(root, text)))
-        if os.path.commonpath([real_root, real_folder]) != real_root:
-            return f"a folder that resolves to {real_folder}"
+        if not _inside(real_root, real_folder):
+            return "in a folder link that leads outside the data folder"  # the id is named, never the target
     return None
 
 
@@ -298,8 +364,9 @@ def _match_files(
 ) -> Dataset:
     """Find each listed id's file below ``root`` by stem; the rest are missing, and unmatched files unlisted.
 
-    An id naming a path outside ``root`` is never matched: it becomes an ``outside_data`` note."""
-    files = _scan_image_paths(str(root))
+    An id naming a path outside ``root`` is never matched: it becomes an ``outside_data`` note, and so does
+    every folder link below ``root`` that leads outside it (never scanned)."""
+    files, outside_folders = _scan_data(str(root), os.path.realpath(root))
     by_stem: dict[str, list[str]] = defaultdict(list)
     for file in files:
         by_stem[os.path.splitext(os.path.basename(file))[0]].append(file)
@@ -328,6 +395,17 @@ def _match_files(
             )
         used.update(candidates)
         records.append(Record(image_id=image_id, path=Path(candidates[0]), label=label, group=group))
+    notes.extend(_outside_folder_note(root, folder, csv_path) for folder in outside_folders)
+    if outside_folders and missing:  # an id whose file lies behind such a link is that defect, named by its id
+        behind = [image_id for image_id in missing if _behind_link(image_id, outside_folders)]
+        for image_id in behind:
+            link = os.path.relpath(_behind_link(image_id, outside_folders), root)
+            notes.append(DatasetNote(
+                OUTSIDE_DATA, str(csv_path),
+                f"{image_id}: refused, its file lies in a folder link ({link}) that leads outside the data folder; "
+                f"images must lie below the data folder {root}",
+            ))
+        missing = [image_id for image_id in missing if image_id not in set(behind)]
     unlisted = [Path(file) for file in files if file not in used]
     classes = sorted({record.label for record in records})
     return Dataset(root, layout, records, classes, csv_path, missing, unlisted, notes)
@@ -379,26 +457,37 @@ def _read_onehot_layout(root: Path, path: Path) -> Dataset:
     return dataset
 
 
-def _class_folders(root: Path) -> list[Path]:
-    folders = []
+def _class_folders(root: Path) -> tuple[list[Path], list[str]]:
+    """The class folders (those holding images) and the folder links at the top that lead outside DATA."""
+    folders: list[Path] = []
+    outside: list[str] = []
+    real_root = os.path.realpath(root)
     for entry in sorted(os.scandir(root), key=lambda item: item.name):
         if entry.name.startswith(".") or entry.name.lower() in SKIPPED_FOLDERS or not entry.is_dir():
             continue
-        if scan_images(Path(entry.path)):
+        if not _inside(real_root, os.path.realpath(entry.path)):
+            outside.append(entry.path)  # a class folder linked from elsewhere: never scanned
+            continue
+        images, _ = _scan_data(entry.path, real_root)
+        if images:
             folders.append(Path(entry.path))
-    return folders
+    return folders, outside
 
 
-def _read_folders_layout(root: Path, folders: list[Path]) -> Dataset:
+def _read_folders_layout(root: Path, folders: list[Path], outside_folders: Sequence[str] = ()) -> Dataset:
     found: list[tuple[str, Path]] = []
+    notes: list[DatasetNote] = []
+    real_root = os.path.realpath(root)
     for folder in folders:
         label = folder.name.strip().lower()
-        found.extend((label, file) for file in scan_images(folder))
+        images, outside = _scan_data(str(folder), real_root)
+        found.extend((label, Path(file)) for file in images)
+        notes.extend(_outside_folder_note(root, link, link) for link in outside)
+    notes.extend(_outside_folder_note(root, link, link) for link in outside_folders)
     stems: dict[str, int] = defaultdict(int)
     for _, file in found:
         stems[file.stem] += 1
     records: list[Record] = []
-    notes: list[DatasetNote] = []
     for label, file in found:
         image_id = file.stem
         if stems[image_id] > 1:  # the same name in two places: the relative path keeps ids unique
@@ -435,8 +524,9 @@ def read_dataset(
     outside = [note for note in dataset.notes if note.issue == OUTSIDE_DATA]
     if outside and not allow_outside:
         more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
-        raise DermtoolError(f"{dataset.csv_path}: {outside[0].detail}{more}; fix the CSV "
-                            "(`dermtool data check` lists every such row)")
+        where = dataset.csv_path or dataset.root
+        raise DermtoolError(f"{where}: {outside[0].detail}{more}; fix the CSV or the links "
+                            "(`dermtool data check` lists every one)")
     return dataset
 
 
@@ -456,9 +546,9 @@ def _read_any_layout(root: Path, data_dir: str | os.PathLike, labels_csv: str | 
         shape = _choose_csv(root, shapes)
         return _read_csv_layout(root, shape.path) if shape.kind == "csv" else _read_onehot_layout(root, shape.path)
 
-    folders = _class_folders(root)
-    if folders:
-        return _read_folders_layout(root, folders)
+    folders, outside = _class_folders(root)
+    if folders or outside:
+        return _read_folders_layout(root, folders, outside)
 
     found = f" The CSV files there fit none of them: {', '.join(path.name for path in top_csvs)}." if top_csvs else ""
     raise DermtoolError(f"{root}: no labelled images found.{found} {LAYOUT_HELP}")
