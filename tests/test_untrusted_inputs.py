@@ -373,3 +373,68 @@ def test_predict_on_a_folder_without_images_says_so(int8_model: Path, tmp_path: 
     for folder in (empty, notes):
         one_error_line(CliRunner().invoke(cli, ["predict", str(folder), "--model", str(int8_model), "--json", "-"]),
                        str(folder), "no images")
+
+
+# ---- 3. a symlinked folder inside DATA reaches outside it ----------------------------------------------------
+
+
+def _data_with_a_linked_folder(tmp_path: Path, small_ham: Path) -> tuple[Path, Path]:
+    import shutil
+
+    images = sorted((small_ham / "images").iterdir())
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copyfile(images[2].resolve(), outside / "SECRET_0001.jpg")
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    for source in images[:2]:
+        (data / "images" / source.name).symlink_to(source.resolve())  # linked files stay allowed
+    (data / "images" / "linkdir").symlink_to(outside)
+    rows = [f"{images[0].stem},nv", f"{images[1].stem},mel", "linkdir/SECRET_0001,mel", "SECRET_0001,bcc"]
+    (data / "labels.csv").write_text("image_id,dx\n" + "\n".join(rows) + "\n")
+    return data, outside
+
+
+def test_a_folder_link_out_of_data_is_refused_and_listed(small_ham: Path, int8_model: Path, tmp_path: Path) -> None:
+    from dermtool.data.check import check_dataset
+    from dermtool.data.layouts import read_dataset
+
+    data, outside = _data_with_a_linked_folder(tmp_path, small_ham)
+    for command in (["bench", str(int8_model), "--data", str(data), "--quiet"],
+                    ["data", "split", str(data), "--out", str(tmp_path / "split.csv")]):
+        output = one_error_line(CliRunner().invoke(cli, command), "images/linkdir", "outside the data folder")
+        assert str(outside) not in output
+    dataset = read_dataset(data, allow_outside=True)
+    assert len(dataset.records) == 2 and not dataset.missing
+    assert all(outside not in Path(path).resolve().parents for path in dataset.unlisted)
+    report = check_dataset(data, progress=False)
+    defects = {error["image_id"]: error for error in report.errors}
+    assert set(defects) == {"images/linkdir", "linkdir/SECRET_0001", "SECRET_0001"}
+    assert {error["reason"] for error in defects.values()} == {"outside_data"}
+    assert not any(str(outside) in error["message"] for error in report.errors)
+    assert report.n_valid == 2
+
+
+def test_a_class_folder_linked_from_outside_is_refused(small_ham: Path, tmp_path: Path) -> None:
+    from dermtool.data.check import check_dataset
+    from dermtool.data.layouts import read_dataset
+
+    images = sorted((small_ham / "images").iterdir())
+    outside = tmp_path / "outside_class"
+    outside.mkdir()
+    (outside / "SECRET_0002.jpg").symlink_to(images[3].resolve())
+    nested = tmp_path / "outside_nested"
+    nested.mkdir()
+    (nested / "SECRET_0003.jpg").symlink_to(images[4].resolve())
+    data = tmp_path / "folders"
+    for label, source in (("nv", images[0]), ("mel", images[1])):
+        (data / label).mkdir(parents=True)
+        (data / label / source.name).symlink_to(source.resolve())
+    (data / "bcc").symlink_to(outside)  # a class folder that is a link to outside
+    (data / "nv" / "more").symlink_to(nested)  # a folder link inside a class folder
+    with pytest.raises(DermtoolError, match="outside the data folder"):
+        read_dataset(data)
+    dataset = read_dataset(data, allow_outside=True)
+    assert dataset.layout == "folders" and sorted(record.label for record in dataset.records) == ["mel", "nv"]
+    report = check_dataset(data, progress=False)
+    assert {error["image_id"] for error in report.errors} == {"bcc", "nv/more"}
