@@ -99,14 +99,26 @@ def check_tflite_file(path: str | Path) -> bytes:
     return content
 
 
-def _read_model_metadata(content: bytes, path: Path) -> dict[str, Any]:
-    """The dermtool metadata of the model (``content`` = the file's bytes), or ``{}`` when it has none."""
-    from dermtool.export.metadata import read_metadata  # pure Python (zipfile), no TensorFlow
+def _read_model_metadata(content: bytes, path: Path, num_classes: int | None = None) -> dict[str, Any]:
+    """The dermtool metadata of the model (``content`` = the file's bytes), or ``{}`` when it has none.
+
+    Every field is checked (:mod:`dermtool.export.metadata_check`); when the metadata is refused and its
+    labels.txt does not even have one label per output, that more basic mismatch is the error reported."""
+    from dermtool.export.metadata import LABELS_FILE_NAME, read_associated_files, read_metadata
 
     try:
         metadata = read_metadata(content)
     except DermtoolError as error:
-        raise DermtoolError(f"{path}: {error}".replace("<model bytes>: ", "")) from None
+        try:
+            text = read_associated_files(content).get(LABELS_FILE_NAME, b"").decode("utf-8", "replace")
+        except DermtoolError:
+            text = ""
+        labels = [line.strip() for line in text.splitlines() if line.strip()]
+        if labels and num_classes is not None and len(labels) != num_classes:
+            raise DermtoolError(
+                f"{path} has {num_classes} outputs but its label list has {len(labels)} labels "
+                f"({', '.join(labels[:20])}); the metadata does not belong to this model") from None
+        raise DermtoolError(f"{path}: {error}".replace("<model bytes>: ", "").replace(f"{path}: {path}: ", f"{path}: ")) from None
     return dict(metadata) if metadata else {}
 
 
@@ -228,7 +240,7 @@ class TFLiteModel:
         if self.input.dtype not in ("float32", "uint8", "int8"):
             raise DermtoolError(f"{self.path} input type {self.input.dtype} is not supported (float32, uint8, int8)")
 
-        self.metadata = _read_model_metadata(content, self.path)
+        self.metadata = _read_model_metadata(content, self.path, self.num_classes)
         self.labels = list(labels) if labels is not None else self._metadata_labels()
         self.input_spec = input_spec if input_spec is not None else self._metadata_input_spec()
         if self.labels is not None and len(self.labels) != self.num_classes:
