@@ -68,7 +68,8 @@ def test_multi_source_configs_bench_each_source(script) -> None:
     """A multi-source config: one bench per source's folder, results keyed VARIANT.SOURCE; a HAM-only config
     keeps VARIANT and the --data folder."""
     assert script.bench_sources("configs/multisource_cpu.toml", "ignored") == {
-        "ham10000": "../shared/data/ham10000", "pad_ufes_20": "../shared/data/pad_ufes_20"}
+        "ham10000": "../shared/data/ham10000", "milk10k_dermoscopic": "../shared/data/milk10k",
+        "milk10k_clinical": "../shared/data/milk10k", "pad_ufes_20": "../shared/data/pad_ufes_20"}
     assert script.bench_sources("configs/ham10000_cpu.toml", "/data/ham") == {"": "/data/ham"}
     assert script.result_key("int8_ptq") == "int8_ptq"
     assert script.result_key("int8_ptq", client="mediapipe") == "int8_ptq.mediapipe"
