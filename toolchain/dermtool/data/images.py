@@ -24,8 +24,10 @@ unreadable the file cannot be read, is not a regular file (a FIFO, a device such
 The decoding budget is one for every entry point (the command line, the Python API, the web app and the
 training pipeline all decode through :func:`load_rgb`): only regular files are opened (without blocking,
 so a FIFO never hangs a command), at most ``max_bytes`` bytes are read, and the memory a decode needs is
-estimated from the header, counting channels and bit depth (:func:`decode_cost`), before a pixel is
-decoded. The limits are read from the environment on every call: ``DERMTOOL_MAX_IMAGE_MB`` (file size,
+estimated from the header (:func:`decode_cost`), before a pixel is decoded. Decoding costs what the estimate
+says (``benchmarks/bench_decode_memory.py`` measures it within a few per cent): the conversion to 8-bit RGB
+works on strips of rows into one preallocated array, and the EXIF orientation is applied to that array, so no
+full-size copy is made on the way. The limits are read from the environment on every call: ``DERMTOOL_MAX_IMAGE_MB`` (file size,
 default 64), ``DERMTOOL_MAX_IMAGE_MEGAPIXELS`` (default 40) and ``DERMTOOL_MAX_DECODE_MB`` (decoded
 memory, default 256).
 
@@ -45,7 +47,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from dermtool import DermtoolError
 
@@ -53,8 +55,8 @@ from dermtool import DermtoolError
 MAX_IMAGE_PIXELS = 40_000_000
 #: Files (and uploads handed over as bytes) larger than this are refused unread.
 MAX_IMAGE_BYTES = 64_000_000
-#: Memory a decode may need (the decoded pixels, the conversion to 8-bit RGB and the result), estimated
-#: from the header by :func:`decode_cost` before any pixel is decoded.
+#: Memory a decode may need (the decoded pixels and the 8-bit RGB result, or the result and the copy the
+#: resize reads), estimated from the header by :func:`decode_cost` before any pixel is decoded.
 MAX_DECODE_BYTES = 256_000_000
 
 ENV_MAX_BYTES = "DERMTOOL_MAX_IMAGE_MB"
@@ -123,21 +125,31 @@ def decode_limits() -> DecodeLimits:
 
 #: Bytes per pixel of each Pillow mode as Pillow holds it in memory (RGB is stored as 4 bytes).
 _STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
-#: Modes decoded through a scaling pass (see _to_rgb_array): 4 more bytes per pixel of working memory.
+#: Modes decoded through a scaling pass (see _to_rgb_array).
 _HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+#: Pixels converted at a time: the conversion to 8-bit RGB works on strips of rows of about this many pixels,
+#: so its working memory does not grow with the image.
+STRIP_PIXELS = 1 << 17
+#: Working bytes per pixel of one strip (a cropped copy, a float32 scaling buffer, its 8-bit RGB result).
+_STRIP_BYTES = 16
+#: Bytes per pixel while the decoded image is resized to a model's input (dermtool.data.preprocess.resize):
+#: the uint8 RGB array (3) and the Pillow copy the resampler reads (4).
+_RESIZE_BYTES = 7
 
 
 def decode_cost(width: int, height: int, mode: str) -> int:
-    """Bytes of memory decoding a ``width x height`` image of Pillow ``mode`` into 8-bit RGB needs.
+    """Bytes of memory decoding a ``width x height`` image of Pillow ``mode`` needs, up to the model's input.
 
-    Counts the decoded pixels as Pillow stores them (1 byte per pixel for 1-bit, greyscale and palette
-    images, 2 for 16-bit greyscale, 4 for every colour, alpha, 32-bit and float mode), the working copy of
-    the conversion (4 bytes per pixel: another colour image, or a 32-bit scaling buffer for 16-bit, 32-bit
-    and float data; none for plain RGB) and the ``uint8 (H, W, 3)`` result (3 bytes per pixel).
+    What :func:`load_rgb` and :func:`dermtool.data.preprocess.load_image` hold at their peak (measured by
+    ``benchmarks/bench_decode_memory.py``): the decoded pixels as Pillow stores them (1 byte per pixel for
+    1-bit, greyscale and palette images, 2 for 16-bit greyscale, 4 for every colour, alpha, 32-bit and float
+    mode) together with the ``uint8 (H, W, 3)`` result (3 bytes per pixel), the conversion working on strips
+    of :data:`STRIP_PIXELS` pixels; then, once the decoded image is freed, the result and the copy the
+    resize reads (7 bytes per pixel). The larger of the two, plus one strip's working memory.
     """
+    pixels = int(width) * int(height)
     stored = _STORED_BYTES.get(mode, 4)
-    working = 0 if mode == "RGB" else 4
-    return int(width) * int(height) * (stored + working + 3)
+    return pixels * max(stored + 3, _RESIZE_BYTES) + min(pixels, STRIP_PIXELS) * _STRIP_BYTES
 
 
 def _mb(value: float) -> str:
@@ -321,49 +333,114 @@ def _exif_orientation(image: Image.Image) -> int | None:
     return int(value) if value is not None else None
 
 
-def _to_rgb_array(image: Image.Image, name: str) -> np.ndarray:
-    """Any Pillow mode as 8-bit RGB: 16-bit and 32-bit data are scaled, not clipped; alpha is dropped."""
-    mode = image.mode
+def _strip_rows(width: int) -> int:
+    return max(1, STRIP_PIXELS // max(1, int(width)))
+
+
+def _strips(image: Image.Image):
+    """``(top, bottom, part)``: the image in strips of rows (the image itself when it fits in one strip)."""
+    width, height = image.size
+    rows = _strip_rows(width)
+    if height <= rows:
+        yield 0, height, image
+        return
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        yield top, bottom, image.crop((0, top, width, bottom))
+
+
+def _high_bit_scale(image: Image.Image) -> tuple[str, float]:
+    """For I and F images: ``("divide"|"multiply"|"none", factor)`` from the finite maximum of all pixels
+    (floats in [0, 1] are multiplied by 255, values above 255 taken as 16-bit and divided by 257)."""
+    peak = 0.0
+    for _, _, part in _strips(image):
+        values = np.asarray(part, dtype=np.float32)
+        peak = max(peak, float(values.max(where=np.isfinite(values), initial=0.0)))
+        del values
+    if image.mode == "F" and peak <= 1.0:
+        return "multiply", 255.0
+    if peak > 255.0:
+        return "divide", 257.0
+    return "none", 1.0
+
+
+def _convert_part(part: Image.Image, mode: str, name: str, scale: tuple[str, float] | None) -> np.ndarray:
+    """One strip (or the whole image) as 8-bit RGB pixels; see :func:`_to_rgb_array`."""
     if mode.startswith("I;16"):
-        # 0..65535 onto 0..255, rounded, in integers (no float copy of a large image)
-        values = np.asarray(image).astype(np.uint32)
+        # 0..65535 onto 0..255, rounded, in integers (no float copy)
+        values = np.asarray(part).astype(np.uint32)
         values += 128
         values //= 257
         grey = values.astype(np.uint8)
-        del values
-        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+        return np.repeat(grey[:, :, None], 3, axis=2)
     if mode in ("I", "F"):
-        values = np.asarray(image, dtype=np.float32).copy()  # one float32 working buffer, scaled in place
-        finite = np.isfinite(values)
-        peak = float(values.max(where=finite, initial=0.0))
-        np.copyto(values, 0.0, where=~finite)
-        del finite
-        if mode == "F" and peak <= 1.0:
-            values *= 255.0  # floats in [0, 1]
-        elif peak > 255.0:
-            values /= 257.0  # 16-bit range 0..65535 onto 0..255
+        values = np.asarray(part, dtype=np.float32).copy()  # one float32 working buffer, scaled in place
+        np.copyto(values, 0.0, where=~np.isfinite(values))
+        how, factor = scale or ("none", 1.0)
+        if how == "multiply":
+            values *= factor
+        elif how == "divide":
+            values /= factor
         np.clip(values, 0, 255, out=values)
         np.rint(values, out=values)
-        grey = values.astype(np.uint8)
-        del values
-        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+        return np.repeat(values.astype(np.uint8)[:, :, None], 3, axis=2)
     try:
-        if mode in ("P", "PA") or (mode == "L" and "transparency" in image.info):
-            image = image.convert("RGBA")
+        if mode in ("P", "PA") or (mode == "L" and "transparency" in part.info):
+            part = part.convert("RGBA")
         if mode == "LAB":  # convert("RGB") would reinterpret the channels; do the colour conversion
             from PIL import ImageCms
 
             transform = ImageCms.buildTransform(
                 ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
             )
-            image = ImageCms.applyTransform(image, transform)
-        converted = image if image.mode == "RGB" else image.convert("RGB")
+            part = ImageCms.applyTransform(part, transform)
+        converted = part if part.mode == "RGB" else part.convert("RGB")
     except (ValueError, OSError, ImportError) as error:
         raise ImageError("unreadable", f"{name}: unsupported colour mode {mode} ({error})", name) from None
     array = np.asarray(converted, dtype=np.uint8)
     if array.ndim != 3 or array.shape[2] != 3:  # defensive: Pillow always gives (H, W, 3) for RGB
         raise ImageError("unreadable", f"{name}: unexpected pixel layout {array.shape} for mode {mode}", name)
-    return np.ascontiguousarray(array)
+    return array
+
+
+def _to_rgb_array(image: Image.Image, name: str) -> np.ndarray:
+    """Any Pillow mode as 8-bit RGB: 16-bit and 32-bit data are scaled, not clipped; alpha is dropped.
+
+    Converted in strips of rows (:data:`STRIP_PIXELS` pixels) into one preallocated ``uint8 (H, W, 3)``
+    array, so the memory needed is the decoded image plus the result (:func:`decode_cost`), not several
+    full-size copies."""
+    mode = image.mode
+    width, height = image.size
+    scale = _high_bit_scale(image) if mode in ("I", "F") else None
+    if height <= _strip_rows(width):
+        return np.ascontiguousarray(_convert_part(image, mode, name, scale))
+    result = np.empty((height, width, 3), dtype=np.uint8)
+    for top, bottom, part in _strips(image):
+        result[top:bottom] = _convert_part(part, mode, name, scale)
+        del part
+    return result
+
+
+#: EXIF orientation -> how the uint8 (H, W, 3) array is turned upright (as ImageOps.exif_transpose turns the
+#: image: FLIP_LEFT_RIGHT, ROTATE_180, FLIP_TOP_BOTTOM, TRANSPOSE, ROTATE_270, TRANSVERSE, ROTATE_90).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _orientation_of(image: Image.Image) -> int:
+    """The EXIF orientation (1..8; 1 when absent or unreadable: unreadable EXIF never makes pixels unusable)."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:  # noqa: BLE001
+        return 1
 
 
 def load_rgb(path_or_bytes: PathOrBytes) -> np.ndarray:
@@ -382,13 +459,13 @@ def load_rgb(path_or_bytes: PathOrBytes) -> np.ndarray:
     data, name = _read_bytes(path_or_bytes, limits)
     image = _open(data, name, limits)
     _decode(image, name)
-    try:
-        oriented = ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - unreadable EXIF must not make the pixels unusable
-        oriented = image
-    if oriented is None:  # only returned for in_place=True; kept for safety across Pillow versions
-        oriented = image
-    return _to_rgb_array(oriented, name)
+    orientation = _orientation_of(image)
+    pixels = _to_rgb_array(image, name)  # the decoded image and the result: decode_cost's first term
+    image.close()
+    del image
+    if orientation in _ORIENT:  # turned upright on the array (a view, then one copy), not on a Pillow copy
+        pixels = np.ascontiguousarray(_ORIENT[orientation](pixels))
+    return pixels
 
 
 def _bits_per_channel(image: Image.Image, data: bytes) -> int:

@@ -117,14 +117,16 @@ def resize(image: np.ndarray, size: int, policy: str = "squash") -> np.ndarray:
         raise DermtoolError(f"resize: size must be a positive integer, got {size!r}")
     size = int(size)
     height, width = image.shape[:2]
-    picture = Image.fromarray(np.ascontiguousarray(image))
-    if policy == "squash":
-        result = _pil_resize(picture, size, size)
-    elif policy == "center_crop":
+    if policy == "center_crop":  # cut on the array: Pillow copies only the square (the same pixels as its crop)
         side = min(height, width)
         top = (height - side) // 2
         left = (width - side) // 2
-        result = _pil_resize(picture.crop((left, top, left + side, top + side)), size, size)
+        image = image[top : top + side, left : left + side]
+    if policy not in RESIZE_POLICIES:
+        raise DermtoolError(f"resize: policy {policy!r} is not one of {', '.join(RESIZE_POLICIES)}")
+    picture = Image.fromarray(np.ascontiguousarray(image))
+    if policy in ("squash", "center_crop"):
+        result = _pil_resize(picture, size, size)
     elif policy == "pad":
         scale = size / max(height, width)
         new_width = min(size, max(1, round(width * scale)))
