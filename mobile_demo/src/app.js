@@ -3,7 +3,7 @@
 // the questionnaire fusion come from config.json, written at build time from the model's dermtool.json
 // metadata. The fusion (fusion.js) is applied after MediaPipe: the image model runs unchanged.
 import { FilesetResolver, ImageClassifier } from "./vendor/vision_bundle.mjs";
-import { fuseResult, readAnswers } from "./fusion.js";
+import { checkConfig, fuseResult, readAnswers } from "./fusion.js";
 import { decodeRgb, resizeForModel, toCanvas } from "./preprocess.js";
 // shared with `dermtool serve` (copied by build.py)
 import { readQuestionnaire, renderQuestionnaire } from "./questionnaire.js";
@@ -41,7 +41,7 @@ async function startServiceWorker() {
 async function loadClassifier() {
   const response = await fetch("config.json");
   if (!response.ok) throw new Error(`config.json: HTTP ${response.status}`);
-  state.config = await response.json();
+  state.config = checkConfig(await response.json());  // every threshold finite and in [0, 1], or one line
   const wasmBase = new URL("wasm", window.location.href).href;
   const fileset = await FilesetResolver.forVisionTasks(wasmBase);
   state.classifier = await ImageClassifier.createFromOptions(fileset, {

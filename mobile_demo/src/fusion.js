@@ -202,3 +202,35 @@ export function fuseResult(fusion, probabilities, answers, malignant) {
     },
   };
 }
+
+// The loader's check of config.json (written by build.py from the model's checked dermtool.json): every number
+// the decision uses must be a finite number in its range, the fusion's labels the model's. A config that breaks
+// a rule is refused with one line naming the field: a tampered threshold never turns a referral into "benign".
+export function checkConfig(config) {
+  const fail = (field, value) => { throw new Error(`config.json: ${field} must be ${value}; the app was built from a corrupt or edited model`); };
+  const probability = (value) => typeof value === "number" && Number.isFinite(value) && value >= 0 && value <= 1;
+  const labels = config && Array.isArray(config.labels) ? config.labels : null;
+  if (!labels || !labels.length || !labels.every((label) => typeof label === "string" && label)) fail("labels", "a list of class names");
+  const rule = (point, field) => {
+    if (!point || !probability(point.threshold)) fail(`${field}.threshold`, "a number in [0, 1]");
+    if (!Array.isArray(point.classes) || !point.classes.every((label) => labels.includes(label))) fail(`${field}.classes`, "classes among the labels");
+  };
+  rule(config.referral, "referral");
+  if (!probability(config.uncertainty_threshold)) fail("uncertainty_threshold", "a number in [0, 1]");
+  const fusion = config.fusion;
+  if (fusion) {
+    rule(fusion.referral, "fusion.referral");
+    if (!Array.isArray(fusion.labels) || fusion.labels.join("\n") !== labels.join("\n")) fail("fusion.labels", "the model's labels");
+    for (const key of ["image_scale", "probability_floor"]) {
+      if (typeof fusion[key] !== "number" || !Number.isFinite(fusion[key]) || fusion[key] <= 0) fail(`fusion.${key}`, "a positive number");
+    }
+    for (const [name, levels] of Object.entries(fusion.weights || {})) {
+      for (const [level, values] of Object.entries(levels || {})) {
+        if (!Array.isArray(values) || values.length !== labels.length || !values.every((value) => typeof value === "number" && Number.isFinite(value))) {
+          fail(`fusion.weights.${name}.${level}`, `${labels.length} finite numbers`);
+        }
+      }
+    }
+  }
+  return config;
+}
