@@ -438,3 +438,63 @@ def test_a_class_folder_linked_from_outside_is_refused(small_ham: Path, tmp_path
     assert dataset.layout == "folders" and sorted(record.label for record in dataset.records) == ["mel", "nv"]
     report = check_dataset(data, progress=False)
     assert {error["image_id"] for error in report.errors} == {"bcc", "nv/more"}
+
+
+def test_the_pwa_loader_checks_config_json(fusion_model: Path, tmp_path: Path) -> None:
+    """mobile_demo/src/fusion.js checkConfig (called by app.js on config.json) refuses a tampered threshold."""
+    import shutil
+    import subprocess
+
+    from tests.serve.conftest import load_mobile_demo_script
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = load_mobile_demo_script("build")
+    config = script.app_config(fusion_model, script.read_model_metadata(fusion_model))
+    cases = {"valid": config,
+             "referral": {**config, "referral": {**config["referral"], "threshold": 2.0}},
+             "string": {**config, "referral": {**config["referral"], "threshold": "0.3"}},
+             "fusion": {**config, "fusion": {**config["fusion"], "referral": {**config["fusion"]["referral"],
+                                                                            "threshold": None}}},
+             "labels": {**config, "fusion": {**config["fusion"], "labels": list(reversed(config["labels"]))}}}
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    runner = tmp_path / "check.mjs"
+    runner.write_text(
+        'import { readFileSync } from "node:fs";\n'
+        f'const {{ checkConfig }} = await import({json.dumps((REPO_ROOT / "mobile_demo/src/fusion.js").as_uri())});\n'
+        'const cases = JSON.parse(readFileSync(process.argv[2], "utf8"));\n'
+        'const out = {};\n'
+        'for (const [name, config] of Object.entries(cases)) {\n'
+        '  try { checkConfig(config); out[name] = "ok"; } catch (error) { out[name] = error.message; }\n'
+        '}\n'
+        'console.log(JSON.stringify(out));\n')
+    completed = subprocess.run([node, str(runner), str(tmp_path / "cases.json")], capture_output=True, text=True,
+                               timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads(completed.stdout)
+    assert results["valid"] == "ok"
+    assert "referral.threshold" in results["referral"] and "referral.threshold" in results["string"]
+    assert "fusion.referral.threshold" in results["fusion"] and "fusion.labels" in results["labels"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_run_folder_whose_files_are_fifos_or_devices_is_refused_at_once(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from dermtool.explain.predict import Predictor
+
+    for name, make in (("metrics.json", os.mkfifo), ("model.keras", lambda path: path.symlink_to("/dev/zero")),
+                       ("labels.txt", os.mkfifo)):
+        run = tmp_path / name.replace(".", "_")
+        shutil.copytree(tiny_run, run)
+        (run / name).unlink()
+        make(run / name)
+        with pytest.raises(DermtoolError, match=f"not a regular file|missing {name}"):
+            run_with_timeout(lambda: Predictor(run))
+    run = tmp_path / "ood"  # an optional file: read through the guard
+    shutil.copytree(tiny_run, run)
+    (run / "fusion.json").unlink(missing_ok=True)
+    os.mkfifo(run / "fusion.json")
+    with pytest.raises(DermtoolError, match="not a regular file|fusion"):
+        run_with_timeout(lambda: Predictor(run))

@@ -225,6 +225,9 @@ class _CsvShape:
 
 def read_csv_head(path: Path, rows: int = 0) -> tuple[list[str], list[list[str]]]:
     """The lower-cased header and up to ``rows`` first data rows."""
+    from dermtool.files import check_regular_file
+
+    check_regular_file(path, "labels CSV")  # not a FIFO or a link to /dev/zero; within DERMTOOL_MAX_FILE_MB
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
@@ -283,6 +286,9 @@ def _resolve_labels_csv(root: Path, labels_csv: str | os.PathLike) -> Path:
 
 def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """The lower-cased header and the non-blank rows as (line number, {column: stripped value})."""
+    from dermtool.files import check_regular_file
+
+    check_regular_file(path, "labels CSV")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)

@@ -467,10 +467,12 @@ def fit_for_run(
 
 
 def read_ood_file(path: str | Path) -> OODDetector:
+    from dermtool.files import read_text_file
+
     path = Path(path)
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+        values = json.loads(read_text_file(path, "OOD parameters"))  # a regular file, size-capped
+    except (json.JSONDecodeError, RecursionError) as error:
         raise DermtoolError(f"{path}: not valid JSON ({error}); delete it to refit the OOD detector") from None
     return OODDetector.from_dict(values, str(path))
 

@@ -216,12 +216,14 @@ def read_run_fusion(run: Any) -> dict[str, Any] | None:
     import json
 
     path = run.path / FUSION_FILE
-    if not path.is_file():
-        return None
+    if not path.exists() and not path.is_symlink():
+        return None  # (a FIFO or a link to a device is refused by the reader below, not taken for "no fusion")
     again = f"run `dermtool fuse {run.path}` again"
+    from dermtool.files import read_text_file
+
     try:
-        item = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+        item = json.loads(read_text_file(path, "fusion"))  # a regular file, size-capped
+    except (OSError, ValueError, RecursionError) as error:
         raise DermtoolError(f"{path}: not readable JSON ({error}); {again}") from None
     fusion = Fusion.from_dict(item, str(path))
     if fusion.labels != list(run.labels):
