@@ -51,7 +51,8 @@ def json_option(what: str, **extra: Any) -> Callable[[Callable[..., Any]], Calla
     """The ``--json PATH`` option (parameter ``json_out``), ``what`` naming what is written."""
     return click.option(
         "--json", "json_out", default=None, metavar="PATH",
-        help=f"Write {what} as JSON to PATH; '-' prints it to stdout, and nothing else (notes go to stderr).",
+        help=f"Write {what} as JSON to PATH; '-' prints it to stdout, and nothing else (notes go to stderr). "
+        "PATH is a regular file or a new name: a folder, device or FIFO is refused.",
         **extra,
     )
 

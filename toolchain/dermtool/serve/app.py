@@ -113,7 +113,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "or answers to a model without a questionnaire fusion.",
         413: "The upload is larger than --max-upload-mb, or the image has too many pixels.",
         415: "The upload is not an image type.",
-        422: "No image in the request, an empty file, or bytes that do not decode as an image.",
+        422: "No image in the request, an empty file, bytes that do not decode as an image, or a second file "
+        "part beside the image (an answer sent as a file: send answers as plain form fields).",
         503: "The server is busy; try again.",
     }.items()
 }
