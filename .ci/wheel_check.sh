@@ -62,7 +62,7 @@ dermtool --version
 dermtool --help > /dev/null
 dermtool predict --help > /dev/null
 
-step "train (configs/smoke.toml, 12 images per class), export float, predict one image"
+step "train (configs/smoke.toml, 12 images per class), export float and int8, predict one image with each"
 python - "$DATA" subset <<'EOF'
 import csv
 import sys
