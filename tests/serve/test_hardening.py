@@ -95,8 +95,8 @@ def test_images_over_the_decoding_budget_are_413_naming_the_limit() -> None:
     assert claims_huge.status_code == 413, claims_huge.text
     assert "DERMTOOL_MAX_DECODE_MB" in claims_huge.json()["detail"]
     for path in ("/api/predict", "/api/explain"):
-        deep = post(client, png_16bit_grey(5600, 5600), path=path)  # a small file, 16 bits per pixel decoded
+        deep = post(client, png_16bit_grey(6100, 6100), path=path)  # a small file, 37 MP: over 256 MB
         assert deep.status_code in (409, 413), deep.text  # the stub is a .tflite: explain says 409 first
-    assert post(client, png_16bit_grey(5600, 5600)).status_code == 413
+    assert post(client, png_16bit_grey(6100, 6100)).status_code == 413
     small = encode(Image.new("RGB", (64, 48), (120, 80, 60)), "PNG")
     assert post(client, small).status_code == 200
