@@ -60,18 +60,18 @@ def answers_of_collection(collection: Any) -> dict[str, Answers]:
 
 
 def _probabilities(run: Any, records: Sequence[Any], progress: bool) -> np.ndarray:
-    from tqdm import tqdm
+    """The image model's calibrated probabilities of ``records``: decoded in a thread pool, then one pass of
+    the model (an image that cannot be decoded is an error naming it: the answers must stay aligned)."""
+    from dermtool.data.pipeline import load_images
 
-    from dermtool.data.preprocess import load_image
-
-    rows = []
-    with tqdm(total=len(records), unit="image", desc="image model", disable=None if progress else True) as bar:
-        for start in range(0, len(records), 128):
-            chunk = records[start:start + 128]
-            images = np.stack([load_image(record.path, run.input_spec) for record in chunk])
-            rows.append(run.predict_probabilities(images))
-            bar.update(len(chunk))
-    return np.concatenate(rows) if rows else np.zeros((0, len(run.labels)))
+    if not records:
+        return np.zeros((0, len(run.labels)))
+    images, failed = load_images([record.path for record in records], run.input_spec, progress=progress)
+    if failed:
+        path, reason = failed[0]
+        raise DermtoolError(f"{len(failed)} image(s) of the run's split cannot be read (first: {path}, {reason}); "
+                            "the fusion needs every image of its splits")
+    return run.predict_probabilities(images)
 
 
 def _figures(y_true: np.ndarray, probabilities: np.ndarray, labels: list[str], referral: dict | None) -> dict:
