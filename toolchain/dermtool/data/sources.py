@@ -2,10 +2,13 @@
 
 A config names its sources as ``[[data.sources]]`` tables (:class:`dermtool.config.SourceConfig`); a config
 without any has one source, the folder ``data.data_dir``. :func:`read_sources` reads every folder in its
-own layout (:func:`dermtool.data.layouts.read_dataset`), renames its labels onto the model's classes with
-the source's ``label_map`` and tags every record with the source's name and, where the folder's CSV has
-one, the Fitzpatrick skin type. :func:`make_source_split` splits each source on its own (grouped by its
-lesion or patient ids, stratified by class, seeded) and concatenates the rows, each carrying its source.
+own layout (:func:`dermtool.data.layouts.read_dataset`), keeps the rows its ``where`` selects (one kind of
+photo of a folder that holds two), renames its labels onto the model's classes with the source's
+``label_map``, keeps its ``out_of_scope`` labels aside, and tags every record with the source's name and,
+where the folder's CSV has them, the Fitzpatrick skin type and the dataset's own skin-tone class.
+:func:`make_source_split` splits each folder on its own (grouped by its lesion or patient ids, so two
+sources of one folder share a lesion's split; stratified by class, seeded) and concatenates the rows, each
+carrying its source.
 
 Example::
 
