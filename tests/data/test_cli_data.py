@@ -141,6 +141,27 @@ def test_check_with_a_multi_source_config_reports_each_source(tmp_path: Path, sm
     assert set(json.loads((tmp_path / "check.json").read_text())) == {"ham", "pad"}
 
 
+def test_two_sources_of_one_folder_are_checked_once_and_split_by_lesion(tmp_path: Path, small_milk: Path) -> None:
+    config = tmp_path / "milk.toml"
+    config.write_text("".join(
+        f'[[data.sources]]\nname = "milk_{kind}"\ndata_dir = "{small_milk}"\nkind = "{kind}"\n'
+        f'where = {{ image_type = "{kind}" }}\nout_of_scope = ["inf", "ben_oth", "mal_oth"]\n\n'
+        for kind in ("dermoscopic", "clinical")))
+    result = run("data", "check", "--config", str(config), "--json", str(tmp_path / "check.json"))
+    assert result.exit_code == 0, result.output
+    assert "the folder of source milk_dermoscopic (checked above)" in result.output
+    assert "Out of scope (not trained, checked at the end of training): inf, ben_oth, mal_oth" in result.output
+    reports = json.loads((tmp_path / "check.json").read_text())
+    assert reports["milk_clinical"] == reports["milk_dermoscopic"]
+    split = run("data", "split", "--config", str(config), "--out", str(tmp_path / "split.csv"))
+    assert split.exit_code == 0, split.output
+    rows = read_split_csv(tmp_path / "split.csv")
+    assert {row.source for row in rows} == {"milk_clinical", "milk_dermoscopic"}
+    assert all(len({row.split for row in rows if row.group == group}) == 1 for group in {row.group for row in rows})
+    checked = run("data", "check", str(small_milk), "--split", str(tmp_path / "split.csv"), "--strict")
+    assert checked.exit_code == 0 and "groups shared between splits: 0" in checked.output
+
+
 def test_data_and_config_together_or_neither_is_one_line(tmp_path: Path, small_ham: Path) -> None:
     for arguments in (("data", "split", "--out", str(tmp_path / "s.csv")),
                       ("data", "check", str(small_ham), "--config", "x.toml")):

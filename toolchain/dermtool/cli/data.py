@@ -199,12 +199,24 @@ def _check_sources(config_path: Path, labels_csv: Path | None, split_csv: Path |
         raise DermtoolError("--labels and --split name files of one folder: with --config, set labels_csv in "
                             "the config's sources and check a split per folder (dermtool data check DATA --split)")
     reports = {}
+    checked: dict[tuple[str, str], tuple[str, Any]] = {}  # (folder, labels CSV) -> (first source, its report)
     for source in resolve_sources(load_config(config_path).data):
         output.report(f"== Source {source.name} ({source.kind}) ==")
-        with output.capture():
-            report = check_dataset(Path(source.data_dir), labels_csv=source.labels_csv or None, split_csv=None,
-                                   min_per_class=min_per_class, workers=workers, progress=True)
-        output.report(_format_report(report) + "\n")
+        key = (str(Path(source.data_dir).resolve()), str(source.labels_csv or ""))
+        if key in checked:  # two sources of one folder (one kind of photo each): one check of the folder
+            report = checked[key][1]
+            output.report(f"{source.data_dir}: the folder of source {checked[key][0]} (checked above)"
+                          + (f"; this source reads its rows with {source.where}" if source.where else "") + "\n")
+        else:
+            with output.capture():
+                report = check_dataset(Path(source.data_dir), labels_csv=source.labels_csv or None, split_csv=None,
+                                       min_per_class=min_per_class, workers=workers, progress=True)
+            checked[key] = (source.name, report)
+            output.report(_format_report(report) + "\n")
+            if source.where:
+                output.report(f"Source {source.name} reads the rows with {source.where}\n")
+        if source.out_of_scope:
+            output.report(f"Out of scope (not trained, checked at the end of training): {', '.join(source.out_of_scope)}\n")
         if source.label_map:
             output.report(f"Label map: {', '.join(f'{key} -> {value or chr(8709)}' for key, value in source.label_map.items())}\n")
         reports[source.name] = report
