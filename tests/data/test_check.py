@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,10 +17,8 @@ from tests.data.conftest import Sample, ham_image, link, write_csv
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_full_ham10000_check(ham10000_dir: Path) -> None:
-    started = time.perf_counter()
+    # No time limit here: timings belong in benchmarks/ (a loaded 2-core machine took 84 s, a quiet one < 60 s).
     report = check_dataset(ham10000_dir, workers=4, progress=False)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 60, f"checking HAM10000 took {elapsed:.1f} s"
     assert report.layout == "csv" and report.n_images == 10_015 and report.n_valid == 10_015
     assert report.errors == [] and report.warnings == []
     assert [group["image_ids"] for group in report.duplicates] == [
