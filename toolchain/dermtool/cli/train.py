@@ -161,7 +161,8 @@ def _report(output: JsonOutput, run) -> None:
             if entry.get("test"):
                 own = entry.get("own_threshold") or {}
                 alone = (f" (its own threshold {own['threshold']:.3f}: {_fraction(own['test']['sensitivity'])}, "
-                         f"{_fraction(own['test']['specificity'])})" if own.get("test") else "")
+                         f"{_fraction(own['test']['specificity'])})"
+                         if own.get("test") and own["threshold"] != referral["threshold"] else "")
                 output.report(f"  {name:<20} test sensitivity {_fraction(entry['test']['sensitivity'])}, "
                               f"specificity {_fraction(entry['test']['specificity'])}{alone}")
     for key, title in (("per_skin_type", "Fitzpatrick type"), ("per_skin_tone", "skin-tone class")):

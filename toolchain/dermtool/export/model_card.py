@@ -550,9 +550,12 @@ def _referral_section(card: Mapping[str, Any]) -> list[str]:
             point = entry.get("test")
             if point:
                 own = entry.get("own_threshold") or {}
-                alone = (f" (with its own threshold {_number(own['threshold'])}, which the model does not ship: "
-                         f"{_number(own['test'].get('sensitivity'))}, {_number(own['test'].get('specificity'))})"
-                         if own.get("test") else "")
+                alone = ""
+                if own.get("test") and own["threshold"] == referral.get("threshold"):
+                    alone = " (its own threshold is the one shipped)"
+                elif own.get("test"):
+                    alone = (f" (with its own threshold {_number(own['threshold'])}, which the model does not ship: "
+                             f"{_number(own['test'].get('sensitivity'))}, {_number(own['test'].get('specificity'))})")
                 lines.append(f"- float, test, {name} only: sensitivity {_number(point.get('sensitivity'))}, "
                              f"specificity {_number(point.get('specificity'))}{alone}")
         melanoma = referral.get("melanoma")
