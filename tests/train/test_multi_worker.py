@@ -164,7 +164,8 @@ def test_only_the_chief_writes_the_run_folder(cluster_run: ClusterRun) -> None:
     assert log.count("training into") == 1 and log.count("resuming") == 1, log
     # the killed worker trained in its private folder (its checkpoint is there, SIGKILL left it) ...
     assert len(cluster_run.killed_private) == 1
-    assert completed_epochs(cluster_run.killed_private[0]) == cluster_run.killed_after
+    # (the worker saves its copy just after the chief: on a loaded machine the kill may come in between)
+    assert completed_epochs(cluster_run.killed_private[0]) in (cluster_run.killed_after - 1, cluster_run.killed_after)
     # ... and the resumed one removed its own on finishing; the chief never made one
     assert private_folders(tmp, 1) == cluster_run.killed_private
     assert private_folders(tmp, 0) == []
