@@ -12,7 +12,7 @@ import pytest
 
 from dermtool import DermtoolError
 from dermtool.train.report import OutOfScope, SplitStrata, final_metrics
-from tests.fixtures_run import MILK_OUT_OF_SCOPE
+from tests.fixtures_run import MILK_OUT_OF_SCOPE, model_card_of_run
 
 
 def test_the_run_reports_each_kind_skin_tones_out_of_scope_and_paired_photos(milk_run: Path, small_milk: Path) -> None:
@@ -72,18 +72,9 @@ def test_out_of_scope_and_paired_photos_follow_the_outcome_rule() -> None:
 
 
 def test_the_model_card_reports_tones_out_of_scope_and_pairs(milk_run: Path) -> None:
-    from dermtool.export.model_card import build_model_card, render_markdown
-    from dermtool.run import RunFolder
+    from dermtool.export.model_card import render_markdown
 
-    run = RunFolder(milk_run)
-    quantization = {"dtype": "uint8", "scale": 0.01, "zero_point": 0}
-    card = build_model_card(
-        model_path=milk_run / "m.tflite", run_path=run.path, model_name="efficientnet-lite0",
-        labels=run.labels, input_spec=run.input_spec.to_dict(), split_rows=run.split_rows, run_metrics=run.metrics,
-        temperature=run.temperature, float_metrics=run.metrics["val"], exported_metrics=run.metrics["val"],
-        exported_referral=None, mode="int8", io_type="uint8", input_quantization=quantization,
-        output_quantization=quantization, qat=False, prune=0.0, sparsity=0.0, representative_images=8,
-        size_bytes=1, gzip_bytes=1, gate=None)
+    card = model_card_of_run(milk_run)
     assert "clinical close-up photographs" in card["intended_use"]["input"]
     assert "MILK10k" in " ".join(card["limitations"])
     markdown = render_markdown(card)

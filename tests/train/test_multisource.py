@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dermtool.train.report import MIN_IMAGES_FOR_RECALL, SplitStrata, final_metrics, recall_table
-from tests.fixtures_run import PAD_MAP
+from tests.fixtures_run import PAD_MAP, model_card_of_run
 
 # two_source_run: the session fixture of tests/fixtures_run.py (ham + pad, trained once per session)
 
@@ -95,18 +95,9 @@ def test_train_refuses_data_with_sources_and_names_a_missing_source_folder(tmp_p
 
 
 def test_the_model_card_of_a_two_source_run_reports_each_source(two_source_run: Path) -> None:
-    from dermtool.export.model_card import build_model_card, render_markdown
-    from dermtool.run import RunFolder
+    from dermtool.export.model_card import render_markdown
 
-    run = RunFolder(two_source_run)
-    quantization = {"dtype": "uint8", "scale": 0.01, "zero_point": 0}
-    card = build_model_card(
-        model_path=two_source_run / "m.tflite", run_path=run.path, model_name="efficientnet-lite0",
-        labels=run.labels, input_spec=run.input_spec.to_dict(), split_rows=run.split_rows, run_metrics=run.metrics,
-        temperature=run.temperature, float_metrics=run.metrics["val"], exported_metrics=run.metrics["val"],
-        exported_referral=None, mode="int8", io_type="uint8", input_quantization=quantization,
-        output_quantization=quantization, qat=False, prune=0.0, sparsity=0.0, representative_images=8,
-        size_bytes=1, gzip_bytes=1, gate=None)
+    card = model_card_of_run(two_source_run)
     assert [source["name"] for source in card["training_data"]["sources"]] == ["ham", "pad"]
     assert set(card["evaluation"]["per_source_test_float"]) == {"ham", "pad"}
     assert "smartphone photos" in card["intended_use"]["input"]

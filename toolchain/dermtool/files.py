@@ -30,7 +30,10 @@ MAX_MODEL_BYTES = 512_000_000
 MAX_FILE_BYTES = 64_000_000
 
 
-def _env_limit(name: str, default: int) -> int:
+def env_millions(name: str, default: int) -> int:
+    """A limit from the environment variable ``name``, a positive number of millions (megabytes,
+    megapixels), as a plain count; ``default`` when it is unset; anything else is a one-line error naming
+    the variable."""
     text = os.environ.get(name, "").strip()
     if not text:
         return default
@@ -45,8 +48,8 @@ def _env_limit(name: str, default: int) -> int:
 
 def size_limit(model: bool = False) -> tuple[int, str]:
     """``(bytes, environment variable)``: the cap on a model file, or on any other non-image file."""
-    return (_env_limit(ENV_MAX_MODEL, MAX_MODEL_BYTES), ENV_MAX_MODEL) if model else (
-        _env_limit(ENV_MAX_FILE, MAX_FILE_BYTES), ENV_MAX_FILE)
+    return (env_millions(ENV_MAX_MODEL, MAX_MODEL_BYTES), ENV_MAX_MODEL) if model else (
+        env_millions(ENV_MAX_FILE, MAX_FILE_BYTES), ENV_MAX_FILE)
 
 
 def _mb(value: int) -> str:

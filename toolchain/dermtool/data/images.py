@@ -50,6 +50,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dermtool import DermtoolError
+from dermtool.files import env_millions
 
 #: Decompression-bomb guard: an image whose header claims more pixels than this is refused unread.
 MAX_IMAGE_PIXELS = 40_000_000
@@ -100,26 +101,13 @@ class DecodeLimits:
     max_decode_bytes: int = MAX_DECODE_BYTES
 
 
-def _env_number(name: str, default: float) -> float:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise DermtoolError(f"the environment variable {name}={text!r} is not a number") from None
-    if not value > 0:
-        raise DermtoolError(f"the environment variable {name}={text!r} must be positive")
-    return value
-
-
 def decode_limits() -> DecodeLimits:
     """The decoding budget now: the defaults, or what ``DERMTOOL_MAX_IMAGE_MB``,
     ``DERMTOOL_MAX_IMAGE_MEGAPIXELS`` and ``DERMTOOL_MAX_DECODE_MB`` say (read on every call)."""
     return DecodeLimits(
-        max_bytes=int(_env_number(ENV_MAX_BYTES, MAX_IMAGE_BYTES / 1e6) * 1e6),
-        max_pixels=int(_env_number(ENV_MAX_PIXELS, MAX_IMAGE_PIXELS / 1e6) * 1e6),
-        max_decode_bytes=int(_env_number(ENV_MAX_DECODE, MAX_DECODE_BYTES / 1e6) * 1e6),
+        max_bytes=env_millions(ENV_MAX_BYTES, MAX_IMAGE_BYTES),
+        max_pixels=env_millions(ENV_MAX_PIXELS, MAX_IMAGE_PIXELS),
+        max_decode_bytes=env_millions(ENV_MAX_DECODE, MAX_DECODE_BYTES),
     )
 
 
