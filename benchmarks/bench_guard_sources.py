@@ -140,19 +140,26 @@ def run(run_path: str, per_kind: int = 8, max_reference: int = 2000, seed: int =
 
 
 def format_table(result: dict[str, Any]) -> str:
+    """One row per fitted guard: "all" or "without SOURCE" (the source left out), its format, the share of
+    each source's (and unseen folder's) real lesions it rejects, and the generated non-lesions it catches."""
     names = result["sources"]
-    unseen = list(result.get("unseen", {}))
-    lines = [f"{'guard fitted on':<28}{'guard':<10}" + "".join(f"{'rejects ' + name:>24}" for name in names)
-             + f"{'non-lesions caught':>20}" + "".join(f"{'unseen ' + folder.rstrip('/').split('/')[-1]:>24}"
-                                                       for folder in unseen)]
+    unseen = [folder.rstrip("/").split("/")[-1] for folder in result.get("unseen", {})]
+    columns = [f"rejects {name}" for name in names] + ["non-lesions caught"] + [f"unseen {name}" for name in unseen]
+    widths = [max(len(column) + 2, 8) for column in columns]
     entries = [entry for fit_name in result["fits"]
                for entry in (result["fits"][fit_name], result.get("format1_fits", {}).get(fit_name)) if entry]
+    labels = []
     for entry in entries:
-        label = "+".join(entry["fitted_on"])
-        lines.append(f"{label:<28}{entry.get('guard', 'default'):<10}"
-                     + "".join(f"{entry['rejected_' + name]:>24.3f}" for name in names)
-                     + f"{entry['non_lesion_caught']:>20.3f}"
-                     + "".join(f"{entry['rejected_unseen:' + folder]:>24.3f}" for folder in unseen))
+        left_out = [name for name in names if name not in entry["fitted_on"]]
+        labels.append("all" if not left_out else "without " + "+".join(left_out))
+    first = max([len("guard fitted on")] + [len(label) for label in labels]) + 2
+    lines = [f"{'guard fitted on':<{first}}{'guard':<10}" + "".join(f"{column:>{width}}" for column, width in
+                                                                   zip(columns, widths))]
+    for label, entry in zip(labels, entries):
+        values = ([entry["rejected_" + name] for name in names] + [entry["non_lesion_caught"]]
+                  + [entry["rejected_unseen:" + folder] for folder in result.get("unseen", {})])
+        lines.append(f"{label:<{first}}{entry.get('guard', 'default'):<10}"
+                     + "".join(f"{value:>{width}.3f}" for value, width in zip(values, widths)))
     return "\n".join(lines)
 
 

@@ -140,7 +140,8 @@ def test_the_guard_is_checked_leaving_each_source_out(two_source_run: Path) -> N
     for entry in result["fits"].values():
         for key in ("rejected_ham", "rejected_pad", "non_lesion_caught"):
             assert 0.0 <= entry[key] <= 1.0
-    assert "rejects pad" in script.format_table(result)
+    table = script.format_table(result)
+    assert "rejects pad" in table and "without pad " in table and table.splitlines()[1].startswith("all ")
 
 
 def test_model_card_of_a_two_source_model_names_its_inputs_and_classes() -> None:
