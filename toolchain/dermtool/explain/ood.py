@@ -16,11 +16,11 @@ any class is reported. It combines two scores, each measured against real lesion
    and spreads and uses a *diagonal* covariance: the sum of squared standardised statistics. Both describe the
    camera more than the skin: a full covariance learns correlations between statistics that hold for the
    training devices only, and a lesion from a new dermatoscope or phone that breaks them looks "unlike the
-   training set" although it is a usable photo of skin. Fitted without the phone photos (PAD-UFES-20), the
-   format-1 guard (all 20 statistics, full covariance) rejected 15 % of phone lesions, this one 4 %; refitted
-   for the two-source run, it rejects 15 % instead of 21.5 % of ISIC 2017 lesions, a dermoscopic source it
-   never saw (still above the 5 % target: ``docs/experiments.md`` section 5c). Format 1 files (full
-   covariance on all statistics) still load and score as before.
+   training set" although it is a usable photo of skin. Left out of the fit, a source's lesions are rejected
+   far less often by this guard than by the format-1 one (all 20 statistics, full covariance); the figures,
+   leaving each source out and on an unseen source, are in ``benchmarks/RESULTS.md`` and
+   ``docs/experiments.md`` section 5c. Format 1 files (full covariance on all statistics) still load and
+   score as before.
 2. **Model confidence** (``max_softmax``): ``1 - max(p)``, the complement of the calibrated maximum softmax
    probability (Hendrycks & Gimpel 2017). It is available from every model kind, and it is what a
    temperature-folded TFLite model can give (an energy score needs raw logits, which the exported model no

@@ -21,9 +21,9 @@ scaled back), so that a dark channel's powers are not rounded to zero before the
 40 was off by 16 pixel levels without it, none by more than about one level with it). The converted layer
 differs from the float one by about one pixel level (``tests/models/test_color_constancy.py``).
 
-Off by default: against the recommended two-source model it raised an unseen dermoscopic source's balanced
-accuracy (ISIC 2017, 0.447 -> 0.484) but lowered its melanoma referral sensitivity (0.824 -> 0.775) and made
-the int8 model 2.5x slower (``benchmarks/RESULTS.md``, "Third attempt").
+Off by default: measured against the two-source model, it raised an unseen dermoscopic source's balanced
+accuracy but lowered its melanoma referral sensitivity and made the int8 model slower (the figures:
+``docs/experiments.md`` section 7, "Third attempt").
 
 The layer has no weights. It is registered with Keras (``dermtool>ShadesOfGrey``), so ``model.keras``
 files load in safe mode once this module is imported (:meth:`dermtool.run.RunFolder.load_model` does).
