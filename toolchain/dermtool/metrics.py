@@ -216,7 +216,7 @@ def classification_metrics(y_true: Any, probabilities: Any, labels: Sequence[str
         if support[index] or predicted[index]:
             f1_counted.append(float(f1))
 
-    aucs = [auc for auc in (roc_auc(truth == i, values[:, i]) for i in range(num_classes)) if auc is not None]
+    aucs = [auc for auc in one_vs_rest_auc(truth, values) if auc is not None]
     return {
         "n": int(len(truth)),
         "accuracy": float(true_positives.sum() / len(truth)),
