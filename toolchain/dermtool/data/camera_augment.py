@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from dermtool.config import AugmentConfig
 
 #: Salts of this module's random draws (split from the batch seed with a salt of their own).
@@ -174,16 +176,26 @@ def _downscale(pixels: Any, amount: float, seeds: Any) -> Any:
     return _choose(_uniform([batch], seeds[_DOWN_PICK]) < 0.5, restored, pixels)
 
 
+def seed_pair(seed: Any) -> Any:
+    """An int or a shape-[2] integer tensor -> the shape-[2] int64 seed stateless random ops take (the
+    augmentation pipeline's and the camera transforms' one rule)."""
+    import tensorflow as tf
+
+    if isinstance(seed, (int, np.integer)):
+        return tf.constant([int(seed), 0], dtype=tf.int64)
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    seed.shape.assert_is_compatible_with([2])
+    return seed
+
+
 def camera_augment(pixels: Any, augment: AugmentConfig, seed: Any) -> Any:
     """Apply the camera transforms of ``augment`` to float pixels ``(B, H, W, 3)`` in [0, 255]; returns
     float32 pixels clipped to [0, 255]. ``seed`` is a shape-[2] integer tensor (or an int)."""
     import tensorflow as tf
 
-    from dermtool.data.pipeline import _seed_pair
-
     check_camera_config(augment)
     pixels = tf.cast(pixels, tf.float32)
-    base = _seed_pair(seed)
+    base = seed_pair(seed)
     seeds = tf.random.experimental.stateless_split(base + tf.constant([0, _SEED_SALT], tf.int64), num=_DRAWS)
     batch = tf.shape(pixels)[0]
     if augment.grid > 0:
@@ -217,4 +229,4 @@ def camera_augment(pixels: Any, augment: AugmentConfig, seed: Any) -> Any:
     return pixels
 
 
-__all__ = ["CAMERA_FIELDS", "RESAMPLERS", "camera_augment", "camera_enabled", "check_camera_config"]
+__all__ = ["CAMERA_FIELDS", "RESAMPLERS", "camera_augment", "camera_enabled", "check_camera_config", "seed_pair"]

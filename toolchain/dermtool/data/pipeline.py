@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from dermtool import DermtoolError
 from dermtool.config import AugmentConfig
+from dermtool.data.camera_augment import seed_pair
 from dermtool.data.preprocess import InputSpec, load_image, normalize_tf
 
 # Luma weights (the Y row of RGB -> YIQ); saturation blends towards this grey, hue rotates the I/Q plane.
@@ -124,17 +125,6 @@ def _check_augment_config(augment: AugmentConfig) -> None:
         raise DermtoolError(f"augment.zoom must be below 1 (a fraction of the image side), got {augment.zoom!r}")
     if augment.hue > 0.5:
         raise DermtoolError(f"augment.hue is a fraction of a full hue turn and must be at most 0.5, got {augment.hue!r}")
-
-
-def _seed_pair(seed: Any) -> Any:
-    """An int or a shape-[2] integer tensor -> the shape-[2] int64 seed stateless random ops take."""
-    import tensorflow as tf
-
-    if isinstance(seed, (int, np.integer)):
-        return tf.constant([int(seed), 0], dtype=tf.int64)
-    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
-    seed.shape.assert_is_compatible_with([2])
-    return seed
 
 
 def _affine_transforms(batch: Any, height: Any, width: Any, augment: AugmentConfig, seeds: Any) -> Any:
@@ -315,14 +305,14 @@ def _augment(images: Any, augment: AugmentConfig | None, seed: Any, spec: InputS
     camera = camera_enabled(augment)
     if camera:  # warp and colour (compiled), then the camera transforms, then normalise
         pixels = _augment(images, replace(augment, **{name: 0 for name in _CAMERA_PIXEL_FIELDS}), seed, None)
-        pixels = camera_augment(pixels, augment, _seed_pair(seed))
+        pixels = camera_augment(pixels, augment, seed_pair(seed))
         return normalize_tf(pixels, spec) if spec is not None else pixels
     if not geometry and not colour:
         pixels = tf.cast(images, tf.float32)
         return normalize_tf(pixels, spec) if spec is not None else pixels
     _check_augment_config(augment)
     images = tf.convert_to_tensor(images)
-    seeds = tf.random.experimental.stateless_split(_seed_pair(seed), num=_DRAWS)
+    seeds = tf.random.experimental.stateless_split(seed_pair(seed), num=_DRAWS)
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
 
