@@ -83,7 +83,7 @@ def mediapipe_version() -> str:
 
 def _import_mediapipe() -> tuple[Any, Any, Any]:
     """``(vision, BaseOptions, Image)`` of MediaPipe Tasks, its import's native logging silenced."""
-    from dermtool.cli.quiet import stderr_silenced
+    from dermtool.quiet import stderr_silenced
 
     try:
         with stderr_silenced():
@@ -106,7 +106,7 @@ class MediaPipeClassifier:
     """
 
     def __init__(self, model_path: str | Path, labels: Sequence[str]) -> None:
-        from dermtool.cli.quiet import stderr_silenced
+        from dermtool.quiet import stderr_silenced
 
         vision, base_options, self._image_class = _import_mediapipe()
         from mediapipe.tasks.python.vision.core.image import ImageFormat

@@ -4,7 +4,7 @@ Commands are loaded lazily from ``dermtool.cli.<module>`` so that ``dermtool --h
 TensorFlow nor any command's dependencies. A :class:`dermtool.DermtoolError` raised anywhere below a
 command becomes one line on stderr and its exit status (2; 3 for :class:`dermtool.CheckFailed`, a refusing
 gate or check), never a traceback; the statuses are listed in :mod:`dermtool.cli.output`. TensorFlow's start-up logging is
-silenced before its first import (:mod:`dermtool.cli.quiet`).
+silenced before its first import (:mod:`dermtool.quiet`).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def cli() -> None:
 
     dermtool is a decision-support research tool, not a medical device.
     """
-    from dermtool.cli import quiet
+    from dermtool import quiet
 
     quiet.install()  # before any command imports TensorFlow: no C++ start-up log lines on stderr
 

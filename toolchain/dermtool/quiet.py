@@ -1,4 +1,4 @@
-"""Silence TensorFlow's start-up logging in the command line.
+"""Silence TensorFlow's start-up logging (the command line, and clients such as MediaPipe's that load it).
 
 TensorFlow 2.21 (and LiteRT, which carries its own copy of the runtime) log from C++ through absl *before*
 any Python setting can reach them: ``TF_CPP_MIN_LOG_LEVEL`` does not stop "All log messages before
