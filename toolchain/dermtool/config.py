@@ -21,10 +21,26 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from dermtool import DermtoolError
-from dermtool.models.color_constancy import check_color_constancy
 
 ResizePolicy = Literal["squash", "center_crop", "pad"]
 SourceKind = Literal["dermoscopic", "smartphone", "clinical", "other"]
+
+
+#: The colour-constancy methods of ``[model] color_constancy`` (the layer: dermtool.models.color_constancy).
+COLOR_CONSTANCY_METHODS: tuple[str, ...] = ("none", "shades_of_grey")
+
+
+def check_color_constancy(method: str, power: float) -> None:
+    """A :class:`DermtoolError` for an unknown method or a power outside [1, 16]."""
+    if method not in COLOR_CONSTANCY_METHODS:
+        raise DermtoolError(
+            f"model.color_constancy must be one of {', '.join(COLOR_CONSTANCY_METHODS)} (got {method!r})"
+        )
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not 1.0 <= float(power) <= 16.0:
+        raise DermtoolError(
+            f"model.color_constancy_power must be a number in [1, 16] (got {power!r}); "
+            "1 is grey world, 6 the usual shades of grey"
+        )
 
 
 @dataclass

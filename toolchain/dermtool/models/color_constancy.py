@@ -35,26 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from dermtool import DermtoolError
+from dermtool.config import COLOR_CONSTANCY_METHODS, check_color_constancy
 
 #: ``[model] color_constancy`` values.
-COLOR_CONSTANCY_METHODS: tuple[str, ...] = ("none", "shades_of_grey")
 LAYER_NAME = "color_constancy"
 #: An illuminant estimate below this (pixel value ~2.5 of 255 in every channel) is treated as this.
 MIN_ILLUMINANT = 1e-2
-
-
-def check_color_constancy(method: str, power: float) -> None:
-    """A :class:`DermtoolError` for an unknown method or a power outside [1, 16]."""
-    if method not in COLOR_CONSTANCY_METHODS:
-        raise DermtoolError(
-            f"model.color_constancy must be one of {', '.join(COLOR_CONSTANCY_METHODS)} (got {method!r})"
-        )
-    if isinstance(power, bool) or not isinstance(power, (int, float)) or not 1.0 <= float(power) <= 16.0:
-        raise DermtoolError(
-            f"model.color_constancy_power must be a number in [1, 16] (got {power!r}); "
-            "1 is grey world, 6 the usual shades of grey"
-        )
 
 
 def shades_of_grey_numpy(pixels: np.ndarray, power: float = 6.0) -> np.ndarray:
