@@ -61,7 +61,7 @@ def test_kernels_land_on_their_int8_grid_and_keep_their_zeros(tiny_trained, corr
 
 
 def test_correction_takes_the_mean_shift_out_of_every_corrected_output(tiny_trained, corrected):
-    from dermtool.export.convert import clone_with_weights
+    from dermtool.models.registry import clone_with_weights
     from dermtool.optimize.bias_correction import _channel_statistics, round_kernel_to_int8, rounded_layers
 
     model, report, calibration = corrected

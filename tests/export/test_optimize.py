@@ -41,7 +41,7 @@ def pruned(tiny_trained, datasets):
 
 
 def test_sparsity_report_counts_exact_zeros(tiny_trained):
-    from dermtool.export.convert import clone_with_weights
+    from dermtool.models.registry import clone_with_weights
     from dermtool.optimize.prune import sparsity_report
 
     model = clone_with_weights(tiny_trained)
@@ -288,7 +288,7 @@ def _with_dead_channels(model, layer_name: str, channels: list[int], offset: flo
     """A copy of ``model`` whose ``layer_name`` conv has all-zero output ``channels`` (as pruning leaves a
     few) and whose following BatchNorm gives them a constant ``offset``: such a channel's only output is the
     folded BatchNorm bias."""
-    from dermtool.export.convert import clone_with_weights
+    from dermtool.models.registry import clone_with_weights
 
     copy = clone_with_weights(model)
     conv = copy.get_layer(layer_name)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from dermtool import CheckFailed, DermtoolError
+from dermtool.models.registry import clone_with_weights
 
 MODES: tuple[str, ...] = ("float", "fp16", "dynamic", "int8")
 IO_TYPES: tuple[str, ...] = ("uint8", "int8", "float32")
@@ -42,15 +43,6 @@ def check_mode(mode: str, io_type: str) -> None:
 def effective_io(mode: str, io_type: str) -> str:
     """The tensor type at the model's edges: ``io_type`` for int8, float32 for every other mode."""
     return io_type if mode == "int8" else "float32"
-
-
-def clone_with_weights(model: Any) -> Any:
-    """A copy of a tf_keras model with its own (copied) weights."""
-    import tf_keras as keras
-
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
 
 
 def fold_temperature(model: Any, temperature: float, copy: bool = True) -> Any:
@@ -196,7 +188,6 @@ __all__ = [
     "check_mode",
     "effective_io",
     "fold_temperature",
-    "clone_with_weights",
     "configure_full_integer",
     "convert",
     "tensor_quantization",

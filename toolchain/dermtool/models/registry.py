@@ -261,3 +261,12 @@ def freeze_backbone(model: "keras.Model") -> list[str]:
     for layer in backbone_layers(model):
         layer.trainable = False
     return [layer.name for layer in model.layers if layer.trainable_weights]
+
+
+def clone_with_weights(model: Any) -> Any:
+    """A copy of a tf_keras model with its own (copied) weights."""
+    import tf_keras as keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone

@@ -190,7 +190,7 @@ def correct_int8_rounding_bias(
     keeping the activations later layers still need, so memory grows with the number of images (about 2 GB
     more for 300 images at 192 px through EfficientNet-Lite0).
     """
-    from dermtool.export.convert import clone_with_weights
+    from dermtool.models.registry import clone_with_weights
     from dermtool.optimize.common import check_keras2_model
 
     check_keras2_model(model, "bias correction")

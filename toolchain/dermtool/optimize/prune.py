@@ -108,7 +108,7 @@ def prune_finetune(
     """
     import tensorflow_model_optimization as tfmot
 
-    from dermtool.export.convert import clone_with_weights
+    from dermtool.models.registry import clone_with_weights
 
     check_keras2_model(model, "pruning")
     if not 0 < target_sparsity < 1:

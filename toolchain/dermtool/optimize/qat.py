@@ -225,7 +225,7 @@ def quantize_for_training(model: Any, prune_preserve: bool = False) -> Any:
     """The QAT model of ``model`` (a clone: ``model`` is not modified), checked to be fully quantized."""
     import tensorflow_model_optimization as tfmot
 
-    from dermtool.export.convert import clone_with_weights
+    from dermtool.models.registry import clone_with_weights
 
     check_keras2_model(model, "quantization-aware training")
     source = clone_with_weights(model)
