@@ -229,6 +229,10 @@ class RunFolder:
             raise DermtoolError(f"{self.model_path}: the model has no layer named 'logits'") from None
         return keras.Model(model.inputs, logits, name="logits_model")
 
+    def use_model(self, model) -> None:
+        """Predict with ``model``, already loaded from this run's model.keras, instead of loading it again."""
+        self._cached_logits_predictor = LogitsPredictor(self.logits_model(model))
+
     def predict_logits(self, uint8_images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Uncalibrated logits (float64, N x C) for ``load_image`` outputs (uint8 N x S x S x 3).
 

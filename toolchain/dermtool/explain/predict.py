@@ -163,7 +163,7 @@ class _RunBackend:
         self.input_spec = self.run.input_spec
         self.temperature = self.run.temperature
         self.model = self.run.load_model()  # loaded once, now: a broken model fails here with the run's message
-        self._logits_model = self.run.logits_model(self.model)
+        self.run.use_model(self.model)
 
     @property
     def referral(self) -> dict[str, Any]:
@@ -180,16 +180,10 @@ class _RunBackend:
         return read_run_fusion(self.run)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities, computed exactly as ``RunFolder.predict_probabilities`` does."""
-        from dermtool import metrics
-        from dermtool.data.preprocess import normalize
-
-        rows = [
-            np.asarray(self._logits_model(normalize(images[start : start + 64], self.input_spec), training=False))
-            for start in range(0, len(images), 64)
-        ]
-        logits = np.concatenate(rows).astype(np.float64) if rows else np.zeros((0, len(self.labels)))
-        return np.asarray(metrics.softmax(logits, self.temperature), dtype=np.float64)
+        """Calibrated probabilities: the run's own ``RunFolder.predict_probabilities``."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.labels)))
+        return self.run.predict_probabilities(np.asarray(images))
 
     def ood_detector(self, data_dir: str | Path | None, progress: bool, predict_probabilities):
         from dermtool.explain import ood
