@@ -111,46 +111,11 @@ def _is_mask_name(name: str) -> bool:
     return os.path.splitext(name)[0].lower().endswith(MASK_SUFFIX)
 
 
-def _scan_image_paths(folder: str, skip_masks: bool = True) -> list[str]:
-    """Like :func:`scan_images`, as sorted strings (much faster than Path objects on 10,000 files)."""
-    found: list[str] = []
-    visited: set[str] = set()
-    stack = [folder]
-    while stack:
-        current = stack.pop()
-        real = os.path.realpath(current)
-        if real in visited:
-            continue
-        visited.add(real)
-        try:
-            entries = list(os.scandir(current))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            try:
-                if entry.is_dir():
-                    if not (skip_masks and entry.name.lower() in SKIPPED_FOLDERS):
-                        stack.append(entry.path)
-                elif _is_image_name(entry.name) and not (skip_masks and _is_mask_name(entry.name)):
-                    found.append(entry.path)
-            except OSError:
-                continue
-    found.sort()
-    return found
-
-
-def _inside(real_root: str, real_path: str) -> bool:
-    return real_path == real_root or os.path.commonpath([real_root, real_path]) == real_root
-
-
-def _scan_data(folder: str, real_root: str) -> tuple[list[str], list[str]]:
-    """Image files below ``folder`` whose folders stay inside ``real_root`` once symbolic links are resolved,
-    and the folders (links) that lead outside it, never entered: ``(images, outside folders)``, sorted.
-
-    A file may itself be a link (folders of linked images are common: decoding reads only regular files);
-    a folder link to outside DATA is never scanned, so neither its images nor their names are used."""
+def _walk_images(folder: str, skip_masks: bool = True, real_root: str | None = None) -> tuple[list[str], list[str]]:
+    """Image files below ``folder`` as sorted strings (much faster than Path objects on 10,000 files), and,
+    with ``real_root``, the folder links that lead outside it once symbolic links are resolved, never
+    entered: ``(images, outside folders)``. Each real folder is visited once; hidden entries are skipped, and
+    mask files and mask folders too with ``skip_masks``."""
     found: list[str] = []
     outside: list[str] = []
     visited: set[str] = set()
@@ -170,17 +135,35 @@ def _scan_data(folder: str, real_root: str) -> tuple[list[str], list[str]]:
                 continue
             try:
                 if entry.is_dir():
-                    if entry.name.lower() in SKIPPED_FOLDERS:
+                    if skip_masks and entry.name.lower() in SKIPPED_FOLDERS:
                         continue
-                    if not _inside(real_root, os.path.realpath(entry.path)):
+                    if real_root is not None and not _inside(real_root, os.path.realpath(entry.path)):
                         outside.append(entry.path)
                         continue
                     stack.append(entry.path)
-                elif _is_image_name(entry.name) and not _is_mask_name(entry.name):
+                elif _is_image_name(entry.name) and not (skip_masks and _is_mask_name(entry.name)):
                     found.append(entry.path)
             except OSError:
                 continue
     return sorted(found), sorted(outside)
+
+
+def _scan_image_paths(folder: str, skip_masks: bool = True) -> list[str]:
+    """Like :func:`scan_images`, as sorted strings."""
+    return _walk_images(folder, skip_masks)[0]
+
+
+def _inside(real_root: str, real_path: str) -> bool:
+    return real_path == real_root or os.path.commonpath([real_root, real_path]) == real_root
+
+
+def _scan_data(folder: str, real_root: str) -> tuple[list[str], list[str]]:
+    """Image files below ``folder`` whose folders stay inside ``real_root`` once symbolic links are resolved,
+    and the folders (links) that lead outside it, never entered: ``(images, outside folders)``, sorted.
+
+    A file may itself be a link (folders of linked images are common: decoding reads only regular files);
+    a folder link to outside DATA is never scanned, so neither its images nor their names are used."""
+    return _walk_images(folder, True, real_root)
 
 
 def _outside_folder_note(root: Path, folder: str, where: Path | str) -> DatasetNote:
