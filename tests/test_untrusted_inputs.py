@@ -12,7 +12,6 @@ import math
 import os
 import stat
 import sys
-import threading
 import zipfile
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from dermtool import DermtoolError
 from dermtool.cli.main import cli
 from dermtool.export.metadata import read_metadata
 from dermtool.export.metadata_check import MAX_ASSOCIATED_FILE_BYTES
+from tests.data.test_hardening import run_with_timeout
 from tests.fusion.toy import toy_fusion_dict
 from tests.tflite_files import dermtool_metadata, with_metadata
 
@@ -36,25 +36,6 @@ def one_error_line(result, *words: str) -> str:
     for word in words:
         assert word in result.output, result.output
     return result.output
-
-
-def run_with_timeout(function, seconds: float = 20.0):
-    """``function()`` in a thread; fail instead of hanging the suite."""
-    outcome: dict = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = function()
-        except BaseException as error:  # noqa: BLE001 - handed to the test
-            outcome["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"still running after {seconds} s (it would hang forever)"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 @pytest.fixture(scope="module")
