@@ -228,34 +228,13 @@ def _check_sources(config_path: Path, labels_csv: Path | None, split_csv: Path |
 def cross_split_duplicates(records: Any, rows: Any) -> list[list[tuple[str, str]]]:
     """Groups of byte-identical image files whose copies the split put in different splits, each as
     ``[(image_id, split), ...]``. Files are compared by size first; only equal sizes are hashed (sha256)."""
-    import hashlib
-    import os
-    from collections import defaultdict
-
-    from dermtool.data.images import read_image_file
+    from dermtool.data.images import identical_files
 
     split_of = {row.image_id: row.split for row in rows}
-    by_size: dict[int, list[Any]] = defaultdict(list)
-    for record in records:
-        if record.image_id in split_of:
-            try:
-                by_size[os.stat(record.path).st_size].append(record)
-            except OSError:
-                continue
-    leaks = []
-    for same_size in by_size.values():
-        if len(same_size) < 2:
-            continue
-        by_digest: dict[str, list[Any]] = defaultdict(list)
-        for record in same_size:
-            try:  # regular files within the decoding budget only (a FIFO must not hang the split)
-                digest = hashlib.sha256(read_image_file(record.path)).hexdigest()
-            except DermtoolError:
-                continue
-            by_digest[digest].append(record)
-        for copies in by_digest.values():
-            if len({split_of[record.image_id] for record in copies}) > 1:
-                leaks.append(sorted((record.image_id, split_of[record.image_id]) for record in copies))
+    listed = [record for record in records if record.image_id in split_of]
+    leaks = [sorted((record.image_id, split_of[record.image_id]) for record in copies)
+             for copies in identical_files(listed, lambda record: record.path)
+             if len({split_of[record.image_id] for record in copies}) > 1]
     return sorted(leaks)
 
 

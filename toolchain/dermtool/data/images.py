@@ -44,13 +44,15 @@ import stat
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Iterable, TypeVar, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dermtool import DermtoolError
 from dermtool.files import env_millions
+
+T = TypeVar("T")
 
 #: Decompression-bomb guard: an image whose header claims more pixels than this is refused unread.
 MAX_IMAGE_PIXELS = 40_000_000
@@ -538,6 +540,33 @@ def inspect_image(path: str | os.PathLike) -> ImageInfo:
     return inspect_bytes(data, name)
 
 
+def identical_files(items: Iterable[T], path_of: Callable[[T], str | os.PathLike]) -> list[list[T]]:
+    """Groups (two or more) of ``items`` whose image files are byte-identical, in input order within a group.
+    Files are compared by size first; only equal sizes are read and hashed (sha256), through
+    :func:`read_image_file` (regular files within the budget: a FIFO or an oversized file is left out)."""
+    import hashlib
+
+    by_size: dict[int, list[T]] = {}
+    for item in items:
+        try:
+            by_size.setdefault(os.stat(path_of(item)).st_size, []).append(item)
+        except OSError:
+            continue
+    groups: list[list[T]] = []
+    for same_size in by_size.values():
+        if len(same_size) < 2:
+            continue
+        by_digest: dict[str, list[T]] = {}
+        for item in same_size:
+            try:
+                digest = hashlib.sha256(read_image_file(path_of(item))).hexdigest()
+            except DermtoolError:
+                continue
+            by_digest.setdefault(digest, []).append(item)
+        groups += [copies for copies in by_digest.values() if len(copies) > 1]
+    return groups
+
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_DECODE_BYTES",
@@ -546,6 +575,7 @@ __all__ = [
     "DecodeLimits",
     "decode_cost",
     "decode_limits",
+    "identical_files",
     "read_image_file",
     "ImageError",
     "ImageInfo",

@@ -199,27 +199,12 @@ def read_sources(sources: Sequence[SourceConfig]) -> SourceCollection:
     return collection
 
 
-def _file_digest(path: Path) -> str | None:
-    import hashlib
-
-    try:
-        if not path.is_file():
-            return None
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
 def merge_identical_files(records: Sequence[SourceRecord]) -> list[SourceRecord]:
     """The records with the groups of byte-identical image files merged (each takes the alphabetically first
-    group among its copies), so that a picture filed under two lesion ids lands in one split. Files are
-    compared by size first; only equal sizes are hashed."""
-    by_size: dict[int, list[SourceRecord]] = {}
-    for record in records:
-        try:
-            by_size.setdefault(Path(record.path).stat().st_size, []).append(record)
-        except OSError:
-            continue
+    group among its copies), so that a picture filed under two lesion ids lands in one split
+    (:func:`dermtool.data.images.identical_files` finds the copies)."""
+    from dermtool.data.images import identical_files
+
     parent: dict[str, str] = {}
 
     def root(group: str) -> str:
@@ -227,18 +212,10 @@ def merge_identical_files(records: Sequence[SourceRecord]) -> list[SourceRecord]
             group = parent[group]
         return group
 
-    for candidates in by_size.values():
-        if len(candidates) < 2:
-            continue
-        by_digest: dict[str, list[str]] = {}
-        for record in candidates:
-            digest = _file_digest(Path(record.path))
-            if digest is not None:
-                by_digest.setdefault(digest, []).append(record.group)
-        for groups in by_digest.values():
-            first, *others = sorted({root(group) for group in groups})
-            for other in others:
-                parent[other] = first
+    for copies in identical_files(records, lambda record: record.path):
+        first, *others = sorted({root(record.group) for record in copies})
+        for other in others:
+            parent[other] = first
     if not parent:
         return list(records)
     return [replace(record, group=root(record.group)) if record.group in parent else record for record in records]
