@@ -76,10 +76,11 @@ def run(model: str, data: str, split: str | None, manifest: str | None, referenc
     records, description = select_records(data, None, split, manifest, reference, sources=sources,
                                           source_name=source)
     if out_of_scope:
-        chosen = source_of_folder(sources, read_dataset(data), (), source) if source else None
+        dataset = read_dataset(data)
+        chosen = source_of_folder(sources, dataset, (), source) if source else None
         if chosen is None or not chosen.out_of_scope:
             raise DermtoolError("--out-of-scope needs --source NAME, a source of the model with out_of_scope labels")
-        aside = out_of_scope_records(read_dataset(data), chosen)
+        aside = out_of_scope_records(dataset, chosen)
         records += aside
         description["out_of_scope_images"] = len(aside)
     if only_labels:

@@ -248,17 +248,6 @@ def make_source_split(records: Iterable[SourceRecord], seed: int = 0, val_fracti
     return [split_of[record.image_id] for record in records]
 
 
-def source_pools(sources: Sequence[SourceConfig]) -> dict[str, str]:
-    """source name -> the folder it reads (resolved): sources with the same folder share lesion ids."""
-    pools = {}
-    for source in sources:
-        try:
-            pools[source.name] = str(Path(source.data_dir).expanduser().resolve())
-        except OSError:
-            pools[source.name] = source.name
-    return pools
-
-
 def _same_folder(first: str | os.PathLike, second: str | os.PathLike) -> bool:
     try:
         return Path(first).expanduser().resolve() == Path(second).expanduser().resolve()
@@ -430,6 +419,6 @@ def describe_sources(collection: SourceCollection) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SKIN_TONE_COLUMNS", "SKIN_TYPE_COLUMNS", "out_of_scope_records", "merge_identical_files", "source_pools", "source_to_dict", "SourceCollection", "SourceRecord", "describe_sources", "make_source_split",
-           "locate_folder", "map_dataset_labels", "run_data_description", "run_records", "run_split_records", "read_source", "read_sources", "resolve_sources", "source_of_folder",
+__all__ = ["SKIN_TONE_COLUMNS", "SKIN_TYPE_COLUMNS", "out_of_scope_records", "merge_identical_files", "source_to_dict", "SourceCollection", "SourceRecord", "describe_sources", "make_source_split",
+           "locate_folder", "map_dataset_labels", "run_data_description", "run_collection", "run_split_records", "read_source", "read_sources", "resolve_sources", "source_of_folder",
            "sources_from_dicts"]
