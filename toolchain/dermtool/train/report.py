@@ -229,7 +229,7 @@ def paired_photos(labels: list[str], probabilities: dict[str, tuple[np.ndarray, 
     top = calibrated.argmax(axis=1)
     photos: dict[str, list[int]] = {}
     for row, group in enumerate(test.groups):
-        photos.setdefault(f"{group}", []).append(row)
+        photos.setdefault(group, []).append(row)
     pairs = [rows for rows in photos.values()
              if len(rows) == 2 and test.sources[rows[0]] != test.sources[rows[1]]]
     if not pairs:
