@@ -57,6 +57,11 @@ def test_without_sources_the_data_dir_is_the_one_source() -> None:
     assert source.name == "ham" and source.data_dir == "/some/where/ham"
 
 
+def test_a_config_naming_no_folder_is_an_error_not_the_working_directory() -> None:
+    with pytest.raises(DermtoolError, match="names no data folder: set data.data_dir"):
+        resolve_sources(load_config(None).data)
+
+
 def test_the_label_map_renames_and_drops_and_skin_types_are_read(small_pad: Path) -> None:
     source = SourceConfig(name="pad", data_dir=str(small_pad), label_map={**PAD_MAP, "scc": ""})
     dataset, records, dropped, _ = read_source(source)

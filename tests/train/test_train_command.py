@@ -36,6 +36,17 @@ def test_a_missing_config_file_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def test_a_config_without_a_data_folder_asks_for_one(tmp_path: Path) -> None:
+    """The package has no default folder (a pip-installed user has none): the error says what to pass."""
+    config = tmp_path / "no_data.toml"
+    config.write_text("[train]\nfinetune_epochs = 1\n")
+    result = invoke("--config", str(config), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2
+    assert "names no data folder: give --data DATA" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_bad_override_names_the_key(tmp_path: Path) -> None:
     result = invoke("--config", SMOKE, "--set", "train.batchsize=8", "--out", str(tmp_path / "run"))
     assert result.exit_code == 2

@@ -71,7 +71,9 @@ class SourceConfig:
 class DataConfig:
     """Where the images are and how they become model inputs."""
 
-    data_dir: str = "../shared/data/ham10000"
+    # The labelled image folder (relative paths: to where dermtool runs). No default: a config names its folder
+    # (as every file in configs/ does) or `dermtool train --data DATA` gives it.
+    data_dir: str = ""
     labels_csv: str = ""  # empty: detect the layout and CSV automatically
     split_csv: str = ""  # empty: make a lesion-grouped split with the fractions below
     split_seed: int = 0

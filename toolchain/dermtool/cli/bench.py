@@ -15,10 +15,10 @@ from dermtool.cli.output import JsonOutput, json_option
 EPILOG = """\b
 Examples:
   # every labelled image of a folder, 1 thread
-  dermtool bench lite0_int8.tflite --data ../shared/data/ham10000
+  dermtool bench lite0_int8.tflite --data ~/data/ham10000
 \b
   # the run's test split, drift against its float model, 1 and 2 threads, all outputs
-  dermtool bench lite0_int8.tflite --data ../shared/data/ham10000 --split test \\
+  dermtool bench lite0_int8.tflite --data ~/data/ham10000 --split test \\
       --reference runs/lite0 --threads 1 --threads 2 --json int8.json --md int8.md --plots plots/
 \b
   # int8 against the float .tflite on the rows of a split file
@@ -27,15 +27,15 @@ Examples:
 \b
   # what a phone app computes: MediaPipe Tasks' ImageClassifier on the original files,
   # compared with dermtool's pipeline (pipeline_drift) and with the float run (drift)
-  dermtool bench lite0_int8.tflite --data ../shared/data/ham10000 --split test \\
+  dermtool bench lite0_int8.tflite --data ~/data/ham10000 --split test \\
       --reference runs/lite0 --client mediapipe --json int8.mediapipe.json
 \b
   # the same on 4x up-scaled copies (a high-resolution frame cropped to the lesion)
-  dermtool bench lite0_int8.tflite --data ../shared/data/pad_ufes_20 --split test \\
+  dermtool bench lite0_int8.tflite --data ~/data/pad_ufes_20 --split test \\
       --reference runs/multisource --client both --upscale 4
 \b
   # one kind of photo of a folder that two sources read (MILK10k's clinical close-ups)
-  dermtool bench model.tflite --data ../shared/data/milk10k --source milk10k_clinical --split test \\
+  dermtool bench model.tflite --data ~/data/milk10k --source milk10k_clinical --split test \\
       --reference runs/multisource_cpu --client mediapipe
 \b
 Latency: for each --threads value, a fresh LiteRT interpreter (XNNPACK on) is created (init), invoked

@@ -31,8 +31,8 @@ def data() -> None:
 
     \b
     Examples:
-      dermtool data check ../shared/data/ham10000
-      dermtool data split ../shared/data/ham10000 --out split.csv --seed 0
+      dermtool data check ~/data/ham10000
+      dermtool data split ~/data/ham10000 --out split.csv --seed 0
     """
 
 
@@ -163,7 +163,7 @@ def check_command(data_dir: Path | None, config_path: Path | None, labels_csv: P
 
     \b
     Examples:
-      dermtool data check ../shared/data/ham10000
+      dermtool data check ~/data/ham10000
       dermtool data check DATA --labels DATA/ISIC2018_Task3_Training_GroundTruth.csv
       dermtool data check DATA --split runs/lite0/split.csv --json check.json --strict
       dermtool data check --config configs/multisource_cpu.toml --json check.json
@@ -268,7 +268,7 @@ def split_command(data_dir: Path | None, config_path: Path | None, out_path: Pat
 
     \b
     Examples:
-      dermtool data split ../shared/data/ham10000 --out split.csv
+      dermtool data split ~/data/ham10000 --out split.csv
       dermtool data split DATA --out split.csv --seed 1 --val 0.1 --test 0.2 --overwrite
       dermtool data split --config configs/multisource_cpu.toml --out split.csv
     """

@@ -41,10 +41,10 @@ def evaluate(run_dir: Path, data_dir: Path, split: str | None, labels_csv: Path 
 
     \b
     Examples:
-      dermtool evaluate runs/lite0 --data ../shared/data/ham10000 --split test
+      dermtool evaluate runs/lite0 --data ~/data/ham10000 --split test
       dermtool evaluate runs/lite0 --data isic_test/ --labels isic_test/GroundTruth.csv --json test.json
       dermtool evaluate runs/lite0 --data other_clinic/ --ignore-unknown
-      dermtool evaluate runs/ms --data ../shared/data/milk10k --source milk10k_clinical --split test
+      dermtool evaluate runs/ms --data ~/data/milk10k --source milk10k_clinical --split test
       dermtool evaluate runs/lite0 --data DATA --split test --json - | jq .balanced_accuracy
     """
     from dermtool.evaluate import evaluate as run_evaluation

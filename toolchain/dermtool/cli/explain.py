@@ -20,8 +20,8 @@ Examples:
   dermtool explain lesion.jpg --model runs/lite0 --out mel.png --class mel
 \b
   # do the maps point at the lesion? (pointing game and energy inside HAM10000's masks)
-  dermtool explain --evaluate --model runs/lite0 --data ../shared/data/ham10000 \\
-      --masks ../shared/data/ham10000/masks --split test --limit 300 --json gradcam_eval.json
+  dermtool explain --evaluate --model runs/lite0 --data ~/data/ham10000 \\
+      --masks ~/data/ham10000/masks --split test --limit 300 --json gradcam_eval.json
 \b
 Grad-CAM needs the gradients of the float model: --model is a run folder, not a .tflite. The overlay is
 written only where --out says; the input image itself is never stored.

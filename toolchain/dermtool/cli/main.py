@@ -68,7 +68,8 @@ def cli() -> None:
     """dermtool: train, export and check an on-device skin-lesion classifier, offline.
 
     \b
-    The pipeline, on the HAM10000 images in ../shared/data/ham10000:
+    The pipeline, on DATA, a folder of labelled images (such as HAM10000: the image
+    files and a CSV with image_id and dx; or one sub-folder per class):
       dermtool data check DATA                  validate every image
       dermtool data split DATA --out split.csv  lesion-grouped train/val/test split
       dermtool train --config configs/ham10000_cpu.toml --out runs/lite0

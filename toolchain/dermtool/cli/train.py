@@ -48,7 +48,7 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
     Examples:
       dermtool train --config configs/ham10000_cpu.toml --out runs/lite0
       dermtool train --config configs/multisource_cpu.toml --out runs/multisource
-      dermtool train --config configs/ham10000_cpu.toml --data ../shared/data/ham10000 --epochs 2
+      dermtool train --config configs/ham10000_cpu.toml --data ~/data/ham10000 --epochs 2
       dermtool train --config configs/ham10000_cpu.toml --out runs/lite0 --resume
       dermtool train --config configs/smoke.toml --set train.loss=focal --set data.image_size=96
       dermtool train --config configs/ham10000_cpu.toml --split split.csv --overwrite
@@ -82,7 +82,10 @@ def train(config_path: Path, data_dir: Path | None, out_dir: Path | None, split_
 
     for name, configured_data in ([(source.name, source.data_dir) for source in config.data.sources]
                                   or [("", config.data.data_dir)]):
-        if configured_data and not Path(configured_data).expanduser().is_dir():
+        if not configured_data:
+            raise DermtoolError(f"{config_path} names no data folder: give --data DATA (a labelled image folder) or "
+                                "set data.data_dir in the config")
+        if not Path(configured_data).expanduser().is_dir():
             what = "not a folder" if Path(configured_data).expanduser().exists() else "not found"
             where = f"set data_dir of source {name!r}" if name else "give --data DATA or set data.data_dir"
             raise DermtoolError(f"data folder {what}: {configured_data} ({where})")

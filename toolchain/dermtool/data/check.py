@@ -17,7 +17,7 @@ the check goes on. The report holds:
 
 Example::
 
-    report = check_dataset("../shared/data/ham10000")
+    report = check_dataset("~/data/ham10000")
     len(report.errors), [group["image_ids"] for group in report.duplicates]
 """
 

@@ -12,7 +12,7 @@
 
 Example::
 
-    dataset = read_dataset("../shared/data/ham10000")
+    dataset = read_dataset("~/data/ham10000")
     dataset.layout, len(dataset.records), dataset.classes[:3]   # ('csv', 10015, ['akiec', 'bcc', 'bkl'])
 
 Labels are lower-cased. A record's ``group`` is its lesion (or patient) id when the CSV has one, otherwise

@@ -72,6 +72,9 @@ def resolve_sources(data: DataConfig) -> list[SourceConfig]:
     """The config's sources; without ``[[data.sources]]``, one source for ``data.data_dir``."""
     if data.sources:
         return list(data.sources)
+    if not data.data_dir:
+        raise DermtoolError("the config names no data folder: set data.data_dir (a labelled image folder) or "
+                            "[[data.sources]]")
     name = Path(data.data_dir).name or "data"
     return [SourceConfig(name=name, data_dir=data.data_dir, labels_csv=data.labels_csv)]
 
