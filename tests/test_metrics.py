@@ -10,7 +10,6 @@ import pytest
 
 from dermtool import DermtoolError
 from dermtool.metrics import (
-    class_weights,
     classification_metrics,
     drift,
     expected_calibration_error,
@@ -159,15 +158,6 @@ def test_fit_temperature_recovers_a_known_temperature(true_temperature: float) -
     fitted = fit_temperature(logits, y_true)
     assert type(fitted) is float
     assert fitted == pytest.approx(true_temperature, rel=0.05)
-
-
-def test_class_weights_are_balanced() -> None:
-    weights = class_weights([0, 0, 0, 1, 2, 2], 3)
-    assert weights == pytest.approx({0: 6 / (3 * 3), 1: 6 / (3 * 1), 2: 6 / (3 * 2)})
-    # a class without samples: weight 0, and k counts the classes present
-    assert class_weights([0, 0, 0, 1], 3) == pytest.approx({0: 4 / (2 * 3), 1: 4 / (2 * 1), 2: 0.0})
-    with pytest.raises(DermtoolError):
-        class_weights([0, 3], 3)
 
 
 def test_sensitivity_specificity_and_threshold() -> None:

@@ -316,22 +316,6 @@ def fit_temperature(
     return float(math.exp((left + right) / 2.0))
 
 
-def class_weights(labels_int: Any, num_classes: int) -> dict[int, float]:
-    """Balanced class weights ``n / (k * count_c)`` as a Keras ``class_weight`` dict.
-
-    ``k`` is the number of classes present, so the mean weight over the samples is exactly 1; a class with
-    no samples gets weight 0.0 (it never occurs, so its weight never counts).
-    """
-    truth = _as_labels(labels_int, num_classes, "class_weights")
-    if len(truth) == 0:
-        raise DermtoolError("class_weights: no labels")
-    counts = np.bincount(truth, minlength=num_classes)
-    present = int((counts > 0).sum())
-    return {
-        index: float(len(truth) / (present * count)) if count else 0.0 for index, count in enumerate(counts)
-    }
-
-
 # --------------------------------------------------------------------------------------- referral
 
 
@@ -432,7 +416,6 @@ __all__ = [
     "classification_metrics",
     "drift",
     "fit_temperature",
-    "class_weights",
     "sensitivity_specificity",
     "threshold_for_sensitivity",
     "wilson_lower_bound",

@@ -87,7 +87,8 @@ def sampling_shares(data: "TrainingData") -> list[float] | None:
 def effective_class_weights(data: "TrainingData") -> np.ndarray:
     """Balanced class weights ``1 / (k * p_c)`` for the class frequencies ``p_c`` that training batches
     actually have: with source shares, ``p_c = sum_s share_s * n_sc / n_s``; without, the training split's
-    own frequencies (then the same as :func:`dermtool.metrics.class_weights`). Absent classes get 0."""
+    own frequencies. ``k`` counts the classes present, so the mean weight over the batches' samples is 1;
+    absent classes get 0."""
     split = data.splits["train"]
     shares = sampling_shares(data)
     if shares is None:
