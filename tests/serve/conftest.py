@@ -136,3 +136,40 @@ def fusion_server(fusion_run: Path) -> Iterator[LiveServer]:
 
     with LiveServer(create_app(fusion_run)) as server:
         yield server
+
+
+def invoice_image(path: Path) -> Path:
+    """A rendered invoice (PNG, 600x800): a header, an address block, a table of items and a total: what a
+    health worker might send by mistake. Not a skin lesion."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (600, 800), "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, 600, 90), fill=(23, 92, 211))
+    draw.text((30, 30), "INVOICE  No. 2026-0412", fill="white")
+    for line, text in enumerate(["Clinic supplies Ltd", "12 Harbour Road", "Date: 2026-12-01", "Due: 2026-12-31"]):
+        draw.text((30, 120 + 22 * line), text, fill="black")
+    draw.line((30, 240, 570, 240), fill="black", width=2)
+    for row in range(14):
+        y = 255 + 30 * row
+        draw.text((30, y), f"Item {row + 1:02d}  gauze pads, sterile, 10 x 10 cm", fill="black")
+        draw.text((480, y), f"{(row + 1) * 3.75:8.2f}", fill="black")
+        draw.line((30, y + 24, 570, y + 24), fill=(200, 200, 200))
+    draw.text((380, 700), "TOTAL   393.75", fill="black")
+    image.save(path)
+    return path
+
+
+def blue_square(path: Path) -> Path:
+    """A plain blue square (PNG, 300x300). Not a skin lesion."""
+    from PIL import Image
+
+    Image.new("RGB", (300, 300), (20, 60, 200)).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def non_lesion_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The issue's two non-lesion pictures: a rendered invoice and a plain blue square."""
+    folder = tmp_path_factory.mktemp("non_lesions")
+    return [invoice_image(folder / "invoice.png"), blue_square(folder / "blue_square.png")]

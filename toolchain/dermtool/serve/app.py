@@ -6,16 +6,22 @@ loads Swagger UI from a CDN, and this app makes no request to the network):
 =====================  =======================================================================================
 ``GET  /``             the page (static HTML/CSS/JS from ``dermtool/serve/static``, no external requests)
 ``POST /api/predict``  one image (multipart field ``image``, or a raw ``image/*`` body) -> the predict --json
-                       object: ``{image, outcome, label, probability, probabilities, top_k, ood_score}``;
+                       object: ``{image, outcome, label, probability, probabilities, top_k, ood_score,
+                       lesion_check}``;
                        with questionnaire answers (plain form fields or query parameters named as the
                        questions: ``bleed=yes``, ``age=64``; empty = unknown) and a model with a fusion, the
                        fused result and its ``fusion`` block (image-alone answer, how much the answers moved
                        the malignant probability, in one sentence)
-``POST /api/explain``  one image -> Grad-CAM overlay ``{label, name, overlay_png_base64, media_type}``
-                       (float run only; 409 for a .tflite)
+``POST /api/explain``  one image (and optionally ``label``, the class to explain: the page sends the class it
+                       shows, the fused one when answers were given) -> Grad-CAM ``{label, name,
+                       heatmap_png_base64 (the heat map alone, transparent where cold, to lay over the photo),
+                       overlay_png_base64 (photo and heat map blended, no caption), media_type}`` (float run
+                       only; 409 for a .tflite)
 ``GET  /api/health``   ``{status: "ok", ...}``
 ``GET  /api/model``    the model's name (not its path), labels, human-readable names, kind, input size, outcome
-                       guidance, disclaimer
+                       guidance (the referral message names the model's own referral classes), its lesion
+                       check (threshold; null without one), what it was trained on (``trained_on``, in
+                       words), disclaimer
 =====================  =======================================================================================
 
 Errors are JSON ``{"detail": "..."}`` with 400 (malformed request, an answer the questionnaire does not take
@@ -100,6 +106,10 @@ def _image_request_body(extra_fields: dict[str, Any] | None = None) -> dict[str,
 
 
 IMAGE_REQUEST_BODY = _image_request_body()
+#: ``POST /api/explain``'s body: the image and, optionally, the class to explain.
+EXPLAIN_REQUEST_BODY = _image_request_body({"label": {
+    "type": "string", "description": "The class whose score the heat map explains (one of the model's labels; "
+    "omitted: the top class). The page sends the class it shows: the fused one when answers were given."}})
 #: ``POST /api/predict``'s body: the image and, optionally, the questionnaire's answers as plain fields.
 PREDICT_REQUEST_BODY = _image_request_body(_answer_properties())
 
@@ -140,6 +150,12 @@ PREDICTION_SCHEMA = {
             },
         },
         "ood_score": {"type": "number", "nullable": True},
+        "lesion_check": {
+            "type": "object",
+            "nullable": True,
+            "description": "The model's lesion check: `{not_a_lesion: P(no lesion in the photo), threshold}`; the "
+            "outcome is `not_a_lesion` when P >= threshold (an app then shows no class). Null for a model without one.",
+        },
         "fusion": {
             "type": "object",
             "description": "Only when answers were sent: the answers (levels), the image-alone answer "
@@ -302,7 +318,11 @@ EXPLANATION_SCHEMA: dict[str, Any] = {
     "properties": {
         "label": {"type": "string"},
         "name": {"type": "string"},
-        "overlay_png_base64": {"type": "string", "format": "byte"},
+        "heatmap_png_base64": {"type": "string", "format": "byte",
+                               "description": "The heat map alone (RGBA PNG, the photo's aspect ratio; "
+                               "transparent where the class's score was not raised)."},
+        "overlay_png_base64": {"type": "string", "format": "byte",
+                               "description": "The photo with the heat map blended in (no caption)."},
         "media_type": {"type": "string", "example": "image/png"},
     },
 }
@@ -363,30 +383,42 @@ def _add_model_routes(app: FastAPI, service: ModelService, pool: InferencePool, 
     """``POST /api/predict`` and ``POST /api/explain``: one uploaded image, decoded and run in ``pool``."""
 
     def _parse_and_decode(body: bytes, content_type_header: str, query: list[tuple[str, str]],
-                          with_answers: bool) -> tuple[Any, dict[str, str] | None]:
+                          reads: str | None) -> tuple[Any, Any]:
+        """The decoded image and what else the request carries: ``reads="answers"``, the questionnaire's
+        answers (None when none is given); ``reads="label"``, the class to explain (None: the top class)."""
         upload = extract_upload(body, content_type_header, limit_bytes)
-        answers = None
-        if with_answers:  # checked before the image is decoded: a wrong answer is refused at once
+        extra: Any = None
+        fields = [*query, *upload.fields]
+        if reads == "answers":  # checked before the image is decoded: a wrong answer is refused at once
             try:
-                answers = read_form_answers([*query, *upload.fields])
-                service.check_answers(answers)
+                extra = read_form_answers(fields)
+                service.check_answers(extra)
             except DermtoolError as error:
                 raise UploadError(400, str(error)) from None
-        return _decode(upload.data), answers or None  # no answer given: the image alone, as without a form
+            extra = extra or None  # no answer given: the image alone, as without a form
+        elif reads == "label":
+            labels = [value for name, value in fields if name == "label" and value]
+            if len(labels) > 1 or any(name != "label" for name, _ in fields):
+                raise UploadError(400, "explain takes one optional field, label (a class of the model)")
+            if labels and labels[0] not in service.labels:
+                raise UploadError(400, f"unknown class {labels[0][:64]!r}; the model's classes are "
+                                  f"{', '.join(service.labels)}")
+            extra = labels[0] if labels else None
+        return _decode(upload.data), extra
 
-    async def _image_of(request: Request, with_answers: bool):
+    async def _image_of(request: Request, reads: str | None):
         content_type_header = request.headers.get("content-type", "")
         check_request_type(content_type_header)  # refuse before reading a body that cannot be an image
         body = await read_body(request, limit_bytes)
         query = list(request.query_params.multi_items())
         # Parsing a multipart body of megabytes and decoding a JPEG are CPU work: off the event loop.
-        return await pool.run(_parse_and_decode, body, content_type_header, query, with_answers)
+        return await pool.run(_parse_and_decode, body, content_type_header, query, reads)
 
     async def _answer(request: Request, work: Callable[..., dict[str, Any]],
-                      with_answers: bool = False) -> JSONResponse:
+                      reads: str | None = None) -> JSONResponse:
         try:
-            pixels, answers = await _image_of(request, with_answers)
-            result = await (pool.run(work, pixels) if answers is None else pool.run(work, pixels, answers))
+            pixels, extra = await _image_of(request, reads)
+            result = await (pool.run(work, pixels) if extra is None else pool.run(work, pixels, extra))
         except UploadError as error:
             return _json_error(error.status, error.detail)
         except ServerBusy:
@@ -415,15 +447,16 @@ def _add_model_routes(app: FastAPI, service: ModelService, pool: InferencePool, 
         tags=["model"],
     )
     async def predict(request: Request) -> JSONResponse:
-        return await _answer(request, service.predict, with_answers=True)
+        return await _answer(request, service.predict, reads="answers")
 
     @app.post(
         "/api/explain",
         summary="Grad-CAM heat map of one image",
-        description="The regions that drove the top class, as a PNG overlay (base64). Needs a float run "
+        description="The regions that drove a class's score (the top class, or `label`), as a transparent "
+        "heat-map layer and a blended overlay (PNG, base64). Needs a float run "
         "(409 when a .tflite is served).",
         openapi_extra={
-            "requestBody": IMAGE_REQUEST_BODY,
+            "requestBody": EXPLAIN_REQUEST_BODY,
             "responses": {"200": {"content": {"application/json": {"schema": EXPLANATION_SCHEMA}}}},
         },
         responses={
@@ -440,7 +473,7 @@ def _add_model_routes(app: FastAPI, service: ModelService, pool: InferencePool, 
                 "Grad-CAM needs the float model of a training run; this server runs a .tflite model. "
                 "Serve the run folder (dermtool serve --model RUN) to see heat maps.",
             )
-        return await _answer(request, service.explain)
+        return await _answer(request, service.explain, reads="label")
 
     async def read_body_discarded(request: Request) -> None:
         """Drain (up to the limit) and drop the body, so the client gets the answer, not a reset."""

@@ -11,19 +11,20 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from dermtool import DISCLAIMER, DermtoolError, __version__
 
 #: What each outcome means, in plain words, and what to do. Shown by the page; served by GET /api/model.
+#: The referral message names the model's own referral classes: see :func:`outcome_guidance`.
 OUTCOME_GUIDANCE: dict[str, dict[str, str]] = {
     "refer": {
         "title": "Refer to a dermatologist",
         "message": (
-            "The model sees features of a lesion that needs a specialist's assessment (melanoma, basal cell "
-            "carcinoma or actinic keratosis / intraepithelial carcinoma). Refer the patient to a dermatologist."
+            "The model sees features of a lesion that needs a specialist's assessment ({classes}). Refer the "
+            "patient to a dermatologist."
         ),
         "colour": "red",
     },
@@ -38,8 +39,8 @@ OUTCOME_GUIDANCE: dict[str, dict[str, str]] = {
     "not_a_lesion": {
         "title": "This does not look like a skin-lesion photo",
         "message": (
-            "No class is reported. Take a close-up, in-focus, evenly lit photo of the lesion (a dermatoscope "
-            "image if you have one) and try again."
+            "The model found no skin lesion in this photo, so it gives no assessment of it. Take a close-up, "
+            "in-focus, evenly lit photo of the lesion and try again."
         ),
         "colour": "grey",
     },
@@ -52,6 +53,56 @@ OUTCOME_GUIDANCE: dict[str, dict[str, str]] = {
         "colour": "green",
     },
 }
+
+
+def name_list(names: Sequence[str], conjunction: str = "or") -> str:
+    """``["a", "b", "c"]`` -> ``"a, b or c"``."""
+    names = list(names)
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
+
+
+def outcome_guidance(referral_labels: Sequence[str]) -> dict[str, dict[str, str]]:
+    """:data:`OUTCOME_GUIDANCE` with the referral message naming ``referral_labels`` (the model's referral
+    classes, from its metrics or metadata: never a fixed list), by their readable names."""
+    from dermtool.explain.predict import class_name
+
+    classes = name_list([class_name(label) for label in referral_labels]) or "a referral class"
+    guidance = {outcome: dict(item) for outcome, item in OUTCOME_GUIDANCE.items()}
+    guidance["refer"]["message"] = guidance["refer"]["message"].format(classes=classes)
+    return guidance
+
+
+#: How each kind of training photo is named to a user (a phone photo is never called dermatoscopic).
+PHOTO_KIND_WORDS = {"dermoscopic": "dermatoscope images", "clinical": "close-up camera photos",
+                    "smartphone": "phone photos"}
+#: Readable names of the training sources dermtool knows.
+SOURCE_NAMES = {"ham10000": "HAM10000", "milk10k": "MILK10k", "pad_ufes_20": "PAD-UFES-20", "isic2017": "ISIC 2017"}
+
+
+def describe_training_photos(sources: Sequence[Mapping[str, Any]]) -> str | None:
+    """What a model was trained on, in words: ``"dermatoscope images and close-up camera and phone photos
+    (HAM10000, MILK10k, PAD-UFES-20)"``, from its sources (``{name, kind}``: the metadata's ``sources`` or the
+    run's ``[[data.sources]]``); None when the model does not say."""
+    kinds: list[str] = []
+    names: list[str] = []
+    for source in sources:
+        kind = PHOTO_KIND_WORDS.get(str(source.get("kind") or ""), None)
+        if kind and kind not in kinds:
+            kinds.append(kind)
+        raw = str(source.get("name") or "")
+        base = raw.lower().replace("-", "_")
+        for known, shown in SOURCE_NAMES.items():
+            if base.startswith(known):
+                raw = shown
+                break
+        if raw and raw not in names:
+            names.append(raw)
+    if not kinds and not names:
+        return None
+    what = name_list(kinds, "and") or "skin-lesion photos"
+    return f"{what} ({', '.join(names)})" if names else what
 
 
 #: The longest question name or answer a request may send (an answer is a word or a number of years).
@@ -94,6 +145,8 @@ class ModelDescription:
     uncertainty_threshold: float | None
     ood_threshold: float | None
     fusion: dict[str, Any] | None = None  # the questionnaire, when the model has a fusion (see describe)
+    lesion_check: dict[str, Any] | None = None  # the model's lesion check (threshold ...); None: it has none
+    trained_on: str | None = None  # what the model was trained on, in words (describe_training_photos)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,7 +162,9 @@ class ModelDescription:
             "uncertainty_threshold": self.uncertainty_threshold,
             "ood_threshold": self.ood_threshold,
             "fusion": self.fusion,
-            "outcomes": OUTCOME_GUIDANCE,
+            "lesion_check": self.lesion_check,
+            "trained_on": self.trained_on,
+            "outcomes": outcome_guidance(self.referral_labels),
             "disclaimer": DISCLAIMER,
             "dermtool_version": __version__,
         }
@@ -159,12 +214,45 @@ class ModelService:
         if fusion is None:
             return None
         thresholds = getattr(self.predictor, "fusion_thresholds", None) or getattr(self.predictor, "thresholds", None)
+        referral_labels = [label for label in getattr(thresholds, "malignant_classes", ()) if label in self.labels]
         return {
             "questions": fusion.to_dict()["questions"],
-            "referral_labels": [label for label in getattr(thresholds, "malignant_classes", ())
-                                if label in self.labels],
+            "referral_labels": referral_labels,
             "referral_threshold": getattr(thresholds, "referral", None),
+            "outcomes": outcome_guidance(referral_labels),
         }
+
+    def _backend(self) -> Any:
+        shared = getattr(self.predictor, "_shared", None)
+        return getattr(shared, "backend", None)
+
+    def training_sources(self) -> list[dict[str, Any]]:
+        """``[{name, kind}]`` of the sources the model was trained on: a .tflite's ``sources`` metadata, a
+        run's ``[[data.sources]]``; empty when the model does not say."""
+        backend = self._backend()
+        metadata = getattr(backend, "metadata", None)
+        if isinstance(metadata, Mapping) and isinstance(metadata.get("sources"), list):
+            return [dict(item) for item in metadata["sources"] if isinstance(item, Mapping)]
+        run = getattr(backend, "run", None)
+        try:
+            sources = run.config.data.sources if run is not None else []
+        except Exception:  # a run without a readable config: the model simply does not say
+            return []
+        return [{"name": source.name, "kind": source.kind} for source in sources]
+
+    def lesion_check_description(self) -> dict[str, Any] | None:
+        """The model's lesion check (``{threshold, categories, head_name, ...}``: the ``lesion_check`` of its
+        metadata, or the Predictor's), or None for a model without one."""
+        if hasattr(self.predictor, "lesion_check"):
+            item = self.predictor.lesion_check  # None when the model has none or it is switched off
+        else:
+            metadata = getattr(self._backend(), "metadata", None)
+            item = metadata.get("lesion_check") if isinstance(metadata, Mapping) else None
+        if item is None:
+            return None
+        if not isinstance(item, Mapping):
+            item = {key: getattr(item, key) for key in ("threshold", "categories", "head_name") if hasattr(item, key)}
+        return {key: value for key, value in item.items() if key in ("threshold", "categories", "head_name")}
 
     def check_answers(self, answers: dict[str, str]) -> None:
         """Refuse answers to a model without a fusion (one line, naming no path)."""
@@ -194,6 +282,8 @@ class ModelService:
             uncertainty_threshold=getattr(thresholds, "uncertainty", None),
             ood_threshold=getattr(self.predictor, "ood_threshold", None),
             fusion=self.fusion_description(),
+            lesion_check=self.lesion_check_description(),
+            trained_on=describe_training_photos(self.training_sources()),
         )
 
     def predict(self, pixels: np.ndarray, answers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -204,21 +294,29 @@ class ModelService:
         result["image"] = "<upload>"
         return result
 
-    def explain(self, pixels: np.ndarray) -> dict[str, Any]:
-        """Grad-CAM of the top class (or of nothing, for a float run only) as a base64 PNG overlay."""
+    def explain(self, pixels: np.ndarray, label: str | None = None) -> dict[str, Any]:
+        """Grad-CAM of ``label`` (the class the page shows: the fused top class when answers were given),
+        or of the top class, for a float run only. ``heatmap_png_base64``: the heat map alone as a
+        transparent PNG with the photo's aspect ratio (cold regions see-through), for the page to lay over the
+        photo or show beside it with its legend as page text; ``overlay_png_base64``: the photo with the heat
+        map blended in, no caption (the page's text says what it shows)."""
         if not self.explain_available:
             raise DermtoolError(
                 "Grad-CAM needs the float model of a training run; this server runs a .tflite model. "
                 "Serve the run folder (dermtool serve --model RUN) to see heat maps."
             )
-        from dermtool.explain.gradcam import explain, overlay_png
+        if label is not None and label not in self.labels:
+            raise DermtoolError(f"unknown class {label!r}; the model's classes are {', '.join(self.labels)}")
+        from dermtool.explain.gradcam import explain
+        from dermtool.explain.heat_layer import heat_layer_png, plain_png
 
-        result = explain(pixels, self.predictor)  # the Explainer is cached and reuses the loaded Keras model
-        png = overlay_png(result)
+        result = explain(pixels, self.predictor, class_name=label)  # the Explainer is cached
+        explained = result.explained_label or result.label
         return {
-            "label": result.label,
-            "name": self.names.get(result.label, result.label),
-            "overlay_png_base64": base64.b64encode(png).decode("ascii"),
+            "label": explained,
+            "name": self.names.get(explained, explained),
+            "heatmap_png_base64": base64.b64encode(heat_layer_png(result)).decode("ascii"),
+            "overlay_png_base64": base64.b64encode(plain_png(result.overlay)).decode("ascii"),
             "media_type": "image/png",
         }
 

@@ -1,10 +1,17 @@
 // dermtool serve: the page's logic. Talks only to this server (/api/...); no third-party code.
-import { percent, renderBars, renderFusion, setStatus, showError } from "./results.js";
-import { readQuestionnaire, renderQuestionnaire } from "./questionnaire.js";
+// One result, one set of probabilities: the outcome, the bars, the referral figure, the sentence on the
+// answers and the heat map all follow the probabilities /api/predict returns (the fused ones when answers
+// were given). A new photo starts a new patient (the answers are cleared) unless "same lesion or patient" is
+// ticked. A photo the lesion check turns away shows no class at all.
+import { lesionCheckText, percent, renderBars, renderFusion, setStatus, showError } from "./results.js";
+import {
+  clearAnswers, keepAnswers, readQuestionnaire, renderQuestionnaire, showQuestionProblem, unreadAnswers,
+} from "./questionnaire.js";
 
-const REFERRAL_LABELS_FALLBACK = ["mel", "bcc", "akiec", "scc"];
-
-const state = { model: null, requestId: 0, photoId: 0, previewUrl: null, file: null, results: 0 };
+const state = {
+  model: null, requestId: 0, photoId: 0, previewUrl: null, file: null, results: 0,
+  heat: { photoId: -1, label: null, requestId: 0 },
+};
 const $ = (id) => document.getElementById(id);
 
 async function loadModel() {
@@ -14,46 +21,53 @@ async function loadModel() {
     state.model = await response.json();
     const kind = state.model.kind === "run" ? "float model of a training run" : "TFLite model";
     const size = state.model.input_size ? `, ${state.model.input_size}\u00d7${state.model.input_size} input` : "";
-    $("model-line").textContent = `Model: ${kind}${size}; classes: ${state.model.labels.join(", ")}. dermtool ${state.model.dermtool_version}.`;
+    const trained = state.model.trained_on ? ` Trained on ${state.model.trained_on}.` : "";
+    $("model-line").textContent = `Model: ${kind}${size}; classes: ${state.model.labels.join(", ")}.${trained} dermtool ${state.model.dermtool_version}.`;
     if (state.model.disclaimer) $("disclaimer-text").textContent = state.model.disclaimer;
     // A model with a questionnaire fusion: the short form beside the photo; a change re-runs the last photo.
     renderQuestionnaire($("questions"), state.model.fusion && state.model.fusion.questions, () => {
-      if (state.file) analyse(state.file, { explain: false });
+      if (state.file) analyse(state.file, { newPhoto: false });
     });
   } catch (error) {
     showError(`Cannot reach the dermtool server (${error.message}). Is "dermtool serve" still running?`);
   }
 }
 
-// The referral rule of a result: the fusion's own when answers were combined with the photo.
-function referralRule(prediction) {
-  const model = state.model || {};
-  const fused = prediction && prediction.fusion && prediction.fusion.applied && model.fusion;
-  const rule = fused ? model.fusion : model;
-  return { labels: rule.referral_labels || REFERRAL_LABELS_FALLBACK, threshold: rule.referral_threshold };
+function fused(prediction) {
+  return Boolean(prediction && prediction.fusion && prediction.fusion.applied && state.model && state.model.fusion);
 }
 
-function referralLabels(prediction) {
-  return referralRule(prediction).labels;
+// The referral rule of a result (the model's metadata or metrics, never a fixed list): the fusion's own
+// when answers were combined with the photo.
+function referralRule(prediction) {
+  const model = state.model || {};
+  const rule = fused(prediction) ? model.fusion : model;
+  return { labels: rule.referral_labels || [], threshold: rule.referral_threshold, outcomes: rule.outcomes || model.outcomes };
 }
 
 function nameOf(label) {
   return (state.model && state.model.names && state.model.names[label]) || label;
 }
 
-// The numbers behind the outcome, in one sentence (the rule itself is dermtool.explain.predict's).
+function nameList(labels) {
+  const names = labels.map(nameOf);
+  return names.length > 1 ? `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}` : names.join("");
+}
+
+// The numbers behind the outcome, from the probabilities the bars show (the rule itself is
+// dermtool.explain.predict's).
 function outcomeNumbers(prediction) {
   const model = state.model || {};
+  if (prediction.outcome === "not_a_lesion") return "";
   const rule = referralRule(prediction);
   const labels = rule.labels.filter((label) => label in prediction.probabilities);
   const referralSum = labels.reduce((sum, label) => sum + prediction.probabilities[label], 0);
-  const names = labels.map(nameOf).join(", ");
-  if (prediction.outcome === "not_a_lesion") {
-    return "The probabilities below are shown for completeness only: they are not meaningful for this photo.";
-  }
   const parts = [];
   if (labels.length && typeof rule.threshold === "number") {
-    parts.push(`Probability of ${names}: ${percent(referralSum)} (referral threshold ${percent(rule.threshold)}).`);
+    parts.push(`Referral classes together (${nameList(labels)}): ${percent(referralSum)}; the referral threshold is ${percent(rule.threshold)}.`);
+  }
+  if (prediction.outcome === "refer" && !labels.includes(prediction.label)) {
+    parts.push(`The most likely single class is ${nameOf(prediction.label)} (${percent(prediction.probability)}), but the referral classes together reach the threshold.`);
   }
   if (prediction.outcome === "uncertain" && typeof model.uncertainty_threshold === "number") {
     parts.push(`Most likely class ${nameOf(prediction.label)} at ${percent(prediction.probability)}, below the confidence threshold of ${percent(model.uncertainty_threshold)}.`);
@@ -61,58 +75,51 @@ function outcomeNumbers(prediction) {
   return parts.join(" ");
 }
 
-// The not-a-lesion guard, in words: did the photo look like the lesion images the model was trained on?
-function photoCheck(prediction) {
-  const threshold = state.model && state.model.ood_threshold;
-  if (typeof prediction.ood_score !== "number") {
-    return "Photo check unavailable for this model: it cannot tell a lesion photo from any other photo.";
-  }
-  const numbers = typeof threshold === "number"
-    ? ` (score ${prediction.ood_score.toFixed(2)}; photos scoring ${threshold.toFixed(2)} or more are rejected)`
-    : ` (score ${prediction.ood_score.toFixed(2)})`;
-  if (prediction.outcome === "not_a_lesion") {
-    return `Photo check failed: this photo does not resemble the dermatoscopic lesion images the model was trained on${numbers}.`;
-  }
-  return `Photo check passed: the photo resembles the dermatoscopic lesion images the model was trained on${numbers}.`;
+// The lesion check in words (the model's second head, as /api/predict reports it); a model without one
+// says so.
+function checkLine(prediction) {
+  const model = state.model || {};
+  return lesionCheckText(prediction.lesion_check, prediction.outcome === "not_a_lesion", model.trained_on);
 }
 
 function renderPrediction(prediction) {
-  const guidance = (state.model && state.model.outcomes && state.model.outcomes[prediction.outcome]) || {
-    title: prediction.outcome, message: "",
-  };
-  const outcome = $("outcome");
-  outcome.dataset.outcome = prediction.outcome;
+  const rule = referralRule(prediction);
+  const guidance = (rule.outcomes && rule.outcomes[prediction.outcome]) || { title: prediction.outcome, message: "" };
+  const rejected = prediction.outcome === "not_a_lesion";
+  $("outcome").dataset.outcome = prediction.outcome;
   $("outcome-title").textContent = guidance.title;
   $("outcome-message").textContent = guidance.message;
   $("outcome-numbers").textContent = outcomeNumbers(prediction);
+  $("outcome-numbers").hidden = !$("outcome-numbers").textContent;
 
-  renderBars($("bars"), prediction.probabilities, {
+  // A photo turned away: no class, no bar, no answers sentence (nothing the model would have said).
+  renderBars($("bars"), rejected ? null : prediction.probabilities, {
     names: (state.model && state.model.names) || {},
-    referralLabels: referralLabels(prediction),
-    highlightTop: prediction.outcome !== "not_a_lesion",
+    referralLabels: rule.labels,
   });
-
-  $("ood-line").textContent = photoCheck(prediction);
-  const rejected = prediction.outcome === "not_a_lesion";
-  const fused = Boolean(prediction.fusion && prediction.fusion.applied);
+  $("bars").hidden = rejected;
+  $("bars-title").hidden = rejected;
+  $("bars-title").textContent = `Calibrated probability per class${fused(prediction) ? " (photo and answers)" : ""}`;
+  $("check-line").textContent = checkLine(prediction);
   renderFusion($("fusion"), rejected ? null : prediction.fusion, {
     names: (state.model && state.model.names) || {},
     offered: !rejected && !$("questions").hidden,
+    probabilities: prediction.probabilities,
+    referralLabels: rule.labels,
+    unread: unreadAnswers($("questions")),
   });
+  if (rejected) $("fusion").hidden = true;
   $("result").classList.toggle("rejected", rejected);
-  $("bars-title").textContent = rejected
-    ? "What the model would have said (not meaningful for this photo)"
-    : `Calibrated probability per class${fused ? " (photo and answers)" : ""}`;
   $("result").hidden = false;
   document.body.classList.add("has-result");
   state.results += 1;
   document.body.dataset.results = String(state.results);
 }
 
-async function postImage(path, file, answers = {}) {
+async function postImage(path, file, fields = {}) {
   const form = new FormData();
   form.append("image", file, file.name || "photo");
-  for (const [name, value] of Object.entries(answers)) form.append(name, value);
+  for (const [name, value] of Object.entries(fields)) form.append(name, value);
   const response = await fetch(path, { method: "POST", body: form, cache: "no-store" });
   let body = null;
   try {
@@ -148,41 +155,63 @@ function showPreview(file) {
   $("dropzone").classList.add("has-image");
 }
 
-async function explain(file, photoId) {
-  const figure = $("explain-figure");
+function hideHeatMap() {
+  $("explain-figure").hidden = true;
+  $("explain-status").hidden = true;
+  state.heat = { photoId: -1, label: null, requestId: state.heat.requestId + 1 };
+  delete document.body.dataset.heatLabel;
+}
+
+// The heat map of `label` (the class the result shows) for the current photo; asked again only when the
+// photo or the class shown changes.
+async function explain(file, photoId, label) {
+  if (!state.model || !state.model.explain_available) return;
+  if (state.heat.photoId === photoId && state.heat.label === label) return;
+  const requestId = state.heat.requestId + 1;
+  state.heat = { photoId, label, requestId };
   const status = $("explain-status");
-  figure.hidden = true;
-  if (!state.model || !state.model.explain_available) {
-    status.hidden = true;
-    return;
-  }
-  status.textContent = "Computing the heat map (Grad-CAM)\u2026";
+  status.textContent = `Computing the heat map for \u201c${nameOf(label)}\u201d (Grad-CAM)\u2026`;
   status.hidden = false;
   try {
-    const result = await postImage("/api/explain", file);
-    if (photoId !== state.photoId) return;
-    $("explain-image").src = `data:${result.media_type};base64,${result.overlay_png_base64}`;
-    $("explain-caption").textContent = `Regions that most influenced \u201c${result.name}\u201d (Grad-CAM). A heat map shows where the model looked; it is not a diagnosis.`;
-    figure.hidden = false;
+    const result = await postImage("/api/explain", file, { label });
+    if (requestId !== state.heat.requestId) return;
+    const layer = `data:${result.media_type};base64,${result.heatmap_png_base64}`;
+    $("explain-photo").src = state.previewUrl;
+    $("explain-under").src = state.previewUrl;
+    $("explain-layer").src = layer;
+    $("explain-caption").textContent = `Coloured areas most raised the model's score for \u201c${result.name}\u201d, `
+      + "the class shown at the top of the result: red most, then yellow, green and blue; uncoloured areas had "
+      + "little influence. A heat map (Grad-CAM) shows where the model looked; it is not a diagnosis.";
+    $("explain-figure").hidden = false;
     status.hidden = true;
+    document.body.dataset.heatLabel = result.label;
   } catch (error) {
-    if (photoId !== state.photoId) return;
+    if (requestId !== state.heat.requestId) return;
     status.textContent = `Heat map unavailable: ${error.message}`;
   }
 }
 
-// Classify `file` with the questionnaire's answers. `explain: false` (the answers changed, the photo did
-// not) leaves the heat map as it is.
-async function analyse(file, { explain: withHeatMap = true } = {}) {
+// The server refused an answer (a check the form did not make): show it beside its field and leave it out.
+function answerRefused(error, answers) {
+  const match = /^answer (\w+)/.exec(error.message || "");
+  if (!match || error.status !== 400 || !(match[1] in answers)) return false;
+  const shown = showQuestionProblem($("questions"), match[1],
+    `Not understood (${error.message.replace(/^answer \w+=?/, "").replace(/^'[^']*' /, "")}). This answer is not used.`);
+  return shown;
+}
+
+// Classify `file` with the questionnaire's answers. `newPhoto: false` (the answers changed, the photo did
+// not) keeps the photo; a new photo clears the answers unless "same lesion or patient" is ticked.
+async function analyse(file, { newPhoto = true } = {}) {
   if (!file) return;
   const requestId = ++state.requestId;
   showError("");
   $("result").hidden = true;
-  if (withHeatMap) {
+  if (newPhoto) {
     state.photoId += 1;
     state.file = null;
-    $("explain-figure").hidden = true;
-    $("explain-status").hidden = true;
+    hideHeatMap();
+    if (!keepAnswers($("questions"))) clearAnswers($("questions"));
   }
   const photoId = state.photoId;
   document.body.classList.remove("has-result");
@@ -197,16 +226,27 @@ async function analyse(file, { explain: withHeatMap = true } = {}) {
     setStatus("");
     return;
   }
-  if (withHeatMap) showPreview(file);
+  if (newPhoto) showPreview(file);
   state.file = file;
   setStatus("Analysing the photo\u2026", true);
   try {
-    const prediction = await postImage("/api/predict", file, readQuestionnaire($("questions")));
+    let answers = readQuestionnaire($("questions"));
+    let prediction;
+    try {
+      prediction = await postImage("/api/predict", file, answers);
+    } catch (error) {
+      if (!answerRefused(error, answers)) throw error;
+      answers = readQuestionnaire($("questions"));
+      delete answers[/^answer (\w+)/.exec(error.message)[1]];
+      prediction = await postImage("/api/predict", file, answers);
+    }
     if (requestId !== state.requestId) return;
     setStatus("");
+    state.prediction = prediction;
     renderPrediction(prediction);
     document.body.dataset.state = "done";
-    if (withHeatMap && prediction.outcome !== "not_a_lesion") explain(file, photoId);
+    if (prediction.outcome === "not_a_lesion") hideHeatMap();
+    else explain(file, photoId, prediction.label);
   } catch (error) {
     if (requestId !== state.requestId) return;
     setStatus("");
@@ -227,6 +267,9 @@ function wireInputs() {
       analyse(file);
       input.value = "";
     });
+  }
+  for (const radio of document.querySelectorAll("input[name='explain-mode']")) {
+    radio.addEventListener("change", () => { if (radio.checked) $("explain-stage").dataset.mode = radio.value; });
   }
   const zone = $("dropzone");
   zone.addEventListener("dragover", (event) => {
