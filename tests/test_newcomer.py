@@ -54,26 +54,6 @@ def test_mobile_port_is_documented_in_make_help() -> None:
     assert "MOBILE_PORT=" in makefile.split("help:", 1)[1].split("\ninstall:", 1)[0]
 
 
-@pytest.mark.parametrize("has_guard", [False, True])
-def test_serve_says_it_fits_the_guard_on_a_first_start(tmp_path: Path, monkeypatch, has_guard: bool) -> None:
-    import dermtool.serve.app
-
-    def stop(*arguments, **options):
-        raise DermtoolError("stopped before loading (test)")
-
-    monkeypatch.setattr(dermtool.serve.app, "create_app", stop)
-    run = tmp_path / "run"
-    run.mkdir()
-    if has_guard:
-        (run / "ood.json").write_text("{}")
-    result = CliRunner().invoke(cli, ["serve", "--model", str(run), "--port", "0"])
-    assert "stopped before loading" in result.output
-    said = "Fitting the not-a-lesion guard" in result.output
-    assert said is not has_guard, result.output
-    if said:
-        assert str(run / "ood.json") in result.output and "about a minute" in result.output
-
-
 def test_explain_says_what_it_is_doing(tmp_path: Path, monkeypatch) -> None:
     """On a terminal (progress lines, like the progress bars, stay off a script's stderr)."""
     import dermtool.cli.explain

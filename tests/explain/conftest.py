@@ -16,11 +16,12 @@ from tests.explain.probe_run import build_probe_run  # noqa: E402
 @pytest.fixture(scope="session")
 def probe_run(small_ham: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder whose Grad-CAM maps mean something: frozen ImageNet EfficientNet-Lite0 at 96 px with a
-    trained linear head on the 84 real images of ``small_ham`` (about 15 s), OOD guard fitted."""
+    trained linear head on the 84 real images of ``small_ham`` (about 15 s), lesion check fitted (tiny settings)."""
     run = build_probe_run(tmp_path_factory.mktemp("probe") / "run", small_ham, image_size=96)
-    from dermtool.explain.ood import fit_for_run
+    from dermtool.explain.lesion_check_fit import FitSettings, fit_for_run
+    from tests.fixtures_export import TINY_LESION_CHECK_SETTINGS
 
-    fit_for_run(run, data_dir=small_ham, progress=False)
+    fit_for_run(run, data_dir=small_ham, settings=FitSettings(**TINY_LESION_CHECK_SETTINGS), progress=False)
     return run
 
 
@@ -74,7 +75,7 @@ def text_image() -> np.ndarray:
 
 @pytest.fixture()
 def copied_run(probe_run: Path, tmp_path: Path) -> Path:
-    """A copy of the probe run that a test may edit (metrics.json, ood.json)."""
+    """A copy of the probe run that a test may edit (metrics.json, lesion_check.json)."""
     destination = tmp_path / "run"
     shutil.copytree(probe_run, destination)
     return destination

@@ -8,7 +8,7 @@ import pytest
 
 from dermtool.explain.predict import CLASS_NAMES
 
-CONTRACT_KEYS = {"image", "outcome", "label", "probability", "probabilities", "top_k", "ood_score"}
+CONTRACT_KEYS = {"image", "outcome", "label", "probability", "probabilities", "top_k", "ood_score", "lesion_check"}
 
 
 def check_contract(result: dict, labels: list[str], top_k: int) -> None:

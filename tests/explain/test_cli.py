@@ -10,7 +10,7 @@ from PIL import Image
 
 from dermtool.cli.main import cli
 
-CONTRACT_KEYS = {"image", "outcome", "label", "probability", "probabilities", "top_k", "ood_score"}
+CONTRACT_KEYS = {"image", "outcome", "label", "probability", "probabilities", "top_k", "ood_score", "lesion_check"}
 
 
 def invoke(arguments: list[str]):

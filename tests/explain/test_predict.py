@@ -59,30 +59,31 @@ def test_predict_real_images_with_a_run(probe_predictor: Predictor, lesion_paths
     for other in (as_bytes, as_array):
         for label in LABELS:
             assert other["probabilities"][label] == pytest.approx(results[0]["probabilities"][label], abs=1e-5)
-    # real lesions pass the out-of-distribution guard (almost all: it is calibrated to reject <= 4 % of them)
+    # real lesions pass the lesion check (almost all)
     assert sum(result["outcome"] != "not_a_lesion" for result in results) >= len(results) - 1
 
 
 def test_each_outcome_is_reachable(probe_predictor: Predictor, lesion_paths: list[Path], white_frame: np.ndarray,
                                    text_image: np.ndarray) -> None:
     images = lesion_paths[:4]
-    refer_all = probe_predictor.with_options(referral_threshold=0.0, ood=False)
+    refer_all = probe_predictor.with_options(referral_threshold=0.0, lesion_check=False)
     assert {r["outcome"] for r in refer_all.predict(images)} == {"refer"}
     assert refer_all.thresholds.referral_source == "argument"
-    uncertain_all = probe_predictor.with_options(referral_threshold=1.0, uncertainty_threshold=1.0, ood=False)
+    uncertain_all = probe_predictor.with_options(referral_threshold=1.0, uncertainty_threshold=1.0, lesion_check=False)
     assert {r["outcome"] for r in uncertain_all.predict(images)} == {"uncertain"}
-    benign_all = probe_predictor.with_options(referral_threshold=1.0, uncertainty_threshold=0.0, ood=False)
+    benign_all = probe_predictor.with_options(referral_threshold=1.0, uncertainty_threshold=0.0, ood=False)  # old name
     assert {r["outcome"] for r in benign_all.predict(images)} == {"benign"}
     for result in benign_all.predict(images):
-        assert result["ood_score"] is None  # guard switched off
+        assert result["ood_score"] is None and result["lesion_check"] is None  # check switched off
     blank, text = probe_predictor.predict([white_frame, text_image])
     for result in (blank, text):
         assert result["outcome"] == "not_a_lesion"
-        assert result["ood_score"] >= probe_predictor.ood_threshold
-        check_contract(result, LABELS, 3)  # probabilities are still reported
-    reject_all = probe_predictor.with_options(ood_threshold=-1e9)
+        assert result["lesion_check"]["not_a_lesion"] >= probe_predictor.lesion_check_threshold
+        assert result["ood_score"] == result["lesion_check"]["not_a_lesion"]
+        check_contract(result, LABELS, 3)  # probabilities are still reported (apps show none of them)
+    reject_all = probe_predictor.with_options(lesion_check_threshold=1e-9)
     assert {r["outcome"] for r in reject_all.predict(images)} == {"not_a_lesion"}
-    assert probe_predictor.ood_threshold > -1e9  # the original predictor is unchanged
+    assert probe_predictor.lesion_check_threshold > 1e-9  # the original predictor is unchanged
 
 
 def test_referral_threshold_falls_back_to_the_default_with_a_warning(copied_run: Path, lesion_paths: list[Path]) -> None:
@@ -103,7 +104,7 @@ def test_unreadable_images_give_an_error_in_place(probe_predictor: Predictor, le
     not_an_image.write_text("this is text, not a JPEG")
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(lesion_paths[0].read_bytes()[:500])
-    predictor = probe_predictor.with_options(ood=False)
+    predictor = probe_predictor.with_options(lesion_check=False)
     images = [lesion_paths[0], not_an_image, tmp_path / "missing.jpg", truncated, b"", lesion_paths[1]]
     results = predictor.predict(images)
     assert len(results) == len(images)

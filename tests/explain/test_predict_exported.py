@@ -34,16 +34,20 @@ def test_tiny_run_and_its_tflite_exports_agree(tiny_run: Path, exported_models: 
         assert agreement >= 0.6, agreement  # the tiny model is weak: most, not all, top-1 classes agree
 
 
-def test_a_tflite_carries_the_referral_threshold_and_the_ood_guard(tiny_run: Path, exported_models: dict) -> None:
-    """export embeds metrics.json's referral point and the OOD parameters in dermtool.json; predict uses them."""
+def test_a_tflite_carries_the_referral_threshold_and_the_lesion_check(tiny_run: Path, lesion_check_run: Path,
+                                                                     exported_with_lesion_check: dict) -> None:
+    """export embeds metrics.json's referral point and the lesion check (second output, threshold in
+    dermtool.json); predict uses them: a white frame and noise are not lesions."""
     import json
 
-    predictor = Predictor(exported_models["int8"])
-    referral = json.loads((tiny_run / "metrics.json").read_text()).get("referral")
+    predictor = Predictor(exported_with_lesion_check["int8"])
+    referral = json.loads((lesion_check_run / "metrics.json").read_text()).get("referral")
     if referral and referral.get("threshold") is not None:
         assert predictor.thresholds.referral_source == "metadata"
         assert predictor.thresholds.referral == pytest.approx(referral["threshold"])
-    assert predictor.ood_detector is not None, predictor.notes
+    assert predictor.lesion_check is not None, predictor.notes
+    threshold = json.loads((lesion_check_run / "lesion_check.json").read_text())["threshold"]
+    assert predictor.lesion_check_threshold == pytest.approx(threshold)
     white, noise = np.full((150, 200, 3), 255, np.uint8), np.random.default_rng(0).integers(0, 256, (150, 200, 3), np.uint8)
     for result in predictor.predict([white, noise]):
         assert result["outcome"] == "not_a_lesion", result

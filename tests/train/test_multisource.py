@@ -130,20 +130,6 @@ def test_an_exported_two_source_model_benches_on_one_source_with_its_label_map(t
     assert result["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"], abs=0.05)
 
 
-def test_the_guard_is_checked_leaving_each_source_out(two_source_run: Path) -> None:
-    from tests.bench.conftest import load_benchmark_script
-
-    script = load_benchmark_script("bench_guard_sources")
-    result = script.run(str(two_source_run), per_kind=2)
-    assert set(result["fits"]) == {"all", "without_ham", "without_pad"}
-    assert result["fits"]["without_pad"]["fitted_on"] == ["ham"]
-    for entry in result["fits"].values():
-        for key in ("rejected_ham", "rejected_pad", "non_lesion_caught"):
-            assert 0.0 <= entry[key] <= 1.0
-    table = script.format_table(result)
-    assert "rejects pad" in table and "without pad " in table and table.splitlines()[1].startswith("all ")
-
-
 def test_model_card_of_a_two_source_model_names_its_inputs_and_classes() -> None:
     """A multi-source card does not keep the dermoscopic-only, seven-class wording of the HAM10000 card."""
     from dermtool.export.model_card import INTENDED_USE, LIMITATIONS, _add_sources

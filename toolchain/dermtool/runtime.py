@@ -224,13 +224,18 @@ class TFLiteModel:
             raise DermtoolError(f"{self.path} is truncated or corrupt: LiteRT cannot load it ({detail})") from None
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
+        if len(inputs) != 1 or len(outputs) not in (1, 2):
             raise DermtoolError(
                 f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs; "
-                "an image classifier has one of each"
+                "an image classifier has one input and one output (two with the lesion check)"
             )
         self.input = _tensor_info(inputs[0])
         self.output = _tensor_info(outputs[0])
+        #: the second output, the lesion check (P(lesion), P(not_a_lesion)), or None (older exports)
+        self.lesion_check_output = _tensor_info(outputs[1]) if len(outputs) == 2 else None
+        if self.lesion_check_output is not None and self.lesion_check_output.shape[-1:] != (2,):
+            raise DermtoolError(f"{self.path} second output shape {list(self.lesion_check_output.shape)} is not the "
+                                "lesion check's [1, 2]")
         if len(self.input.shape) != 4 or self.input.shape[0] != 1 or self.input.shape[3] != 3:
             raise DermtoolError(
                 f"{self.path} input shape {list(self.input.shape)} is not one RGB image [1, height, width, 3]"
@@ -350,10 +355,11 @@ class TFLiteModel:
             prepared = self._quantization_table()[image]
         return np.ascontiguousarray(prepared[None, ...])
 
-    def dequantize(self, output: np.ndarray) -> np.ndarray:
-        """Raw output tensor -> float32 values (probabilities for a dermtool classifier)."""
-        if self.output.quantized and self.output.dtype != "float32":
-            return (output.astype(np.float32) - np.float32(self.output.zero_point)) * np.float32(self.output.scale)
+    def dequantize(self, output: np.ndarray, tensor: TensorInfo | None = None) -> np.ndarray:
+        """Raw output tensor (of ``tensor``, default the class probabilities) -> float32 values."""
+        tensor = tensor or self.output
+        if tensor.quantized and tensor.dtype != "float32":
+            return (output.astype(np.float32) - np.float32(tensor.zero_point)) * np.float32(tensor.scale)
         return output.astype(np.float32, copy=False)
 
     # -------------------------------------------------------------------------------------- inference
@@ -371,6 +377,27 @@ class TFLiteModel:
         probabilities = self.dequantize(self.invoke_once(prepared_input))[0]
         check_finite_outputs(probabilities, self.path)
         return probabilities
+
+    def predict_prepared_with_check(self, prepared_input: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """(probabilities ``float32 (C,)``, P(not_a_lesion) or None) for one prepared input: both outputs of
+        one invocation."""
+        probabilities = self.predict_prepared(prepared_input)
+        if self.lesion_check_output is None:
+            return probabilities, None
+        check = self.dequantize(self._interpreter.get_tensor(self.lesion_check_output.index),
+                                self.lesion_check_output)[0]
+        check_finite_outputs(check, self.path)
+        return probabilities, float(check[1])
+
+    def predict_with_check(self, images: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities ``float32 (N, C)``, P(not_a_lesion) ``float32 (N,)`` or None for a model without the
+        lesion check) for ``uint8 (N, S, S, 3)`` images, one invocation per image."""
+        probabilities = np.empty((len(images), self.num_classes), dtype=np.float32)
+        not_a_lesion = np.empty(len(images), dtype=np.float32)
+        for position, image in enumerate(images):
+            probabilities[position], score = self.predict_prepared_with_check(self.prepare(image))
+            not_a_lesion[position] = np.nan if score is None else score
+        return probabilities, (not_a_lesion if self.lesion_check_output is not None else None)
 
     def check_outputs(self) -> None:
         """Run one mid-grey probe image through the model; :class:`dermtool.ModelOutputError` when its outputs

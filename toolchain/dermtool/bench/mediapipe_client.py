@@ -163,6 +163,19 @@ class MediaPipeClassifier:
             raise DermtoolError(f"MediaPipe gave no score for {', '.join(missing)} ({self.path})")
         return probabilities
 
+    def not_a_lesion(self, result: Any) -> float | None:
+        """P(not_a_lesion) from the result's ``lesion_check`` head (the model's second output), or None for a
+        model without the lesion check."""
+        from dermtool.explain.lesion_check import HEAD_NAME
+
+        for head in result.classifications[1:]:
+            if head.head_name == HEAD_NAME:
+                scores = {category.category_name: category.score for category in head.categories}
+                if "not_a_lesion" not in scores:
+                    raise DermtoolError(f"MediaPipe's {HEAD_NAME} head of {self.path} has no not_a_lesion category")
+                return float(scores["not_a_lesion"])
+        return None
+
     def close(self) -> None:
         classifier = getattr(self, "_classifier", None)
         if classifier is not None:
@@ -185,7 +198,8 @@ def classify_files(
 ) -> dict[str, Any]:
     """Every file through MediaPipe as an app would: decoded at its own size (optionally up-scaled), no resize.
 
-    Returns ``{probabilities: float32 (N_ok, C), kept: [index into paths], failed: [(path, reason)],
+    Returns ``{probabilities: float32 (N_ok, C), not_a_lesion: float32 (N_ok,) from the lesion-check head or
+    None for a model without one, kept: [index into paths], failed: [(path, reason)],
     samples_ms: [ms of each classify call], init_ms, first_ms, sizes: [(width, height)]}``. The first call
     (``first_ms``) is also one of the samples; decoding and up-scaling are not timed.
     """
@@ -194,6 +208,7 @@ def classify_files(
     from dermtool.data.images import ImageError
 
     probabilities: list[np.ndarray] = []
+    not_a_lesion: list[float | None] = []
     kept: list[int] = []
     failed: list[tuple[str, str]] = []
     samples: list[float] = []
@@ -214,12 +229,15 @@ def classify_files(
             result = classifier.classify_raw(image)
             samples.append((clock() - start) * 1e3)
             probabilities.append(classifier.to_probabilities(result))
+            not_a_lesion.append(classifier.not_a_lesion(result))
             kept.append(position)
             sizes.append((int(pixels.shape[1]), int(pixels.shape[0])))
         init_ms = classifier.init_ms
     count = len(labels)
     return {
         "probabilities": np.stack(probabilities) if probabilities else np.empty((0, count), dtype=np.float32),
+        "not_a_lesion": (None if not not_a_lesion or not_a_lesion[0] is None
+                         else np.array(not_a_lesion, dtype=np.float32)),
         "kept": kept,
         "failed": failed,
         "samples_ms": samples,

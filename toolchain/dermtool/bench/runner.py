@@ -244,12 +244,21 @@ def load_evaluation_set(records: Sequence, spec: InputSpec, progress: bool = Tru
 # -------------------------------------------------------------------------------------------- predictions
 def predict_all(model: TFLiteModel, images: np.ndarray, progress: bool = True, description: str = "Predicting") -> np.ndarray:
     """Probabilities ``float32 (N, C)`` for every image, with a tqdm bar over images."""
+    return predict_all_with_check(model, images, progress, description)[0]
+
+
+def predict_all_with_check(model: TFLiteModel, images: np.ndarray, progress: bool = True,
+                           description: str = "Predicting") -> tuple[np.ndarray, np.ndarray | None]:
+    """(probabilities ``float32 (N, C)``, P(not_a_lesion) ``(N,)`` from the lesion-check output or None for a
+    model without one) for every image, with a tqdm bar over images."""
     from tqdm import tqdm
 
     probabilities = np.empty((len(images), model.num_classes), dtype=np.float32)
+    not_a_lesion = np.empty(len(images), dtype=np.float32)
     for position in tqdm(range(len(images)), desc=description, unit="img", disable=None if progress else True):
-        probabilities[position] = model.predict_prepared(model.prepare(images[position]))
-    return probabilities
+        probabilities[position], score = model.predict_prepared_with_check(model.prepare(images[position]))
+        not_a_lesion[position] = np.nan if score is None else score
+    return probabilities, (not_a_lesion if model.lesion_check_output is not None else None)
 
 
 def _align_reference_columns(
@@ -574,8 +583,9 @@ def run_bench(
     y_true = np.array([label_index[label] for label in evaluation.labels], dtype=np.int64)
 
     clock = time.perf_counter()
-    probabilities = predict_all(model, evaluation.images, progress)
+    probabilities, check_scores = predict_all_with_check(model, evaluation.images, progress)
     stage_seconds["predict"] = time.perf_counter() - clock
+    lesion_check, non_lesions = _lesion_check_litert(model, check_scores, evaluation, data_dir, source, notes)
     description = model_info(model)
     fusion_inputs = (model.metadata.get("fusion"), model.metadata.get("referral"), data_description["labels_csv"],
                      evaluation.image_ids, y_true, labels)
@@ -597,6 +607,12 @@ def run_bench(
         clock = time.perf_counter()
         mediapipe_part, mediapipe_probs, mediapipe_samples = _mediapipe_bench(
             model_path, evaluation, labels, y_true, probabilities, spec, progress)
+        mediapipe_check = mediapipe_part.pop("not_a_lesion")
+        if lesion_check is not None and non_lesions is not None and mediapipe_check is not None:
+            from dermtool.bench.lesion_check import figures, mediapipe_scores
+
+            lesion_check["mediapipe"] = figures(mediapipe_check, mediapipe_scores(model_path, labels, non_lesions),
+                                                non_lesions, lesion_check["threshold"])
         stage_seconds["mediapipe"] = time.perf_counter() - clock
         if spec.resize_policy != "squash":
             notes.append(f"MediaPipe stretches the whole image to the input square, but this model was trained on "
@@ -644,6 +660,7 @@ def run_bench(
         mediapipe_part.pop("pipeline_preprocessing")
         results["mediapipe"] = mediapipe_part
     _add_fusion(results, fusion_inputs, scored, mediapipe_probs if client == "both" else None, notes)
+    results["lesion_check"] = lesion_check
 
     results["latency_samples_ms"] = samples
     results["reliability"] = _json_ready(metrics.reliability_curve(y_true, scored))
@@ -681,6 +698,24 @@ def _add_fusion(results: dict[str, Any], inputs: tuple, scored: np.ndarray, medi
                                                            mediapipe_probabilities, labels, where, table)
 
 
+def _lesion_check_litert(model: TFLiteModel, scores: np.ndarray | None, evaluation: EvaluationSet,
+                         data_dir: str | Path, source: str | None, notes: list[str]) -> tuple[dict | None, Any]:
+    """(the ``lesion_check`` block with LiteRT's figures, the non-lesion images), or (None, None) and a note
+    for a model without the lesion check (:mod:`dermtool.bench.lesion_check`)."""
+    from dermtool.bench.lesion_check import figures, litert_scores, make_non_lesions
+    from dermtool.explain.lesion_check import NO_CHECK_MESSAGE, threshold_from_metadata
+
+    threshold = threshold_from_metadata(model.metadata, f"{model.path} (dermtool.json)")
+    if scores is None or threshold is None:
+        notes.append(NO_CHECK_MESSAGE)
+        return None, None
+    non_lesions = make_non_lesions(evaluation.paths, evaluation.image_ids, data_dir,
+                                   crop_size=model.require_input_spec().image_size)
+    block = {"threshold": threshold, "source": source,
+             **figures(scores, litert_scores(model, non_lesions), non_lesions, threshold)}
+    return block, non_lesions
+
+
 def _mediapipe_bench(
     model_path: str | Path,
     evaluation: EvaluationSet,
@@ -715,6 +750,7 @@ def _mediapipe_bench(
         "pipeline_preprocessing": f"dermtool: Pillow bilinear, {spec.resize_policy} to {spec.image_size} px",
         "latency_ms": {"mediapipe": entry},
         "input_images": {**size_summary(output["sizes"]), "upscale": evaluation.upscale},
+        "not_a_lesion": output["not_a_lesion"],  # taken out by run_bench for its lesion_check block
     }
     return part, probabilities, samples
 
@@ -750,6 +786,7 @@ __all__ = [
     "check_labels",
     "load_evaluation_set",
     "predict_all",
+    "predict_all_with_check",
     "check_reference",
     "reference_probabilities",
     "measure_latency",

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("train", "train", "Fine-tune a pretrained mobile CNN on labelled skin images."),
     "evaluate": ("evaluate", "evaluate", "Metrics of a trained float model on a labelled folder."),
     "fuse": ("fuse", "fuse", "Fit the fusion of questionnaire answers with the image."),
+    "lesion-check": ("lesion_check", "lesion_check", "Fit the model's lesion check (its 'not a lesion' head)."),
     "export": ("export", "export", "Write a TFLite model (float, fp16, dynamic, int8; QAT; pruning)."),
     "bench": ("bench", "bench", "Accuracy, drift against the float model, and latency of a .tflite."),
     "predict": ("predict", "predict", "Calibrated probabilities and a referral outcome per image."),

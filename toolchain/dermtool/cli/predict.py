@@ -25,7 +25,10 @@ Examples:
   dermtool predict photos/ --model multisource_int8.tflite --answers answers.csv --json -
 \b
 Outcomes (the first that applies wins):
-  not_a_lesion  the image does not look like a dermatoscopic lesion image (out-of-distribution guard)
+  not_a_lesion  the model's lesion check finds no skin lesion in the photo: its second head gives
+                P(not_a_lesion) at or above its threshold (both in the model: the .tflite's
+                'lesion_check' output, or RUN/lesion_check.json from `dermtool lesion-check RUN`);
+                no class probabilities are shown. A model without the check says so.
   refer         the summed probability of the malignant classes (mel, bcc, akiec) is at or above the
                 referral threshold chosen on validation data for a sensitivity of at least 90 %
                 (95 % lower confidence bound)
@@ -128,10 +131,11 @@ def referral_summary(predictor: Any) -> list[str]:
             f"specificity {_percent(chosen.get('specificity'))}"
         )
     lines.append(f"Uncertain below {_percent(thresholds.uncertainty)} top probability")
-    if predictor.ood_detector is not None:
-        lines.append(f"Out-of-distribution guard: rejects at ood_score >= {predictor.ood_threshold:.2f}")
+    if predictor.lesion_check_threshold is not None:
+        lines.append(f"Lesion check: not a lesion at P(not_a_lesion) >= {predictor.lesion_check_threshold:.2f}")
     else:
-        lines.append("Out-of-distribution guard: OFF (images that are not lesions are not rejected)")
+        lines.append("Lesion check: NONE (this model has no lesion check, or it is off: photos that show no skin "
+                     "lesion are not rejected)")
     return lines
 
 
@@ -144,12 +148,13 @@ def format_result(result: dict[str, Any], predictor: Any) -> list[str]:
     else:
         lines = [result["image"], "  " + predictor.describe(result)]
     if result["outcome"] == "not_a_lesion":  # class probabilities of a non-lesion are meaningless: not shown
-        lines.append(f"  ood_score {result['ood_score']:.2f} (threshold {predictor.ood_threshold:.2f})")
+        check = result.get("lesion_check") or {}
+        lines.append(f"  P(not_a_lesion) {check.get('not_a_lesion', 0):.2f} (threshold {check.get('threshold', 0):.2f})")
         return lines
     for rank, entry in enumerate(result["top_k"], start=1):
         lines.append(f"  {rank}. {entry['name']} ({entry['label']})".ljust(58) + f"{entry['probability'] * 100:6.1f} %")
-    if result.get("ood_score") is not None:
-        lines.append(f"  ood_score {result['ood_score']:.2f}")
+    if result.get("lesion_check") is not None:
+        lines.append(f"  lesion check: P(not_a_lesion) {result['lesion_check']['not_a_lesion']:.2f}")
     return lines
 
 
@@ -164,9 +169,9 @@ def format_result(result: dict[str, Any], predictor: Any) -> list[str]:
               metavar="P", help="Outcome 'uncertain' when the top probability is below P.")
 @click.option("--referral-threshold", type=click.FloatRange(0.0, 1.0), default=None, metavar="P",
               help="Override the model's referral threshold on the malignant probability.")
-@click.option("--data", "data_dir", default=None, metavar="DATA",
-              help="The run's image folder, if it moved: needed once to fit the out-of-distribution guard.")
-@click.option("--no-ood", is_flag=True, help="Switch the out-of-distribution guard off.")
+@click.option("--no-lesion-check", "--no-ood", "no_lesion_check", is_flag=True,
+              help="Switch the model's lesion check off (no photo is rejected as not a lesion); --no-ood is the "
+                   "same switch under its old name.")
 @click.option("--answer", "answer_arguments", multiple=True, metavar="QUESTION=ANSWER",
               help="The health worker's answer to one question, for every image; repeat for several "
                    f"(--answer bleed=yes --answer age=64). The questions: {questions_help()}. Leave a question "
@@ -182,8 +187,7 @@ def predict(
     threads: int,
     uncertainty_threshold: float,
     referral_threshold: float | None,
-    data_dir: str | None,
-    no_ood: bool,
+    no_lesion_check: bool,
     answer_arguments: tuple[str, ...],
     answers_file: str | None,
 ) -> None:
@@ -211,13 +215,10 @@ def predict(
             predictor = get_predictor(model_path, threads=threads).with_options(
                 uncertainty_threshold=uncertainty_threshold,
                 referral_threshold=referral_threshold,
-                ood=not no_ood,
-                data_dir=data_dir,
-                progress=True,
+                lesion_check=not no_lesion_check,
             )
-            predictor.ood_detector  # load (or fit, once) now, so its notes come before the results
-        for warning in caught:
-            output.note(f"Warning: {warning.message}")
+        for message in dict.fromkeys(str(warning.message) for warning in caught):
+            output.note(f"Warning: {message}")
         if answer_source.given:
             answer_source.check(predictor, paths, output)
 

@@ -76,15 +76,6 @@ def serve(model_path: str, host: str, port: int, max_upload_mb: float, threads: 
 
             check_regular_file(model_path, "model file", model=True)
         click.echo(f"Loading {model_path} ...", err=True)
-        if Path(model_path).is_dir():
-            from dermtool.explain.ood import ood_path
-
-            if not ood_path(model_path).exists():  # the first start on a run folder: say why it takes a minute
-                click.echo(
-                    f"Fitting the not-a-lesion guard on the run's training and validation images (once, about a "
-                    f"minute; saved as {ood_path(model_path)}, later starts load it) ...",
-                    err=True,
-                )
         with warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter("always", UserWarning)
             app = create_app(model_path, max_upload_mb=max_upload_mb, threads=threads, workers=workers, host=host)

@@ -160,9 +160,9 @@ def evaluate_localisation(
 def _records_with_masks(run: Any, run_path: Any, data_dir: str | Path, masks_dir: Path, split: str,
                         limit: int | None) -> tuple[list[Any], int]:
     """The records of ``split`` that have a mask (the first ``limit``), and how many have none."""
-    from dermtool.explain.ood import split_records
+    from dermtool.data.sources import run_split_records
 
-    records = split_records(run, data_dir, split)
+    records = run_split_records(run, data_dir).get(split, [])
     if not records:
         raise DermtoolError(f"no images of split {split!r} of {run_path} found in {data_dir}")
     usable = [record for record in records if (masks_dir / f"{record.image_id}{MASK_SUFFIX}").exists()]

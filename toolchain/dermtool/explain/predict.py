@@ -5,13 +5,17 @@ through :class:`dermtool.run.RunFolder`) or a **.tflite** (LiteRT through :class
 its softmax is already calibrated, the temperature is folded into its logits). ``predict(images)`` returns
 one dict per image, exactly the ``predict --json`` object of the contract::
 
-    {image, outcome, label, probability, probabilities: {LABEL: p}, top_k: [{label, name, probability}], ood_score}
+    {image, outcome, label, probability, probabilities: {LABEL: p}, top_k: [{label, name, probability}], ood_score,
+     lesion_check: {not_a_lesion: p, threshold: t} or null}
 
 Outcomes, checked in this order (the first that applies wins):
 
-1. ``not_a_lesion``: the out-of-distribution guard (:mod:`dermtool.explain.ood`) rejects the image
-   (``ood_score >= `` its threshold). Checked first: the class probabilities of a non-lesion image are
-   meaningless, so neither a referral nor a benign answer may be given for it.
+1. ``not_a_lesion``: the model's lesion check (:mod:`dermtool.explain.lesion_check`, its second head: the
+   ``lesion_check`` output of a .tflite, or the same head on the run folder's pooled features) says there is
+   no skin lesion in the photo: ``P(not_a_lesion) >= `` its threshold. Checked first: the class
+   probabilities of a non-lesion photo are meaningless, so neither a referral nor a benign answer may be
+   given for it. ``ood_score`` (a contract key) holds the same ``P(not_a_lesion)``; both are null for a
+   model without the check (older exports: a note says "this model has no lesion check").
 2. ``refer``: the summed probability of the malignant classes (``mel``, ``bcc``, ``akiec`` by default) is at
    or above the referral threshold. The threshold comes from the run's ``metrics.json`` (``referral.threshold``,
    chosen on the validation split so that sensitivity is at least 0.90 with 95 % confidence) or, for a
@@ -24,8 +28,8 @@ A model whose outputs are not finite (NaN or infinity: e.g. weights overwritten 
 outcome: it is probed with a grey image when it loads and every prediction is checked; either raises
 :class:`dermtool.ModelOutputError` (fail closed).
 
-``label``/``probability``/``probabilities``/``top_k`` are always filled (also for ``not_a_lesion``), so a
-caller can show what the model would have said. Images are decoded and resized with
+``label``/``probability``/``probabilities``/``top_k`` are always filled (also for ``not_a_lesion``), for
+callers that measure; an app shows none of them for a rejected photo. Images are decoded and resized with
 :func:`dermtool.data.preprocess.load_image` (EXIF orientation applied, metadata dropped) and never stored.
 An image that cannot be read gives ``{image, error}`` in its place; the others are still predicted.
 """
@@ -164,6 +168,11 @@ class _RunBackend:
         self.temperature = self.run.temperature
         self.model = self.run.load_model()  # loaded once, now: a broken model fails here with the run's message
         self.run.use_model(self.model)
+        from dermtool.explain.lesion_check import metadata_block, read_run_check
+
+        self.check = read_run_check(self.run)  # RUN/lesion_check.json, or None
+        self.lesion_check = metadata_block(self.check) if self.check is not None else None
+        self._function = None
 
     @property
     def referral(self) -> dict[str, Any]:
@@ -179,19 +188,30 @@ class _RunBackend:
 
         return read_run_fusion(self.run)
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities: the run's own ``RunFolder.predict_probabilities``."""
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(calibrated probabilities, P(not_a_lesion) or None): ``RunFolder.predict_probabilities``, or with a
+        lesion check one pass through the model to its logits and pooled features."""
         if len(images) == 0:
-            return np.zeros((0, len(self.labels)))
-        return self.run.predict_probabilities(np.asarray(images))
+            return np.zeros((0, len(self.labels))), (None if self.check is None else np.zeros(0))
+        if self.check is None:
+            return self.run.predict_probabilities(np.asarray(images)), None
+        import tensorflow as tf
 
-    def ood_detector(self, data_dir: str | Path | None, progress: bool, predict_probabilities):
-        from dermtool.explain import ood
+        from dermtool import metrics
+        from dermtool.data.preprocess import normalize
+        from dermtool.explain.lesion_check import features_and_logits_model
 
-        return ood.load_for_run(
-            self.run, data_dir=data_dir, fit_if_missing=True, progress=progress,
-            predict_probabilities=predict_probabilities,
-        )
+        if self._function is None:
+            both = features_and_logits_model(self.model, self.check.feature_layer)
+            self._function = tf.function(lambda batch: both(batch, training=False), reduce_retracing=True)
+        logits, features = [], []
+        for start in range(0, len(images), 64):
+            batch = normalize(np.asarray(images[start:start + 64]), self.input_spec).astype(np.float32)
+            first, second = self._function(tf.constant(batch))
+            logits.append(np.asarray(first, np.float64))
+            features.append(np.asarray(second, np.float64))
+        probabilities = metrics.softmax(np.concatenate(logits), self.temperature)
+        return probabilities, self.check.not_a_lesion_probability(np.concatenate(features))
 
 
 class _TFLiteBackend:
@@ -210,6 +230,14 @@ class _TFLiteBackend:
         self.metadata: dict[str, Any] = dict(self.model.metadata or {})
         self.labels = list(self.model.require_labels())
         self.input_spec = self.model.require_input_spec()
+        from dermtool.explain.lesion_check import threshold_from_metadata
+
+        threshold_from_metadata(self.metadata, f"{path} (dermtool.json)")  # checked at load
+        has_output = self.model.lesion_check_output is not None
+        if has_output != bool(self.metadata.get("lesion_check")):
+            raise DermtoolError(f"{path}: its lesion-check output and its dermtool.json lesion_check disagree (one is "
+                                "missing); the file is corrupt or was edited")
+        self.lesion_check: dict[str, Any] | None = dict(self.metadata["lesion_check"]) if has_output else None
 
     @property
     def referral(self) -> dict[str, Any]:
@@ -223,13 +251,11 @@ class _TFLiteBackend:
         """The ``fusion`` of the model's dermtool.json metadata, or None."""
         return self.metadata.get("fusion")
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict(images), dtype=np.float64)
-
-    def ood_detector(self, data_dir: str | Path | None, progress: bool, predict_probabilities):
-        from dermtool.explain import ood
-
-        return ood.from_metadata(self.metadata, f"{self.path} (dermtool.json)")
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, P(not_a_lesion) from the model's second output, or None without one)."""
+        probabilities, not_a_lesion = self.model.predict_with_check(images)
+        return (np.asarray(probabilities, dtype=np.float64),
+                None if not_a_lesion is None else np.asarray(not_a_lesion, dtype=np.float64))
 
 
 def _open_backend(model: str | os.PathLike, threads: int):
@@ -249,37 +275,11 @@ def _open_backend(model: str | os.PathLike, threads: int):
 
 
 class _LoadedModel:
-    """One loaded model with its lock and (lazily) its OOD detector, shared by Predictors of other options."""
+    """One loaded model with its lock, shared by Predictors of other options."""
 
-    def __init__(self, backend: Any, data_dir: str | os.PathLike | None, progress: bool) -> None:
+    def __init__(self, backend: Any) -> None:
         self.backend = backend
         self.lock = threading.Lock()
-        self.data_dir = data_dir
-        self.progress = progress
-        self._ood_lock = threading.Lock()
-        self._ood_loaded = False
-        self._detector = None
-        self._notes: list[str] = []
-
-    def ood_detector(self, model_path: Path, predict_arrays) -> tuple[Any, list[str]]:
-        """``(detector or None, notes explaining why it is missing)``, loaded or fitted on the first call."""
-        with self._ood_lock:
-            if self._ood_loaded:
-                return self._detector, list(self._notes)
-            notes: list[str] = []
-            try:
-                detector = self.backend.ood_detector(self.data_dir, self.progress, predict_arrays)
-            except DermtoolError as error:
-                notes.append(f"out-of-distribution guard unavailable: {error}")
-                detector = None
-            if detector is None and self.backend.kind == "tflite":
-                notes.append(
-                    f"{model_path}: no OOD parameters in its metadata (export it again from a run with ood.json); "
-                    "images that are not lesions will not be rejected"
-                )
-            self._detector, self._notes, self._ood_loaded = detector, notes, True
-            return detector, list(notes)
-
 
 
 class Predictor:
@@ -292,9 +292,9 @@ class Predictor:
       model's own, see the module docstring).
     - ``malignant_classes``: the classes summed for referral (default: those the threshold was chosen for,
       else mel, bcc, akiec).
-    - ``ood``: False switches the out-of-distribution guard off (``ood_score`` is then None);
-      ``ood_threshold`` replaces the guard's calibrated threshold.
-    - ``data_dir``: the run's image folder, needed only to fit a missing ``RUN/ood.json``.
+    - ``lesion_check``: False switches the lesion check off (``lesion_check`` and ``ood_score`` are then None);
+      ``lesion_check_threshold`` replaces its threshold (a P(not_a_lesion) in (0, 1]). ``ood`` is an alias of
+      ``lesion_check`` (the switch of the image-statistics guard that the lesion check replaced).
     """
 
     def __init__(
@@ -305,16 +305,18 @@ class Predictor:
         uncertainty_threshold: float = DEFAULT_UNCERTAINTY_THRESHOLD,
         referral_threshold: float | None = None,
         malignant_classes: Sequence[str] | None = None,
-        ood: bool = True,
-        ood_threshold: float | None = None,
-        data_dir: str | os.PathLike | None = None,
-        progress: bool = False,
+        lesion_check: bool = True,
+        lesion_check_threshold: float | None = None,
+        ood: bool | None = None,
     ) -> None:
+        if ood is not None:  # the retired image-statistics guard's switch, kept as an alias of lesion_check
+            lesion_check = bool(ood)
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise DermtoolError(f"threads must be a positive integer, got {threads!r}")
         self.model_path = Path(model_path_or_run)
-        self._shared = _LoadedModel(_open_backend(self.model_path, threads), data_dir, progress)
-        self._configure(uncertainty_threshold, referral_threshold, malignant_classes, ood, ood_threshold)
+        self._shared = _LoadedModel(_open_backend(self.model_path, threads))
+        self._configure(uncertainty_threshold, referral_threshold, malignant_classes, lesion_check,
+                        lesion_check_threshold)
         self._probe()
 
     def _probe(self) -> None:
@@ -327,12 +329,14 @@ class Predictor:
         uncertainty_threshold: float,
         referral_threshold: float | None,
         malignant_classes: Sequence[str] | None,
-        ood: bool,
-        ood_threshold: float | None,
+        lesion_check: bool,
+        lesion_check_threshold: float | None,
     ) -> None:
         for name, value in (("uncertainty_threshold", uncertainty_threshold), ("referral_threshold", referral_threshold)):
             if value is not None and not 0.0 <= float(value) <= 1.0:  # (NaN fails this too)
                 raise DermtoolError(f"{name} must be a probability in [0, 1], got {value}")
+        if lesion_check_threshold is not None and not 0.0 < float(lesion_check_threshold) <= 1.0:
+            raise DermtoolError(f"lesion_check_threshold must be a probability in (0, 1], got {lesion_check_threshold}")
         backend = self._shared.backend
         self.notes: list[str] = []
         self.labels: list[str] = list(backend.labels)
@@ -346,26 +350,31 @@ class Predictor:
         self.thresholds = self._thresholds(uncertainty_threshold, referral_threshold, malignant_classes)
         self.fusion, self.fusion_thresholds = self._load_fusion(backend, uncertainty_threshold, referral_threshold,
                                                                 malignant_classes)
-        self._ood_enabled = bool(ood)
-        self._ood_threshold_override = None if ood_threshold is None else float(ood_threshold)
+        self._check_enabled = bool(lesion_check)
+        self._check_threshold_override = None if lesion_check_threshold is None else float(lesion_check_threshold)
+        if self._check_enabled and backend.lesion_check is None and backend.kind == "tflite":
+            from dermtool.explain.lesion_check import NO_CHECK_MESSAGE
+
+            self._note(f"{self.model_path}: {NO_CHECK_MESSAGE}")
+        elif self._check_enabled and backend.lesion_check is None:
+            self._note(f"{self.model_path}: this run has no lesion check (no lesion_check.json): photos that show no "
+                       "skin lesion are not rejected; fit it with `dermtool lesion-check RUN`")
         self._options = {
             "uncertainty_threshold": uncertainty_threshold,
             "referral_threshold": referral_threshold,
             "malignant_classes": malignant_classes,
-            "ood": ood,
-            "ood_threshold": ood_threshold,
+            "lesion_check": lesion_check,
+            "lesion_check_threshold": lesion_check_threshold,
         }
 
     def with_options(self, **options: Any) -> "Predictor":
         """A Predictor with other decision options (the keyword arguments of the constructor except the model
-        and ``threads``) that shares this one's loaded model, lock and OOD detector: no second model load."""
-        unknown = set(options) - set(self._options) - {"data_dir", "progress"}
+        and ``threads``) that shares this one's loaded model and lock: no second model load."""
+        if "ood" in options:  # alias of lesion_check (the retired guard's switch)
+            options["lesion_check"] = bool(options.pop("ood"))
+        unknown = set(options) - set(self._options)
         if unknown:
             raise DermtoolError(f"unknown Predictor option(s): {', '.join(sorted(unknown))}")
-        if "data_dir" in options:
-            self._shared.data_dir = options.pop("data_dir")
-        if "progress" in options:
-            self._shared.progress = bool(options.pop("progress"))
         merged = {**self._options, **options}
         other = object.__new__(Predictor)
         other.model_path = self.model_path
@@ -461,26 +470,24 @@ class Predictor:
                 f"{self.model_path} has no questionnaire fusion, so answers cannot be used: run "
                 "`dermtool fuse RUN` on its run folder (and export it again for a .tflite)")
 
-    # ---- OOD ------------------------------------------------------------------------------------------
+    # ---- the lesion check ----------------------------------------------------------------------------
     @property
-    def ood_detector(self):
-        """The fitted :class:`~dermtool.explain.ood.OODDetector` (loaded or fitted on first use), or None when
-        the guard is off or unavailable (a note says why)."""
-        if not self._ood_enabled:
+    def lesion_check(self) -> dict[str, Any] | None:
+        """The model's lesion check as its metadata describes it (``{head_name, categories, threshold, figures,
+        ...}``, the threshold replaced by ``lesion_check_threshold`` when given), or None when the model has
+        none or it is switched off."""
+        item = self._shared.backend.lesion_check
+        if item is None or not self._check_enabled:
             return None
-        detector, notes = self._shared.ood_detector(self.model_path, self.predict_arrays)
-        for note in notes:
-            if note not in self.notes:
-                self._note(note)
-        return detector
+        return {**item, "threshold": self.lesion_check_threshold}
 
     @property
-    def ood_threshold(self) -> float | None:
-        """``ood_score`` at or above which an image is ``not_a_lesion`` (None when the guard is off)."""
-        detector = self.ood_detector
-        if detector is None:
+    def lesion_check_threshold(self) -> float | None:
+        """``P(not_a_lesion)`` at or above which a photo is ``not_a_lesion`` (None without a check)."""
+        item = self._shared.backend.lesion_check
+        if item is None or not self._check_enabled:
             return None
-        return self._ood_threshold_override if self._ood_threshold_override is not None else float(detector.threshold)
+        return self._check_threshold_override if self._check_threshold_override is not None else float(item["threshold"])
 
     # ---- prediction -----------------------------------------------------------------------------------
     def _load(self, image: ImageInput) -> tuple[str, np.ndarray]:
@@ -498,10 +505,17 @@ class Predictor:
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``(N, C)`` for model-input uint8 images ``(N, S, S, 3)`` (thread-safe)."""
+        return self.predict_arrays_with_check(images)[0]
+
+    def predict_arrays_with_check(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(calibrated probabilities ``(N, C)``, ``P(not_a_lesion)`` ``(N,)`` or None without a lesion check) for
+        model-input uint8 images ``(N, S, S, 3)``, from one pass through the model (thread-safe)."""
         with self._shared.lock:
-            probabilities = self._shared.backend.predict(np.ascontiguousarray(images, dtype=np.uint8))
+            probabilities, not_a_lesion = self._shared.backend.predict(np.ascontiguousarray(images, dtype=np.uint8))
         check_finite_outputs(probabilities, self.model_path)  # a NaN is never an outcome
-        return probabilities
+        if not_a_lesion is not None:
+            check_finite_outputs(not_a_lesion, self.model_path)
+        return probabilities, not_a_lesion
 
     def predict(self, images: Sequence[ImageInput] | ImageInput, top_k: int = 3,
                 answers: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None) -> list[dict[str, Any]]:
@@ -531,18 +545,18 @@ class Predictor:
         for start in range(0, len(loaded), BATCH_SIZE):
             chunk = loaded[start : start + BATCH_SIZE]
             batch = np.stack([pixels for _, _, pixels in chunk])
-            probabilities = self.predict_arrays(batch)
-            detector = self.ood_detector
-            scores = detector.score(batch, probabilities) if detector is not None else [None] * len(chunk)
+            probabilities, not_a_lesion = self.predict_arrays_with_check(batch)
+            scores = (not_a_lesion if not_a_lesion is not None and self._check_enabled else [None] * len(chunk))
             for (index, name, _), row, score in zip(chunk, probabilities, scores):
                 image_answers = None if per_image is None else per_image[index]
                 results[index] = self._result(name, row, None if score is None else float(score), top_k,
                                               image_answers)
         return [result for result in results if result is not None]
 
-    def _result(self, name: str, row: np.ndarray, ood_score: float | None, top_k: int,
+    def _result(self, name: str, row: np.ndarray, not_a_lesion: float | None, top_k: int,
                 answers: dict[str, str] | None = None) -> dict[str, Any]:
-        rejected = ood_score is not None and ood_score >= self.ood_threshold
+        threshold = self.lesion_check_threshold
+        rejected = not_a_lesion is not None and threshold is not None and not_a_lesion >= threshold
         fusion_block = None
         thresholds = self.thresholds
         if answers is not None and self.fusion is not None:
@@ -571,7 +585,9 @@ class Predictor:
                 {"label": self.labels[i], "name": class_name(self.labels[i]), "probability": round(float(row[i]), 6)}
                 for i in order[:top_k]
             ],
-            "ood_score": None if ood_score is None else round(ood_score, 4),
+            "ood_score": None if not_a_lesion is None else round(not_a_lesion, 4),
+            "lesion_check": (None if not_a_lesion is None or threshold is None
+                             else {"not_a_lesion": round(not_a_lesion, 4), "threshold": round(threshold, 4)}),
         }
         if fusion_block is not None:
             result["fusion"] = fusion_block

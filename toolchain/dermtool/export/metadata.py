@@ -190,9 +190,20 @@ def write_metadata(
     licence: str = DATA_LICENCE,
     extra: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """``model_content`` with image-classifier metadata, ``labels.txt`` and ``dermtool.json`` attached."""
+    """``model_content`` with image-classifier metadata, ``labels.txt`` and ``dermtool.json`` attached.
+
+    A model with a second output (the lesion check, :mod:`dermtool.explain.lesion_check`) gets a second
+    classification tensor ``lesion_check`` with its own label file (``lesion, not_a_lesion``), so MediaPipe's
+    ``ImageClassifier`` returns it as a second head; ``extra["lesion_check"]`` must then describe it."""
+    from dermtool.explain import lesion_check
+
     metadata_fb, model_fb = _schemas()
-    input_type, output_type = _io_tensor_types(model_content, model_fb)
+    input_type, output_types = _io_tensor_types(model_content, model_fb)
+    output_type = output_types[0]
+    has_check = len(output_types) == 2
+    if has_check != bool((extra or {}).get(lesion_check.HEAD_NAME)):
+        raise DermtoolError("a model with the lesion-check output needs its 'lesion_check' metadata, and only such a "
+                            "model may carry it")
     size = input_spec.image_size
     mean, std = float(input_spec.mean), float(input_spec.std)
 
@@ -248,9 +259,27 @@ def write_metadata(
     probability.associatedFiles = [_associated_file(
         metadata_fb, LABELS_FILE_NAME, _LABEL_FILE_DESCRIPTION, metadata_fb.AssociatedFileType.TENSOR_AXIS_LABELS)]
 
+    outputs = [probability]
+    if has_check:  # the lesion check: a second classification head with its own label file
+        check = metadata_fb.TensorMetadataT()
+        check.name = lesion_check.HEAD_NAME
+        check.description = (f"Lesion check: probabilities of {', '.join(lesion_check.CATEGORIES)} (in "
+                             f"{lesion_check.LABELS_FILE_NAME} order); reject the photo when P(not_a_lesion) >= "
+                             f"the threshold in {DERMTOOL_FILE_NAME} (lesion_check.threshold).")
+        check.stats = _stats(metadata_fb, *({model_fb.TensorType.UINT8: ([_MIN_UINT8], [_MAX_UINT8]),
+                                              model_fb.TensorType.FLOAT32: ([0.0], [1.0])}
+                                             .get(output_types[1], (None, None))))
+        check.content = metadata_fb.ContentT()
+        check.content.contentProperties = metadata_fb.FeaturePropertiesT()
+        check.content.contentPropertiesType = metadata_fb.ContentProperties.FeatureProperties
+        check.associatedFiles = [_associated_file(
+            metadata_fb, lesion_check.LABELS_FILE_NAME, "Categories of the lesion check.",
+            metadata_fb.AssociatedFileType.TENSOR_AXIS_LABELS)]
+        outputs.append(check)
+
     subgraph = metadata_fb.SubGraphMetadataT()
     subgraph.inputTensorMetadata = [image]
-    subgraph.outputTensorMetadata = [probability]
+    subgraph.outputTensorMetadata = outputs
     model_metadata.subgraphMetadata = [subgraph]
     model_metadata.associatedFiles = [_associated_file(
         metadata_fb, DERMTOOL_FILE_NAME,
@@ -266,6 +295,8 @@ def write_metadata(
         LABELS_FILE_NAME: ("\n".join(labels) + "\n").encode("utf-8"),
         DERMTOOL_FILE_NAME: (json.dumps(info, indent=2) + "\n").encode("utf-8"),
     }
+    if has_check:
+        files[lesion_check.LABELS_FILE_NAME] = ("\n".join(lesion_check.CATEGORIES) + "\n").encode("utf-8")
     return populate(model_content, _pack_metadata(model_metadata, metadata_fb), files)
 
 
@@ -292,19 +323,24 @@ def _schemas() -> tuple[Any, Any]:
     return metadata_fb, model_fb
 
 
-def _io_tensor_types(model_content: bytes, model_fb: Any) -> tuple[int, int]:
-    """(input tensor type, output tensor type) of a one-subgraph, one-input, one-output TFLite model."""
+def _io_tensor_types(model_content: bytes, model_fb: Any) -> tuple[int, list[int]]:
+    """(input tensor type, [output tensor types]) of a one-subgraph, one-input TFLite model with one output
+    (the class probabilities) or two (the class probabilities, then the two-category lesion check)."""
     try:
         model = model_fb.Model.GetRootAsModel(model_content, 0)
         if model.SubgraphsLength() != 1:
             raise DermtoolError(f"a TFLite model with {model.SubgraphsLength()} subgraphs cannot take metadata (one)")
         subgraph = model.Subgraphs(0)
-        if subgraph.InputsLength() != 1 or subgraph.OutputsLength() != 1:
+        if subgraph.InputsLength() != 1 or subgraph.OutputsLength() not in (1, 2):
             raise DermtoolError(
-                f"metadata describes one input and one output tensor; the model has {subgraph.InputsLength()} "
-                f"and {subgraph.OutputsLength()}"
+                f"metadata describes one input and one or two output tensors; the model has "
+                f"{subgraph.InputsLength()} and {subgraph.OutputsLength()}"
             )
-        return subgraph.Tensors(subgraph.Inputs(0)).Type(), subgraph.Tensors(subgraph.Outputs(0)).Type()
+        outputs = [subgraph.Tensors(subgraph.Outputs(index)) for index in range(subgraph.OutputsLength())]
+        if len(outputs) == 2 and int(outputs[1].ShapeAsNumpy()[-1]) != 2:
+            raise DermtoolError("the second output of the model must be the two-category lesion check; the "
+                                f"converter put a tensor of shape {list(outputs[1].ShapeAsNumpy())} there")
+        return subgraph.Tensors(subgraph.Inputs(0)).Type(), [tensor.Type() for tensor in outputs]
     except DermtoolError:
         raise
     except Exception as error:  # a FlatBuffer that is not a TFLite model fails anywhere while being read

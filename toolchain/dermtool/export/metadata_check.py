@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from dermtool import DermtoolError
 
-#: At most this many associated files in a model (an export writes two: labels.txt and dermtool.json).
+#: At most this many associated files in a model (an export writes two or three: labels.txt, dermtool.json and lesion_check_labels.txt).
 MAX_ASSOCIATED_FILES = 16
 #: Declared and actual size cap of one associated file (dermtool.json with a fusion is about 30 kB).
 MAX_ASSOCIATED_FILE_BYTES = 4_000_000
@@ -114,15 +114,13 @@ def check_metadata(metadata: Mapping[str, Any], source: str = "dermtool.json") -
             raise fail(f"prune must be a number in [0, 1), got {value!r}")
     for field in ("referral", "melanoma"):
         _operating_point(metadata.get(field), field, labels, fail)
-    if metadata.get("ood"):
-        from dermtool.explain.ood import OODDetector
+    if metadata.get("lesion_check") is not None:
+        from dermtool.explain.lesion_check import threshold_from_metadata
 
-        if not isinstance(metadata["ood"], Mapping):
-            raise fail("ood must be an object")
         try:
-            OODDetector.from_dict(metadata["ood"], "ood")
+            threshold_from_metadata(metadata, "lesion_check")
         except DermtoolError as error:
-            raise fail(str(error)) from None
+            raise fail(str(error).removeprefix("lesion_check: ")) from None
     if metadata.get("fusion") is not None:
         from dermtool.fusion.model import Fusion
 

@@ -18,7 +18,7 @@ the private ``_Export``, called one after the other by its ``run``):
    training images spread evenly across the classes, prepared with ``load_image`` + ``normalize`` exactly
    as in evaluation.
 5. ``attach_metadata`` (:mod:`dermtool.export.metadata`): normalisation, labels.txt, dermtool.json (labels,
-   input spec, temperature, mode, referral operating point, OOD guard parameters, and the questionnaire
+   input spec, temperature, mode, referral operating point, the lesion check's threshold and figures, and the questionnaire
    fusion of ``RUN/fusion.json`` under ``fusion`` when ``dermtool fuse`` wrote one, checked by
    :func:`dermtool.fusion.fitting.read_run_fusion`).
 6. ``gate_and_write``: write to a temporary file beside ``out_path`` and run it in LiteRT on the validation split against the
@@ -82,6 +82,7 @@ class ExportResult:
     exported_metrics: dict[str, Any] | None = None  # the same for the exported model in LiteRT
     seconds: dict[str, float] = field(default_factory=dict)  # time per step
     fusion: bool = False  # True when dermtool.json carries the run's questionnaire fusion
+    lesion_check: bool = False  # True when the model has the lesion check as its second output
 
     def summary(self) -> str:
         """A few lines for the terminal: file, size, sparsity, quantisation, gate, model card."""
@@ -103,6 +104,9 @@ class ExportResult:
         lines.append(self.gate.summary() if self.gate is not None else "gate: not measured (no validation images)")
         if self.fusion:
             lines.append("questionnaire fusion: carried in dermtool.json (`dermtool predict --answer` applies it)")
+        lines.append("lesion check: second output 'lesion_check' (lesion, not_a_lesion), threshold in dermtool.json"
+                     if self.lesion_check else
+                     "lesion check: none (the run has no lesion_check.json; fit it with `dermtool lesion-check RUN`)")
         lines.append(f"model card: {self.model_card_markdown} and {self.model_card_json}")
         return "\n".join(lines)
 
@@ -128,6 +132,7 @@ class ExportResult:
             "fine_tune_learning_rates": self.fine_tune_learning_rates,
             "seconds": self.seconds,
             "fusion": self.fusion,
+            "lesion_check": self.lesion_check,
         }
 
 
@@ -161,27 +166,6 @@ def _predict_float(model: Any, images: np.ndarray, spec: Any, batch_size: int = 
         for start in range(0, len(images), batch_size)
     ]
     return np.concatenate(rows, axis=0)
-
-
-def _ood_parameters(run: Any, data_dir: Path | None, predict: Callable[[np.ndarray], np.ndarray], progress: bool) -> dict | None:
-    """The run's out-of-distribution guard parameters for dermtool.json, or None.
-
-    ``RUN/ood.json`` when the run has one; otherwise fitted now on the run's images without writing
-    anything into the run folder (export only reads the run).
-    """
-    try:
-        from dermtool.explain import ood
-    except ImportError:
-        return None
-    try:
-        detector = ood.load_for_run(run, data_dir=data_dir, fit_if_missing=False)
-        if detector is None:
-            detector = ood.fit_for_run(run, data_dir=data_dir, progress=progress, write=False,
-                                       predict_probabilities=predict)
-    except DermtoolError as error:
-        logger.warning("the exported model carries no out-of-distribution guard: %s", error)
-        return None
-    return detector.to_dict() if detector is not None else None
 
 
 @dataclass
@@ -317,6 +301,8 @@ class _Export:
         self.calibration_images: np.ndarray | None = None
         self.train: Any = None
         self.fusion: dict[str, Any] | None = None
+        self.metadata_extra: dict[str, Any] | None = None  # what attach_metadata put into dermtool.json
+        self.lesion_check: Any = None  # dermtool.explain.lesion_check.LesionCheck, or None
 
     def run(self) -> ExportResult:
         self.check_arguments()
@@ -347,6 +333,8 @@ class _Export:
     # ---- step 1: the run, and the images it needs (an error now, before any work, if they are missing)
     def read_run(self) -> None:
         from dermtool.data.sources import run_data_description
+        from dermtool.explain.lesion_check import FILE_NAME as LESION_CHECK_FILE
+        from dermtool.explain.lesion_check import read_run_check
         from dermtool.export import calibration_data
         from dermtool.fusion.fitting import read_run_fusion
         from dermtool.run import RunFolder
@@ -357,6 +345,10 @@ class _Export:
         records = calibration_data.split_records(run, self.folder)
         self.train_records, self.val_records = records.get("train", []), records.get("val", [])
         self.fusion = read_run_fusion(run)  # checked now: a broken fusion.json stops the export before any work
+        self.lesion_check = read_run_check(run)  # RUN/lesion_check.json, checked now too
+        if self.lesion_check is None:
+            logger.warning("%s has no %s: the exported model will have no lesion check (fit it with "
+                           "`dermtool lesion-check %s` and export again)", run.path, LESION_CHECK_FILE, run.path)
         where = run_data_description(run, self.folder)
         if self.options.gate and not self.val_records:
             raise DermtoolError(
@@ -469,6 +461,10 @@ class _Export:
         batches = None
         if self.options.mode == "int8":
             batches = representative_batches(self.calibration_images, self.spec, transform=_CALIBRATION_TRANSFORM)
+        if self.lesion_check is not None:  # the second output, on the model as converted (after every optimisation)
+            from dermtool.explain.lesion_check import attach_head
+
+            candidate = attach_head(candidate, self.lesion_check)
         content = convert.convert(candidate, self.options.mode, self.io_type, batches)
         self.input_quantization, self.output_quantization = convert.tensor_quantization(content)
         self.lap("convert")
@@ -564,6 +560,7 @@ class _Export:
             gzip_bytes=gzip_bytes, gate=gate_result.to_dict() if gate_result is not None else None,
             fine_tune_target=self.fine_tune_target, bias_correction=self.bias_correction_dict,
             fusion=self.fusion, fusion_report=read_fusion_report(run.path) if self.fusion is not None else None,
+            model_metadata=self.metadata_extra,
             color_constancy={"method": self.config.model.color_constancy,
                              "power": self.config.model.color_constancy_power},
         )
@@ -594,7 +591,7 @@ class _Export:
             fine_tune_learning_rates={**({"prune": self.prune_rate} if pruned else {}),
                                       **({"qat": self.qat_rate} if qat else {})},
             float_metrics=float_metrics, exported_metrics=exported_metrics, seconds=self.seconds,
-            fusion=self.fusion is not None,
+            fusion=self.fusion is not None, lesion_check=self.lesion_check is not None,
         )
 
 
