@@ -5,11 +5,14 @@
 
 Needs ``npm ci`` run in mobile_demo/ first (it provides @mediapipe/tasks-vision). Writes ``dist/``:
 
-    index.html app.js preprocess.js fusion.js style.css sw.js manifest.webmanifest icon-192.png icon-512.png
+    index.html app.js preprocess.js fusion.js combine.js style.css sw.js manifest.webmanifest icon-192.png icon-512.png
     results.js results.css questionnaire.js   the outcome, bars and questionnaire, shared with `dermtool serve`
     config.json        referral classes + threshold, uncertainty threshold, readable class names, input spec,
-                       and the questionnaire fusion with its own referral rule when the model carries one
-                       (from the model's dermtool.json metadata, read at build time)
+                       the outcome messages (the referral one naming the model's referral classes), the
+                       lesion check (its head name and threshold; null for a model without one), the rule
+                       that combines several photos of one lesion, what the model was trained on, and the
+                       questionnaire fusion with its own referral rule when the model carries one (all from
+                       the model's dermtool.json metadata, read at build time)
     model.tflite       the model, unchanged (its labels are read on the device from its metadata)
     vendor/vision_bundle.mjs                  MediaPipe Tasks Vision (ES module)
     wasm/vision_wasm_internal.{js,wasm}       its WebAssembly (SIMD) ...
@@ -38,7 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "src"
 PACKAGE = HERE / "node_modules" / "@mediapipe" / "tasks-vision"
-SHELL_FILES = ("index.html", "app.js", "preprocess.js", "fusion.js", "style.css", "manifest.webmanifest")
+SHELL_FILES = ("index.html", "app.js", "preprocess.js", "fusion.js", "combine.js", "style.css", "manifest.webmanifest")
 #: The outcome box, probability bars and questionnaire form, shared with `dermtool serve` (one implementation
 #: for both pages).
 SHARED_FILES = ("results.js", "results.css", "questionnaire.js")
@@ -103,6 +106,41 @@ def fusion_config(model: Path, metadata: dict[str, Any], labels: list[str], refe
     return {**fusion.to_dict(), "referral": rule}
 
 
+def lesion_check_config(model: Path, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """``{head_name, categories, threshold}`` of the model's lesion check (dermtool.json's ``lesion_check``:
+    the model's second output, which MediaPipe returns as the classification head ``head_name``); None for a
+    model without one (the app then says "this model has no lesion check")."""
+    item = metadata.get("lesion_check")
+    if not item:
+        return None
+    from dermtool import DermtoolError
+    from dermtool.explain.lesion_check import HEAD_NAME, threshold_from_metadata
+
+    try:
+        threshold = threshold_from_metadata(metadata, f"{model} (dermtool.json)")
+    except DermtoolError as error:
+        raise BuildError(str(error)) from None
+    return {"head_name": str(item.get("head_name") or HEAD_NAME),
+            "categories": list(item.get("categories") or ["lesion", "not_a_lesion"]),
+            "threshold": float(threshold)}
+
+
+def multi_photo_config(model: Path, metadata: dict[str, Any], referral_classes: list[str]) -> dict[str, Any]:
+    """How the app combines several photos of one lesion (combine.js): dermtool.json's ``multi_photo``, or the
+    default rule for a model that carries none; the model's referral classes when the rule names none."""
+    from dermtool import DermtoolError
+    from dermtool.explain.multi_photo import MultiPhotoRule, default_rule
+
+    item = metadata.get("multi_photo")
+    try:
+        rule = MultiPhotoRule.from_dict(item, f"{model} (dermtool.json multi_photo)") if item else default_rule(referral_classes)
+    except DermtoolError as error:
+        raise BuildError(str(error)) from None
+    if not rule.referral_classes:
+        rule = MultiPhotoRule(rule.rule, rule.probability_floor, tuple(referral_classes), rule.extra)
+    return rule.to_dict()
+
+
 def app_config(model: Path, metadata: dict[str, Any]) -> dict[str, Any]:
     """config.json: what the page needs beyond the model's own metadata."""
     from dermtool import DISCLAIMER, __version__
@@ -112,7 +150,7 @@ def app_config(model: Path, metadata: dict[str, Any]) -> dict[str, Any]:
         DEFAULT_REFERRAL_THRESHOLD,
         DEFAULT_UNCERTAINTY_THRESHOLD,
     )
-    from dermtool.serve.service import OUTCOME_GUIDANCE
+    from dermtool.serve.service import describe_training_photos, outcome_guidance
 
     labels = [str(label) for label in metadata["labels"]]
     referral = dict(metadata.get("referral") or {})
@@ -123,6 +161,9 @@ def app_config(model: Path, metadata: dict[str, Any]) -> dict[str, Any]:
         print(f"warning: {model} has no referral threshold in its metadata; using {threshold}", file=sys.stderr)
     classes = [label for label in (referral.get("classes") or DEFAULT_MALIGNANT_CLASSES) if label in labels]
     image_referral = {"classes": classes, "threshold": float(threshold), "source": source}
+    fusion = fusion_config(model, metadata, labels, image_referral)
+    if fusion is not None:  # the referral message of fused probabilities names the fusion's own classes
+        fusion["outcomes"] = outcome_guidance(fusion["referral"]["classes"])
     return {
         "model": MODEL_NAME,
         "model_name": model.name,
@@ -132,9 +173,12 @@ def app_config(model: Path, metadata: dict[str, Any]) -> dict[str, Any]:
         "names": {label: CLASS_NAMES.get(label, label) for label in labels},
         "input_spec": metadata.get("input_spec"),
         "referral": image_referral,
-        "fusion": fusion_config(model, metadata, labels, image_referral),
+        "fusion": fusion,
+        "lesion_check": lesion_check_config(model, metadata),
+        "multi_photo": multi_photo_config(model, metadata, classes),
+        "trained_on": describe_training_photos(metadata.get("sources") or []),
         "uncertainty_threshold": DEFAULT_UNCERTAINTY_THRESHOLD,
-        "outcomes": {key: OUTCOME_GUIDANCE[key] for key in ("refer", "uncertain", "benign")},
+        "outcomes": outcome_guidance(classes),
         "disclaimer": DISCLAIMER,
         "model_dermtool_version": metadata.get("dermtool_version"),
         "built_with_dermtool": __version__,

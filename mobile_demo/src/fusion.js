@@ -232,5 +232,14 @@ export function checkConfig(config) {
       }
     }
   }
+  // The lesion check (null: the model has none, and the app says so): a tampered threshold must not let
+  // every photo through, nor turn every lesion away.
+  const check = config.lesion_check;
+  if (check !== null && check !== undefined) {
+    if (typeof check.threshold !== "number" || !Number.isFinite(check.threshold) || check.threshold <= 0 || check.threshold > 1) {
+      fail("lesion_check.threshold", "a number in (0, 1]");
+    }
+    if (typeof check.head_name !== "string" || !check.head_name) fail("lesion_check.head_name", "the name of the model's lesion-check head");
+  }
   return config;
 }

@@ -23,11 +23,11 @@ import pytest
 
 from dermtool.data.images import load_rgb
 from dermtool.data.preprocess import resize
-from dermtool.explain.predict import Predictor
+from dermtool.explain.predict import CLASS_NAMES, Predictor
 from dermtool.fusion.explain import answer_effects
 from dermtool.fusion.model import Fusion
 from tests.fusion.toy import toy_fusion_dict
-from tests.serve.conftest import PHONE_VIEWPORT, REPO_ROOT, load_mobile_demo_script
+from tests.serve.conftest import DESKTOP_VIEWPORT, PHONE_VIEWPORT, REPO_ROOT, load_mobile_demo_script
 
 pytestmark = pytest.mark.slow
 
@@ -103,8 +103,14 @@ def test_pwa_classifies_on_device_and_offline(
             page.wait_for_selector("body[data-ready]", state="attached", timeout=90_000)
             assert page.get_attribute("body", "data-ready") == "true", page.inner_text("#error")
             assert page.get_attribute("body", "data-offline") == "active"
+            # No broken-image icon before a photo is chosen: the empty preview is not displayed at all.
+            assert page.eval_on_selector("#preview", "image => getComputedStyle(image).display") == "none"
+            assert page.locator("#another").is_hidden()
 
             online = classify(page, image, 1)
+            # An export from before the lesion check: the app says it has none (and still works).
+            assert page.inner_text("#check-line").startswith("This model has no lesion check")
+            assert online["lesion_check"] is None
             assert online["top"] == expected["label"]
             # Same pixels in (preprocess.js), same LiteRT kernels: the probabilities agree too.
             reference = predictor.predict([image], top_k=1)[0]["probabilities"]
@@ -157,7 +163,7 @@ def test_pwa_questionnaire_fuses_after_mediapipe(browser, demo_dist: Path, toy_f
             page.goto(server.url + "/")
             page.wait_for_selector("body[data-ready]", state="attached", timeout=90_000)
             assert page.get_attribute("body", "data-ready") == "true", page.inner_text("#error")
-            controls = page.locator("#questions select, #questions input")
+            controls = page.locator("#questions select, #questions input[name]")
             assert controls.count() == 9 and all(controls.nth(i).input_value() == "" for i in range(9))
 
             alone = classify(page, ham_images[20], 1)
@@ -181,7 +187,17 @@ def test_pwa_questionnaire_fuses_after_mediapipe(browser, demo_dist: Path, toy_f
             effects = answer_effects(fusion, image, levels, toy_fusion["referral"]["classes"])
             assert fused["fusion"]["answers"] == levels
             assert fused["fusion"]["malignant_probability"]["summary"] == effects["summary"]
-            assert page.inner_text(".fusion-summary") == effects["summary"][0].upper() + effects["summary"][1:] + "."
+            # The sentence names the classes the answers moved, read from the bars' own numbers.
+            sentence = page.inner_text(".fusion-summary")
+            moved = max(fusion.labels, key=lambda label: abs(fused["probabilities"][label] - alone["probabilities"][label]))
+            if abs(fused["probabilities"][moved] - alone["probabilities"][moved]) >= 0.01:
+                verb = "raised" if fused["probabilities"][moved] > alone["probabilities"][moved] else "lowered"
+                assert sentence.startswith(f"Compared with the photo alone, the answers {verb} {CLASS_NAMES[moved]} from "
+                                           f"{alone['probabilities'][moved] * 100:.1f}% to "
+                                           f"{fused['probabilities'][moved] * 100:.1f}%"), sentence
+            referral = toy_fusion["referral"]["classes"]
+            assert (f"{sum(fused['probabilities'][label] for label in referral) * 100:.1f}% with them." in sentence)
+            assert f"{sum(fused['probabilities'][label] for label in referral) * 100:.1f}%" in page.inner_text("#outcome-numbers")
             malignant = sum(expected[fusion.labels.index(label)] for label in toy_fusion["referral"]["classes"])
             rule = "refer" if malignant >= 0.3 else "uncertain" if max(expected) < 0.5 else "benign"
             assert fused["outcome"] == rule
@@ -189,12 +205,18 @@ def test_pwa_questionnaire_fuses_after_mediapipe(browser, demo_dist: Path, toy_f
             assert "not a medical device" in page.inner_text("footer")
             page.screenshot(path=str(artifacts / "pwa_phone_questionnaire.png"), full_page=True)
 
+            # An age of 150: said beside the field in plain words, left out; the other answers still count.
             page.fill("#q-age", "150")
             page.press("#q-age", "Tab")
-            page.wait_for_selector("#error:not([hidden])", timeout=30_000)
-            assert page.inner_text("#error") == ("answer age='150' is not understood; age: a number of years "
-                                                 "(0-120), or unknown")
-            assert page.locator("#result").is_hidden()
+            page.wait_for_selector("#q-age-problem:not([hidden])", timeout=30_000)
+            assert "from 0 to 120" in page.inner_text("#q-age-problem")
+            page.wait_for_function("() => !('age' in ((window.dermtoolLastResult.fusion || {}).answers || {}))",
+                                   timeout=30_000)
+            without_age = fusion.apply_one(image, {"bleed": "yes", "grew": "yes"})
+            shown = page.evaluate("window.dermtoolLastResult.probabilities")
+            assert [shown[label] for label in fusion.labels] == pytest.approx(list(without_age), abs=1e-6)
+            assert page.locator("#error").is_hidden() and page.locator("#result").is_visible()
+            assert "age" in page.inner_text(".fusion-unread")
             page.click("#questions .clear-answers")
             page.wait_for_selector("#fusion[data-applied='false']", state="visible", timeout=30_000)
             assert page.evaluate("window.dermtoolLastResult.probabilities") == alone["probabilities"]
@@ -270,5 +292,125 @@ def test_page_preprocessing_is_dermtools(browser, demo_dist: Path, ham_images) -
                     difference = np.abs(in_page(image, 96, policy).astype(int) - resize(image, 96, policy).astype(int))
                     assert difference.max() <= 1, (height, width, policy)
                     assert difference.mean() < 0.5, (height, width, policy)
+        finally:
+            context.close()
+
+
+def accepted_photos(model: Path, images: list[Path], count: int) -> list[Path]:
+    """The first ``count`` lesion photos the model's lesion check accepts (dermtool predict's word)."""
+    results = Predictor(model).predict(images)
+    accepted = [image for image, result in zip(images, results) if result["outcome"] != "not_a_lesion"]
+    if len(accepted) < count:
+        pytest.fail(f"{model.name}'s lesion check accepts {len(accepted)} of {len(images)} real lesion photos")
+    return accepted[:count]
+
+
+@pytest.fixture(scope="module")
+def check_dist(exported_with_lesion_check: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The PWA built around the int8 export WITH the lesion check (its second head) and a fusion."""
+    model = Path(exported_with_lesion_check["int8"])
+    dist = tmp_path_factory.mktemp("mobile_demo_check") / "dist"
+    config = build_demo(model, dist, fusion=toy_fusion_dict(Predictor(model).labels))
+    assert config["lesion_check"]["head_name"] == "lesion_check"
+    assert config["lesion_check"]["threshold"] == pytest.approx(Predictor(model).lesion_check_threshold)
+    assert config["multi_photo"]["rule"] and config["multi_photo"]["referral_classes"] == config["referral"]["classes"]
+    for label in config["referral"]["classes"]:  # the referral message names every referral class
+        assert CLASS_NAMES.get(label, label) in config["outcomes"]["refer"]["message"]
+    return dist
+
+
+def open_demo(browser, server, viewport: dict):
+    context = browser.new_context(viewport=viewport, device_scale_factor=2 if viewport == PHONE_VIEWPORT else 1)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server.url + "/")
+    page.wait_for_selector("body[data-ready]", state="attached", timeout=90_000)
+    assert page.get_attribute("body", "data-ready") == "true", page.inner_text("#error")
+    return context, page, errors
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP_VIEWPORT, PHONE_VIEWPORT], ids=["desktop", "phone"])
+def test_pwa_lesion_check_turns_non_lesions_away(browser, exported_with_lesion_check: dict[str, Path], check_dist: Path,
+                                                 non_lesion_images, ham_images, viewport: dict, artifacts: Path) -> None:
+    """The invoice and the blue square, on the device: MediaPipe's second head (lesion_check) says what
+    dermtool predict says, the outcome is "not a lesion" and no class, bar or percentage of a class is shown."""
+    predictor = Predictor(Path(exported_with_lesion_check["int8"]))
+    names = [CLASS_NAMES.get(label, label) for label in predictor.labels]
+    with load_mobile_demo_script("serve").DemoServer(check_dist) as server:
+        context, page, errors = open_demo(browser, server, viewport)
+        try:
+            for count, picture in enumerate(non_lesion_images, start=1):
+                expected = predictor.predict([picture])[0]
+                assert expected["outcome"] == "not_a_lesion", (picture.name, expected["lesion_check"])
+                shown = classify(page, picture, count)
+                assert shown["outcome"] == "not_a_lesion" and shown["probabilities"] is None
+                assert shown["lesion_check"]["not_a_lesion"] == pytest.approx(expected["lesion_check"]["not_a_lesion"], abs=0.02)
+                assert page.get_attribute("#outcome", "data-outcome") == "not_a_lesion"
+                assert page.locator(".bar-row").count() == 0 and page.locator("#bars").is_hidden()
+                text = page.inner_text("#result")
+                assert not [name for name in names if name in text], text
+                assert page.inner_text("#check-line").startswith("Lesion check: no skin lesion found")
+                assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+                page.screenshot(path=str(artifacts / f"pwa_{'phone' if viewport == PHONE_VIEWPORT else 'desktop'}"
+                                                     f"_not_a_lesion_{picture.stem}.png"), full_page=True)
+            photo = accepted_photos(Path(exported_with_lesion_check["int8"]), ham_images, 1)[0]
+            lesion = predictor.predict([photo])[0]
+            shown = classify(page, photo, len(non_lesion_images) + 1)
+            assert shown["lesion_check"]["not_a_lesion"] == pytest.approx(lesion["lesion_check"]["not_a_lesion"], abs=0.02)
+            assert shown["outcome"] == lesion["outcome"]
+            if lesion["outcome"] != "not_a_lesion":
+                assert page.locator(".bar-row").count() == len(names)
+                assert page.inner_text("#check-line").startswith("Lesion check passed")
+            assert errors == []
+        finally:
+            context.close()
+
+
+def test_pwa_new_photo_clears_answers_and_adds_photos_of_one_lesion(browser, exported_with_lesion_check: dict[str, Path],
+                                                                    check_dist: Path, ham_images,
+                                                                    non_lesion_images) -> None:
+    """A new photo clears the answers unless "same lesion or patient" is ticked; "add another photo of this
+    lesion" combines the photos by the model's rule (combine.js, as dermtool.explain.multi_photo does), the
+    rejected ones left out and listed, and the answers are fused once, with the lesion's probabilities."""
+    from dermtool.explain.multi_photo import combine_photos
+
+    config = json.loads((check_dist / "config.json").read_text())
+    fusion = Fusion.from_dict(toy_fusion_dict(config["labels"]))  # the fusion check_dist was built with
+    lesions = accepted_photos(Path(exported_with_lesion_check["int8"]), ham_images, 3)
+    with load_mobile_demo_script("serve").DemoServer(check_dist) as server:
+        context, page, errors = open_demo(browser, server, PHONE_VIEWPORT)
+        try:
+            first = classify(page, lesions[0], 1)
+            page.select_option("#q-bleed", "yes")
+            page.wait_for_function("() => (window.dermtoolLastResult.fusion || {}).applied === true", timeout=30_000)
+            second = classify(page, lesions[1], 2)  # a new lesion, a new patient
+            assert page.input_value("#q-bleed") == "" and second["fusion"] is None
+            assert page.locator("#lesion-photos").is_hidden()
+
+            page.check("#same-patient")
+            page.select_option("#q-bleed", "yes")
+            page.wait_for_function("() => (window.dermtoolLastResult.fusion || {}).applied === true", timeout=30_000)
+            page.set_input_files("#another-input", str(lesions[0]))
+            page.wait_for_selector("body[data-classified='3']", state="attached", timeout=60_000)
+            page.set_input_files("#another-input", str(non_lesion_images[1]))
+            page.wait_for_selector("body[data-classified='4']", state="attached", timeout=60_000)
+            lesion = page.evaluate("window.dermtoolLastResult")
+            assert [photo["rejected"] for photo in lesion["photos"]] == [False, False, True]
+            assert page.input_value("#q-bleed") == "yes"
+            combined = combine_photos([second["image_probabilities"], first["image_probabilities"]], config["multi_photo"])
+            assert lesion["image_probabilities"] == pytest.approx(combined, abs=1e-6)
+            expected = fusion.apply_one([combined[label] for label in fusion.labels], {"bleed": "yes"})
+            assert [lesion["probabilities"][label] for label in fusion.labels] == pytest.approx(list(expected), abs=1e-6)
+            assert page.locator("#lesion-photos li").count() == 3
+            assert page.get_attribute("#lesion-photos li:nth-child(3)", "data-used") == "false"
+            assert "left out: photo 3" in page.inner_text("#check-line")
+            assert "2 photos combined" in page.inner_text("#bars-title")
+
+            page.uncheck("#same-patient")
+            classify(page, lesions[2], 5)  # the next patient: one photo, no answers
+            assert page.input_value("#q-bleed") == "" and page.locator("#lesion-photos").is_hidden()
+            assert len(page.evaluate("window.dermtoolLastResult.photos")) == 1
+            assert errors == []
         finally:
             context.close()
