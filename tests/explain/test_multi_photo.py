@@ -68,3 +68,15 @@ def test_a_run_file_is_read_and_checked(tmp_path: Path) -> None:
     (tmp_path / "multi_photo.json").write_text("{not json")
     with pytest.raises(DermtoolError, match="not a readable JSON file"):
         read_run_rule(tmp_path)
+
+
+def test_export_takes_the_runs_rule_or_the_default_with_the_models_referral_classes(tmp_path: Path) -> None:
+    from dermtool.explain.multi_photo import rule_for_export
+
+    default = rule_for_export(tmp_path, ["mel", "bcc"])
+    assert default["rule"] == "mean" and default["referral_classes"] == ["mel", "bcc"]
+    assert default["chosen_on"].startswith("default")
+    (tmp_path / "multi_photo.json").write_text(json.dumps({"rule": "geometric_mean", "chosen_on": {"split": "val"}}))
+    measured = rule_for_export(tmp_path, ["mel"])
+    assert measured == {"rule": "geometric_mean", "probability_floor": 1e-4, "referral_classes": ["mel"],
+                        "chosen_on": {"split": "val"}}

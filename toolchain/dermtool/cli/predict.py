@@ -23,6 +23,8 @@ Examples:
   dermtool predict 'photos/*.jpg' --model runs/lite0 --top-k 5 --uncertainty-threshold 0.6
   dermtool predict lesion.jpg --model runs/multisource_cpu --answer bleed=yes --answer age=64
   dermtool predict photos/ --model multisource_int8.tflite --answers answers.csv --json -
+  dermtool predict close_up.jpg dermoscopy.jpg --lesion --model multisource_int8.tflite
+  dermtool predict photos/ --lesions lesions.csv --model multisource_int8.tflite --json -
 \b
 Outcomes (the first that applies wins):
   not_a_lesion  the model's lesion check finds no skin lesion in the photo: its second head gives
@@ -42,6 +44,17 @@ probability and what the image alone says (--json: the result's "fusion" block).
 unknown and adds nothing. --answers FILE: a JSON object {image: {question: answer}} or a CSV with an image
 (or image_id) column and one column per question; an image is matched by its path, then its file name,
 then its stem; an image the file does not name gets no answers.
+\b
+Several photos of one lesion: with --lesion every IMAGE is a photo of one lesion; with --lesions FILE (a CSV
+with an image or image_id column and a lesion or lesion_id column, or a JSON object {lesion: [image, ...]};
+images matched as for --answers; an image the file does not name is a lesion of its own) the photos are
+grouped. Each photo is scored alone; photos the lesion check rejects (not_a_lesion) or that cannot be read are
+left out and listed; the rest are combined by the model's multi-photo rule (dermtool.json "multi_photo",
+measured on MILK10k's clinical + dermoscopic pairs: benchmarks/bench_multi_photo.py) into one answer per
+lesion. --json then gives one object per lesion: the contract keys for the lesion ("image" is the lesion's
+name) plus lesion, photos (one contract object per photo), combined, left_out [{image, reason, detail}] and
+multi_photo {rule, description, photos_combined}. Answers (--answer, or --answers per image: a lesion's photos
+must not disagree) are fused once, with the combined image probabilities.
 \b
 IMAGE may be files, folders (every image inside, recursively) or quoted glob patterns. An unreadable
 image is reported in place ({image, error} with --json) and the command exits 1 after all others; a folder
@@ -179,6 +192,11 @@ def format_result(result: dict[str, Any], predictor: Any) -> list[str]:
 @click.option("--answers", "answers_file", default=None, metavar="FILE",
               help="Answers per image: a JSON object {image: {question: answer}} or a CSV with an image (or "
                    "image_id) column and one column per question.")
+@click.option("--lesion", "one_lesion", is_flag=True,
+              help="Every IMAGE is a photo of one lesion: one answer from all of them (see below).")
+@click.option("--lesions", "lesions_file", default=None, metavar="FILE",
+              help="Which IMAGEs show one lesion: a CSV with image and lesion columns, or a JSON object "
+                   "{lesion: [image, ...]}; one answer per lesion.")
 def predict(
     images: tuple[str, ...],
     model_path: str,
@@ -190,6 +208,8 @@ def predict(
     no_lesion_check: bool,
     answer_arguments: tuple[str, ...],
     answers_file: str | None,
+    one_lesion: bool = False,
+    lesions_file: str | None = None,
 ) -> None:
     """Predict calibrated class probabilities and an outcome (refer, uncertain, not a lesion, benign)
     for each IMAGE with a trained run folder or an exported .tflite, optionally combined with the
@@ -209,6 +229,11 @@ def predict(
     output = JsonOutput(json_out)
     paths = collect_images(images)
     answer_source = AnswerSource(answer_arguments, answers_file)  # read before the model: a typo fails fast
+    groups = None
+    if one_lesion or lesions_file:
+        from dermtool.cli.lesions import group_images
+
+        groups = group_images(paths, one_lesion, lesions_file)  # read before the model too
     with output.capture():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -222,6 +247,11 @@ def predict(
         if answer_source.given:
             answer_source.check(predictor, paths, output)
 
+        if groups is not None:  # several photos of one lesion: one answer per lesion
+            from dermtool.cli.lesions import finish_lesions
+
+            finish_lesions(output, predictor, groups, answer_source, top_k, model_path)  # exits 1 on unreadable photos
+            return
         results: list[dict[str, Any]] = []
         chunk = 32
         with tqdm(total=len(paths), unit="image", file=sys.stderr, disable=True if len(paths) < 10 else None) as bar:

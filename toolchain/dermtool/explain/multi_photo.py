@@ -157,5 +157,15 @@ def read_run_rule(run_path: str | Path) -> dict[str, Any] | None:
     return MultiPhotoRule.from_dict(item, str(path)).to_dict()
 
 
+def rule_for_export(run_path: str | Path, referral_classes: Sequence[str]) -> dict[str, Any]:
+    """dermtool.json's ``multi_photo`` for a model exported from ``run_path``: RUN/multi_photo.json, else the
+    default rule; its referral classes are the model's when the file names none."""
+    item = read_run_rule(run_path)
+    rule = MultiPhotoRule.from_dict(item) if item else default_rule(referral_classes)
+    if not rule.referral_classes:
+        rule = MultiPhotoRule(rule.rule, rule.probability_floor, tuple(referral_classes), rule.extra)
+    return rule.to_dict()
+
+
 __all__ = ["DEFAULT_PROBABILITY_FLOOR", "DEFAULT_RULE", "MultiPhotoRule", "RULES", "RUN_FILE_NAME", "combine_photos",
-           "combine_rows", "default_rule", "read_run_rule"]
+           "combine_rows", "default_rule", "read_run_rule", "rule_for_export"]

@@ -140,6 +140,14 @@ def check_metadata(metadata: Mapping[str, Any], source: str = "dermtool.json") -
                     or not isinstance(label_map, Mapping)
                     or not all(isinstance(key, str) and isinstance(value, str) for key, value in label_map.items())):
                 raise fail(f"sources[{position}] must be {{name, kind, label_map: {{label: class}}}}")
+    if metadata.get("multi_photo") is not None:
+        from dermtool.explain.multi_photo import MultiPhotoRule
+
+        try:
+            rule = MultiPhotoRule.from_dict(metadata["multi_photo"], "multi_photo")
+        except DermtoolError as error:
+            raise fail(str(error)) from None
+        _classes(list(rule.referral_classes), "multi_photo.referral_classes", labels, fail)
 
 
 __all__ = ["MAX_ASSOCIATED_FILES", "MAX_ASSOCIATED_FILE_BYTES", "check_metadata"]

@@ -478,6 +478,8 @@ class _Export:
 
     # ---- step 6: TFLite metadata (normalisation, labels.txt, dermtool.json with the OOD guard)
     def attach_metadata(self, content: bytes) -> bytes:
+        from dermtool.explain.multi_photo import rule_for_export
+        from dermtool.explain.predict import DEFAULT_MALIGNANT_CLASSES
         from dermtool.export import metadata
 
         options, config, run = self.options, self.config, self.run_folder
@@ -499,6 +501,9 @@ class _Export:
             extra["ood"] = ood
         if self.fusion is not None:
             extra["fusion"] = self.fusion
+        extra["multi_photo"] = rule_for_export(run.path, (run.metrics.get("referral") or {}).get("classes")
+                                               or DEFAULT_MALIGNANT_CLASSES)  # how clients combine a lesion's photos
+        self.metadata_extra = extra
         content = metadata.write_metadata(
             content, labels=self.labels, input_spec=self.spec, temperature=self.temperature, mode=options.mode,
             io_type=self.io_type, model_name=config.model.name, extra=extra,
