@@ -60,9 +60,12 @@ def test_model_card_has_every_section(exported_results, tiny_run):
     card = json.loads(result.model_card_json.read_text())
     markdown = result.model_card_markdown.read_text()
     assert result.model_card_json == result.path.with_name("tiny_int8.model_card.json")
+    headings = {"can_and_cannot": "What this model can and cannot do"}
     for section in SECTIONS:
         assert card[section], section
-        assert f"## {section.replace('_', ' ').capitalize()}" in markdown, section
+        assert f"## {headings.get(section, section.replace('_', ' ').capitalize())}" in markdown, section
+    assert list(card)[0] == "can_and_cannot"  # the card leads with what the model can and cannot do
+    assert markdown.split("\n## ", 2)[1].startswith("What this model can and cannot do")
     # intended use: decision support for referral, not diagnosis or screening; dermoscopic images
     use = json.dumps(card["intended_use"])
     assert "referral" in use and "not a diagnosis" in use and "Screening" in use and "ermoscopic" in use

@@ -1,7 +1,8 @@
 """The model card written beside every exported model: ``<model>.model_card.json`` and ``.model_card.md``.
 
 Sections (:data:`SECTIONS`, the keys of the JSON and the headings of the Markdown, in this order):
-model, intended_use, training_data, evaluation, quantization, size, calibration, referral, gate,
+can_and_cannot (first: what the model can and cannot do, per source and kind of photo, in plain words with
+measured figures; :mod:`dermtool.export.card_capabilities`), model, intended_use, training_data, evaluation, quantization, size, calibration, referral, gate,
 limitations, licence. The numbers come from the export itself (validation split, float and exported model
 side by side) and from the run's ``metrics.json`` (calibration, referral operating point). A run with a
 questionnaire fusion (``dermtool fuse``) adds ``questionnaire_fusion`` (Markdown: "Questionnaire fusion",
@@ -19,9 +20,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from dermtool import DISCLAIMER, __version__
+from dermtool.export.card_capabilities import build_capabilities, render_capabilities
 from dermtool.io_utils import atomic_write_json, atomic_write_text
 
 SECTIONS: tuple[str, ...] = (
+    "can_and_cannot",
     "model",
     "intended_use",
     "training_data",
@@ -126,10 +129,13 @@ def build_model_card(
     fusion: Mapping[str, Any] | None = None,
     fusion_report: Mapping[str, Any] | None = None,
     color_constancy: Mapping[str, Any] | None = None,
+    model_metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The model card as a JSON-serialisable dict with the :data:`SECTIONS` keys (plus ``created``, and
     ``questionnaire_fusion`` when ``fusion``, the run's fusion.json, is given). ``color_constancy``:
-    ``{"method", "power"}`` of the model's first layer (None or method "none": the model has none)."""
+    ``{"method", "power"}`` of the model's first layer (None or method "none": the model has none).
+    ``model_metadata``: what the model's dermtool.json holds beyond the run (``lesion_check``, ``multi_photo``),
+    for the first section."""
     ece_before = (run_metrics.get("ece_before_calibration") or {}).get("val")
     ece_after = (run_metrics.get("val") or {}).get("ece")
     referral = run_metrics.get("referral")
@@ -199,7 +205,11 @@ def build_model_card(
         _add_sources(card, per_source, split_rows, labels, referral, run_metrics)
     if fusion:
         card["questionnaire_fusion"] = fusion_section(fusion, fusion_report)
-    return card
+    kinds = {source["name"]: source["kind"] for source in card["training_data"].get("sources") or []}
+    card["can_and_cannot"] = build_capabilities(
+        labels=labels, run_metrics=run_metrics, fusion_report=fusion_report if fusion else None,
+        model_metadata=model_metadata, gate=gate, mode=mode, kinds=kinds or {"all": "dermoscopic"})
+    return {"can_and_cannot": card.pop("can_and_cannot"), **card}
 
 
 UNKNOWN_ANSWERS = ("Every question may be left unknown: an unknown answer adds nothing, and with every answer "
@@ -424,6 +434,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     """The model card as Markdown, one ``##`` heading per section."""
     model = card["model"]
     lines = [f"# Model card: {model['file']}", "", f"*{INTENDED_USE['disclaimer']}*", "", f"Created {card['created']}.", ""]
+    lines += render_capabilities(card.get("can_and_cannot"))
     lines += _model_section(card) + _intended_use_section(card) + _training_data_section(card)
     lines += _evaluation_section(card) + _sources_markdown(card, model["classes"]) + _quantization_section(card)
     lines += _size_section(card) + _calibration_section(card) + _referral_section(card) + _fusion_section(card)
