@@ -24,7 +24,7 @@ def test_layer_keeps_the_photo_aspect_and_bounds_its_size() -> None:
     assert layer_shape(150, 200) == (150, 200)
     assert layer_shape(3000, 4000) == (384, 512)
     assert layer_shape(4000, 10) == (512, 1)
-    cam = np.zeros((4, 4), np.float32)
+    cam = np.full((4, 4), 0.6, np.float32)  # warm everywhere: the coldest region is still see-through
     cam[1:3, 1:3] = 1.0
     result = ExplainResult(cam=cam, overlay=np.zeros((300, 400, 3), np.uint8), label="mel", probabilities={"mel": 1.0},
                            original_shape=(300, 400), image_size=64, resize_policy="squash")

@@ -27,7 +27,8 @@ from dermtool.serve.app import create_app
 from dermtool.serve.service import ModelService
 from tests.serve.conftest import LiveServer
 
-CONTRACT_KEYS = {"image", "outcome", "label", "probability", "probabilities", "top_k", "ood_score"}
+#: the predict --json keys, and the lesion check's verdict (issue 29: null for a model without the check)
+CONTRACT_KEYS = {"image", "outcome", "label", "probability", "probabilities", "top_k", "ood_score", "lesion_check"}
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,12 @@ def test_health_and_model_description(client: httpx.Client, reference: Predictor
     assert set(model["outcomes"]) == {"refer", "uncertain", "not_a_lesion", "benign"}
     assert "not a medical device" in model["disclaimer"]
     assert model["referral_threshold"] == pytest.approx(reference.thresholds.referral)
+    # The referral message names the model's own referral classes (its metadata), every one of them.
+    referral = [label for label in reference.thresholds.malignant_classes if label in reference.labels]
+    assert model["referral_labels"] == referral and referral
+    for label in referral:
+        assert CLASS_NAMES.get(label, label) in model["outcomes"]["refer"]["message"]
+    assert "{classes}" not in model["outcomes"]["refer"]["message"]
 
 
 def test_openapi_documents_the_api(client: httpx.Client) -> None:
@@ -326,6 +333,21 @@ def test_explain_returns_a_gradcam_overlay_for_a_float_run(run_server: LiveServe
         png = base64.b64decode(result["overlay_png_base64"])
         overlay = Image.open(io.BytesIO(png))
         assert overlay.format == "PNG" and overlay.width > 100 and overlay.height > 100
+        # The heat map alone, the photo's aspect ratio, transparent where cold: the page lays it over the
+        # photo or beside it and writes its legend as text (nothing is drawn on it).
+        layer = Image.open(io.BytesIO(base64.b64decode(result["heatmap_png_base64"])))
+        photo = Image.open(ham_images[10])
+        assert layer.mode == "RGBA"
+        assert layer.width / layer.height == pytest.approx(photo.width / photo.height, rel=0.02)
+        alpha = np.asarray(layer)[..., 3]
+        assert alpha.min() == 0 and alpha.max() > 100  # see-through somewhere, coloured where the map is hot
+        # The class to explain can be named (the page sends the class it shows, the fused one with answers).
+        other = next(label for label in model["labels"] if label != predicted["label"])
+        named = http.post("/api/explain", files={"image": ("lesion.jpg", data, "image/jpeg")}, data={"label": other})
+        assert named.status_code == 200 and named.json()["label"] == other
+        assert named.json()["heatmap_png_base64"] != result["heatmap_png_base64"]
+        unknown = http.post("/api/explain", files={"image": ("lesion.jpg", data, "image/jpeg")}, data={"label": "xyz"})
+        assert unknown.status_code == 400 and "unknown class 'xyz'" in unknown.json()["detail"]
         assert post_image(http, b"nope", path="/api/explain").status_code == 422
 
 
@@ -416,3 +438,36 @@ def test_answers_to_a_model_without_a_fusion_are_a_400(client: httpx.Client, ham
     # the page's empty form (every answer unknown) is the photo alone
     empty = client.post("/api/predict", files={"image": ("lesion.jpg", data, "image/jpeg")}, data={"bleed": ""})
     assert empty.status_code == 200 and set(empty.json()) == CONTRACT_KEYS
+
+
+@pytest.mark.slow
+def test_predict_lesion_combines_the_photos_of_one_lesion(lesion_check_run: Path, ham_images,
+                                                          non_lesion_images) -> None:
+    """POST /api/predict_lesion: what dermtool.explain.lesion.predict_lesion says for the same photos (the
+    invoice left out and listed, the rest combined by the model's rule), with answers refused for a model
+    without a fusion, and a clear 422 for an unreadable photo."""
+    from dermtool.explain.lesion import predict_lesion
+
+    reference = Predictor(lesion_check_run)
+    results = reference.predict(ham_images[:30])
+    lesions = [image for image, result in zip(ham_images, results) if result["outcome"] != "not_a_lesion"][:2]
+    photos = [*lesions, non_lesion_images[0]]
+    expected = predict_lesion(reference, photos, top_k=len(reference.labels))
+    files = [("image", (path.name, path.read_bytes(), "image/png" if path.suffix == ".png" else "image/jpeg"))
+             for path in photos]
+    with LiveServer(create_app(lesion_check_run, warm_up=False)) as server, \
+            httpx.Client(base_url=server.url, timeout=120) as http:
+        response = http.post("/api/predict_lesion", files=files)
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert CONTRACT_KEYS <= set(result)
+        assert result["outcome"] == expected["outcome"]
+        assert result["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-6)
+        assert result["combined"] == ["photo 1", "photo 2"]
+        assert [(item["image"], item["reason"]) for item in result["left_out"]] == [("photo 3", "not_a_lesion")]
+        assert result["multi_photo"]["rule"] == expected["multi_photo"]["rule"]
+        assert http.post("/api/predict_lesion", files=files, data={"bleed": "yes"}).status_code == 400
+        broken = http.post("/api/predict_lesion", files=[files[0], ("image", ("x.jpg", b"nope", "image/jpeg"))])
+        assert broken.status_code == 422 and broken.json()["detail"].startswith("Photo 2:")
+        too_many = http.post("/api/predict_lesion", files=[files[0]] * 7)
+        assert too_many.status_code == 422 and "at most 6" in too_many.json()["detail"]

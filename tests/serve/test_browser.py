@@ -334,3 +334,44 @@ def test_a_new_photo_starts_a_new_patient(browser, fusion_server: LiveServer, fu
         assert errors == []
     finally:
         context.close()
+
+
+def test_add_another_photo_of_this_lesion(browser, lesion_check_server: LiveServer, lesion_check_reference: Predictor,
+                                          ham_images, non_lesion_images) -> None:
+    """Several photos of one lesion: the page sends them together, the lesion's answer is
+    dermtool.explain.lesion.predict_lesion's (the rejected photo left out and listed, the rest combined by the
+    model's rule), and a new photo starts a new lesion again."""
+    from dermtool.explain.lesion import predict_lesion
+
+    results = lesion_check_reference.predict(ham_images[:30])
+    first, second = [image for image, result in zip(ham_images, results) if result["outcome"] != "not_a_lesion"][:2]
+    photos = [first, second, non_lesion_images[0]]
+    expected = predict_lesion(lesion_check_reference, photos, top_k=len(lesion_check_reference.labels))
+    assert expected["outcome"] != "not_a_lesion" and len(expected["combined"]) == 2
+    context, page, _, errors = open_page(browser, lesion_check_server, DESKTOP_VIEWPORT)
+    try:
+        assert page.locator("#another").is_hidden()
+        page.set_input_files("#file-input", str(first))
+        page.wait_for_selector("body[data-results='1']", state="attached", timeout=60_000)
+        for count, photo in enumerate(photos[1:], start=2):
+            page.set_input_files("#another-input", str(photo))
+            page.wait_for_selector(f"body[data-results='{count}']", state="attached", timeout=60_000)
+        assert shown_probabilities(page) == pytest.approx(expected["probabilities"], abs=1e-6)
+        assert page.get_attribute("#outcome", "data-outcome") == expected["outcome"]
+        assert page.locator("#lesion-photos li").count() == 3
+        assert [page.get_attribute(f"#lesion-photos li:nth-child({n})", "data-used") for n in (1, 2, 3)] == \
+            ["true", "true", "false"]
+        check = page.inner_text("#check-line")
+        assert "2 of 3 photos show a skin lesion; left out: photo 3 (no skin lesion found)" in check, check
+        assert "2 photos combined" in page.inner_text("#bars-title")
+        page.wait_for_function("label => document.body.dataset.heatLabel === label", arg=expected["label"],
+                               timeout=60_000)
+
+        page.set_input_files("#file-input", str(second))  # a new lesion: one photo again
+        page.wait_for_selector("body[data-results='4']", state="attached", timeout=60_000)
+        alone = lesion_check_reference.predict([second], top_k=len(lesion_check_reference.labels))[0]
+        assert shown_probabilities(page) == pytest.approx(alone["probabilities"], abs=1e-6)
+        assert page.locator("#lesion-photos").is_hidden()
+        assert errors == []
+    finally:
+        context.close()

@@ -1,10 +1,11 @@
 """The Grad-CAM heat map as a layer a page lays over the photo (or shows beside it), legend left to the page.
 
 :func:`heat_layer_png` draws :class:`~dermtool.explain.gradcam.ExplainResult`'s map, mapped back onto the
-original photo (same aspect ratio), as a transparent PNG: regions below :data:`VISIBLE_FROM` of the hottest
-are fully see-through, so the lesion stays visible; above it the colour (``jet``: blue, green, yellow, red as
-the influence grows) becomes more opaque (faint until hot), up to :data:`MAX_OPACITY`. Nothing is written on the picture: the
-legend is page text, readable at any screen size. :func:`plain_png` encodes an RGB array as a PNG.
+original photo (same aspect ratio) and stretched from its coldest (0) to its hottest (1) region, as a
+transparent PNG: regions below :data:`VISIBLE_FROM` are fully see-through, so the lesion stays visible;
+above it the colour (``jet``: blue, green, yellow, red as the influence grows) becomes more opaque (faint
+until hot), up to :data:`MAX_OPACITY`. Nothing is written on the picture: the legend is page text, readable
+at any screen size. :func:`plain_png` encodes an RGB array as a PNG.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def heat_layer_png(result, max_side: int = LAYER_MAX_SIDE) -> bytes:
 
     height, width = layer_shape(*result.original_shape, max_side=max_side)
     heatmap = heatmap_to_original(result.cam, height, width, result.image_size, result.resize_policy)
+    low, high = float(heatmap.min()), float(heatmap.max())
+    heatmap = (heatmap - low) / (high - low) if high > low else np.zeros_like(heatmap)  # coldest 0, hottest 1
     buffer = io.BytesIO()
     Image.fromarray(heat_rgba(heatmap), mode="RGBA").save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()

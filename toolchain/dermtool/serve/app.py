@@ -3,26 +3,31 @@
 Endpoints (documented in the OpenAPI schema at ``/openapi.json``; FastAPI's /docs page is off because it
 loads Swagger UI from a CDN, and this app makes no request to the network):
 
-=====================  =======================================================================================
-``GET  /``             the page (static HTML/CSS/JS from ``dermtool/serve/static``, no external requests)
-``POST /api/predict``  one image (multipart field ``image``, or a raw ``image/*`` body) -> the predict --json
-                       object: ``{image, outcome, label, probability, probabilities, top_k, ood_score,
-                       lesion_check}``;
-                       with questionnaire answers (plain form fields or query parameters named as the
-                       questions: ``bleed=yes``, ``age=64``; empty = unknown) and a model with a fusion, the
-                       fused result and its ``fusion`` block (image-alone answer, how much the answers moved
-                       the malignant probability, in one sentence)
-``POST /api/explain``  one image (and optionally ``label``, the class to explain: the page sends the class it
-                       shows, the fused one when answers were given) -> Grad-CAM ``{label, name,
-                       heatmap_png_base64 (the heat map alone, transparent where cold, to lay over the photo),
-                       overlay_png_base64 (photo and heat map blended, no caption), media_type}`` (float run
-                       only; 409 for a .tflite)
-``GET  /api/health``   ``{status: "ok", ...}``
-``GET  /api/model``    the model's name (not its path), labels, human-readable names, kind, input size, outcome
-                       guidance (the referral message names the model's own referral classes), its lesion
-                       check (threshold; null without one), what it was trained on (``trained_on``, in
-                       words), disclaimer
-=====================  =======================================================================================
+=============================  ===============================================================================
+``GET  /``                     the page (static HTML/CSS/JS from ``dermtool/serve/static``, no external requests)
+``POST /api/predict``          one image (multipart field ``image``, or a raw ``image/*`` body) -> the predict --json
+                               object: ``{image, outcome, label, probability, probabilities, top_k, ood_score,
+                               lesion_check}``;
+                               with questionnaire answers (plain form fields or query parameters named as the
+                               questions: ``bleed=yes``, ``age=64``; empty = unknown) and a model with a fusion, the
+                               fused result and its ``fusion`` block (image-alone answer, how much the answers moved
+                               the malignant probability, in one sentence)
+``POST /api/predict_lesion``   several photos of ONE lesion (each file in a multipart field ``image``, at most
+                               :data:`MAX_LESION_PHOTOS`) and optionally the answers -> the lesion's predict object
+                               (:func:`dermtool.explain.lesion.predict_lesion`: rejected photos left out and listed
+                               in ``left_out``, the rest combined by the model's multi-photo rule, then fused), with
+                               ``photos`` (each photo's own object: photo 1, photo 2 ...) and ``combined``
+``POST /api/explain``          one image (and optionally ``label``, the class to explain: the page sends the class it
+                               shows, the fused one when answers were given) -> Grad-CAM ``{label, name,
+                               heatmap_png_base64 (the heat map alone, transparent where cold, to lay over the photo),
+                               overlay_png_base64 (photo and heat map blended, no caption), media_type}`` (float run
+                               only; 409 for a .tflite)
+``GET  /api/health``           ``{status: "ok", ...}``
+``GET  /api/model``            the model's name (not its path), labels, human-readable names, kind, input size, outcome
+                               guidance (the referral message names the model's own referral classes), its lesion
+                               check (threshold; null without one), what it was trained on (``trained_on``, in
+                               words), disclaimer
+=============================  ===============================================================================
 
 Errors are JSON ``{"detail": "..."}`` with 400 (malformed request, an answer the questionnaire does not take
 or answers to a model without a fusion, with the one-line reason, or a Host header that is not this server:
@@ -57,7 +62,14 @@ from fastapi.staticfiles import StaticFiles
 
 from dermtool import DISCLAIMER, DermtoolError, ModelOutputError, __version__
 from dermtool.serve.service import ModelService, read_form_answers
-from dermtool.serve.uploads import IMAGE_FIELD, UploadError, check_request_type, extract_upload, read_body
+from dermtool.serve.uploads import (
+    IMAGE_FIELD,
+    UploadError,
+    check_request_type,
+    extract_upload,
+    extract_uploads,
+    read_body,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +77,8 @@ STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_UPLOAD_MB = 10.0
 #: requests allowed to wait for a worker at once; more get 503 rather than an ever-growing queue
 DEFAULT_MAX_PENDING = 32
+#: photos of one lesion that ``POST /api/predict_lesion`` takes at most
+MAX_LESION_PHOTOS = 6
 
 # Content-Security-Policy: the page may load nothing from anywhere but this server (no fonts, scripts or
 # beacons from the network), and images only from itself, data: URLs and blob: URLs of local files.
@@ -106,6 +120,20 @@ def _image_request_body(extra_fields: dict[str, Any] | None = None) -> dict[str,
 
 
 IMAGE_REQUEST_BODY = _image_request_body()
+#: ``POST /api/predict_lesion``'s body: several photos of one lesion and, optionally, the answers.
+LESION_REQUEST_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object",
+        "required": [IMAGE_FIELD],
+        "properties": {
+            IMAGE_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"},
+                          "description": "The photos of one lesion, each in a field named image (EXIF dropped; "
+                          "nothing is stored)."},
+            **_answer_properties(),
+        },
+    }}},
+}
 #: ``POST /api/explain``'s body: the image and, optionally, the class to explain.
 EXPLAIN_REQUEST_BODY = _image_request_body({"label": {
     "type": "string", "description": "The class whose score the heat map explains (one of the model's labels; "
@@ -386,6 +414,20 @@ def _add_model_routes(app: FastAPI, service: ModelService, pool: InferencePool, 
                           reads: str | None) -> tuple[Any, Any]:
         """The decoded image and what else the request carries: ``reads="answers"``, the questionnaire's
         answers (None when none is given); ``reads="label"``, the class to explain (None: the top class)."""
+        if reads == "lesion":  # several photos of one lesion and the answers
+            uploads, lesion_fields = extract_uploads(body, content_type_header, limit_bytes, MAX_LESION_PHOTOS)
+            try:
+                answers = read_form_answers([*query, *lesion_fields])
+                service.check_answers(answers)
+            except DermtoolError as error:
+                raise UploadError(400, str(error)) from None
+            photos = []
+            for position, upload in enumerate(uploads, start=1):
+                try:
+                    photos.append(_decode(upload.data))
+                except UploadError as error:
+                    raise UploadError(error.status, f"Photo {position}: {error.detail}") from None
+            return photos, answers or None
         upload = extract_upload(body, content_type_header, limit_bytes)
         extra: Any = None
         fields = [*query, *upload.fields]
@@ -448,6 +490,24 @@ def _add_model_routes(app: FastAPI, service: ModelService, pool: InferencePool, 
     )
     async def predict(request: Request) -> JSONResponse:
         return await _answer(request, service.predict, reads="answers")
+
+    @app.post(
+        "/api/predict_lesion",
+        summary="Classify one lesion from several photos of it",
+        description="Up to " + str(MAX_LESION_PHOTOS) + " photos of ONE lesion (multipart, each file in a field "
+        "named `image`), and optionally the questionnaire's answers as plain fields. Photos the lesion check "
+        "rejects are left out and listed (`left_out`); the others are combined by the model's multi-photo rule "
+        "(`multi_photo`) and the answers fused once: the predict object of the lesion, plus `photos` (each "
+        "photo's own object, named photo 1, photo 2, ...), `combined` and `left_out`. " + DISCLAIMER,
+        openapi_extra={
+            "requestBody": LESION_REQUEST_BODY,
+            "responses": {"200": {"content": {"application/json": {"schema": PREDICTION_SCHEMA}}}},
+        },
+        responses=ERROR_RESPONSES,
+        tags=["model"],
+    )
+    async def predict_lesion(request: Request) -> JSONResponse:
+        return await _answer(request, service.predict_lesion, reads="lesion")
 
     @app.post(
         "/api/explain",

@@ -294,6 +294,24 @@ class ModelService:
         result["image"] = "<upload>"
         return result
 
+    def predict_lesion(self, photos: list[np.ndarray], answers: dict[str, str] | None = None) -> dict[str, Any]:
+        """One answer for several photos of one lesion (decoded uint8 HxWx3 each):
+        :func:`dermtool.explain.lesion.predict_lesion` (photos the lesion check rejects left out and listed,
+        the rest combined by the model's multi-photo rule, then fused with ``answers``), every class in
+        ``top_k``; the photos are named "photo 1", "photo 2" ... in the order sent."""
+        from dermtool.explain.lesion import predict_lesion
+
+        result = dict(predict_lesion(self.predictor, photos, lesion="<upload>", answers=answers or None,
+                                     top_k=len(self.labels)))
+        names = [f"photo {position}" for position in range(1, len(photos) + 1)]
+        result["photos"] = [{**photo, "image": name} for photo, name in zip(result.get("photos", []), names)]
+        left = iter(result.get("left_out", []))
+        result["left_out"] = [{**next(left), "image": photo["image"]} for photo in result["photos"]
+                              if "error" in photo or photo.get("outcome") == "not_a_lesion"]
+        result["combined"] = [photo["image"] for photo in result["photos"]
+                              if "error" not in photo and photo.get("outcome") != "not_a_lesion"]
+        return result
+
     def explain(self, pixels: np.ndarray, label: str | None = None) -> dict[str, Any]:
         """Grad-CAM of ``label`` (the class the page shows: the fused top class when answers were given),
         or of the top class, for a float run only. ``heatmap_png_base64``: the heat map alone as a

@@ -11,6 +11,9 @@ Two request shapes are accepted:
   part beside the image (an answer sent as a file, ``-F bleed=@file``) is refused with 422, never dropped;
 * a raw body whose ``Content-Type`` is ``image/*`` (handy with ``curl --data-binary``).
 
+:func:`extract_uploads` reads the several photos of one lesion (``multipart/form-data``, each file in a field
+named ``image``) for ``POST /api/predict_lesion``.
+
 Every problem becomes an :class:`UploadError` carrying the HTTP status to answer with (400, 413, 415, 422)
 and a message a person can act on.
 """
@@ -85,8 +88,9 @@ def _check_image_type(content_type: str, filename: str) -> None:
     )
 
 
-def parse_multipart(body: bytes, content_type_header: str, limit_bytes: int) -> Upload:
-    """The image file of a ``multipart/form-data`` body, parsed in memory."""
+def _parse_parts(body: bytes, content_type_header: str,
+                 limit_bytes: int) -> tuple[list[tuple[str, Upload]], list[tuple[str, str]]]:
+    """``(files [(field name, Upload)], plain fields [(name, value)])`` of a ``multipart/form-data`` body."""
     _, options = parse_options_header(content_type_header)
     boundary = options.get(b"boundary")
     if not boundary:
@@ -155,6 +159,12 @@ def parse_multipart(body: bytes, content_type_header: str, limit_bytes: int) -> 
                 ),
             )
         )
+    return files, fields
+
+
+def parse_multipart(body: bytes, content_type_header: str, limit_bytes: int) -> Upload:
+    """The image file of a ``multipart/form-data`` body, parsed in memory."""
+    files, fields = _parse_parts(body, content_type_header, limit_bytes)
     named = [upload for name, upload in files if name == IMAGE_FIELD]
     if named:
         others = [name for name, _ in files if name != IMAGE_FIELD]
@@ -197,3 +207,26 @@ def extract_upload(body: bytes, content_type_header: str, limit_bytes: int) -> U
     if not upload.data:
         raise UploadError(422, "The uploaded file is empty (0 bytes). Choose or take the photo again.")
     return upload
+
+
+def extract_uploads(body: bytes, content_type_header: str, limit_bytes: int,
+                    max_files: int) -> tuple[list[Upload], tuple[tuple[str, str], ...]]:
+    """The photos of one lesion: every file of a ``multipart/form-data`` body in fields named ``image`` (1 to
+    ``max_files``, in order), each checked for type and emptiness, and the plain fields (the answers)."""
+    if check_request_type(content_type_header) != "multipart/form-data":
+        raise UploadError(422, f"Send the lesion's photos as multipart/form-data, each in a field named '{IMAGE_FIELD}'.")
+    files, fields = _parse_parts(body, content_type_header, limit_bytes)
+    others = [name for name, _ in files if name != IMAGE_FIELD]
+    if others:
+        raise UploadError(422, f"The request holds a file in the field '{others[0][:40]}': send the photos in fields "
+                               f"named '{IMAGE_FIELD}' and the questionnaire's answers as plain form fields.")
+    uploads = [upload for _, upload in files]
+    if not uploads:
+        raise UploadError(422, f"No image in the request: send the lesion's photos in fields named '{IMAGE_FIELD}'.")
+    if len(uploads) > max_files:
+        raise UploadError(422, f"{len(uploads)} photos of one lesion; at most {max_files} are taken.")
+    for position, upload in enumerate(uploads, start=1):
+        _check_image_type(upload.content_type, upload.filename)
+        if not upload.data:
+            raise UploadError(422, f"Photo {position} is empty (0 bytes). Choose or take it again.")
+    return uploads, tuple(fields)

@@ -2,14 +2,16 @@
 // One result, one set of probabilities: the outcome, the bars, the referral figure, the sentence on the
 // answers and the heat map all follow the probabilities /api/predict returns (the fused ones when answers
 // were given). A new photo starts a new patient (the answers are cleared) unless "same lesion or patient" is
-// ticked. A photo the lesion check turns away shows no class at all.
+// ticked. A photo the lesion check turns away shows no class at all. "Add another photo of this lesion"
+// sends the lesion's photos together (/api/predict_lesion): the rejected ones are left out and listed, the
+// rest combined by the model's multi-photo rule.
 import { lesionCheckText, percent, renderBars, renderFusion, setStatus, showError } from "./results.js";
 import {
   clearAnswers, keepAnswers, readQuestionnaire, renderQuestionnaire, showQuestionProblem, unreadAnswers,
 } from "./questionnaire.js";
 
 const state = {
-  model: null, requestId: 0, photoId: 0, previewUrl: null, file: null, results: 0,
+  model: null, requestId: 0, photoId: 0, previewUrl: null, file: null, results: 0, photos: [],
   heat: { photoId: -1, label: null, requestId: 0 },
 };
 const $ = (id) => document.getElementById(id);
@@ -26,7 +28,7 @@ async function loadModel() {
     if (state.model.disclaimer) $("disclaimer-text").textContent = state.model.disclaimer;
     // A model with a questionnaire fusion: the short form beside the photo; a change re-runs the last photo.
     renderQuestionnaire($("questions"), state.model.fusion && state.model.fusion.questions, () => {
-      if (state.file) analyse(state.file, { newPhoto: false });
+      if (state.photos.length) analyse(null, { newPhoto: false });
     });
   } catch (error) {
     showError(`Cannot reach the dermtool server (${error.message}). Is "dermtool serve" still running?`);
@@ -79,7 +81,39 @@ function outcomeNumbers(prediction) {
 // says so.
 function checkLine(prediction) {
   const model = state.model || {};
-  return lesionCheckText(prediction.lesion_check, prediction.outcome === "not_a_lesion", model.trained_on);
+  if (!prediction.photos || !prediction.lesion_check) {
+    return lesionCheckText(prediction.lesion_check, prediction.outcome === "not_a_lesion", model.trained_on);
+  }
+  const trained = model.trained_on ? ` The model was trained on ${model.trained_on}.` : "";
+  const left = prediction.left_out.map((item) => item.image);
+  if (!prediction.combined.length) {
+    return `Lesion check: no skin lesion found in any of the ${prediction.photos.length} photos, so no class is shown.${trained}`;
+  }
+  return `Lesion check: ${prediction.combined.length} of ${prediction.photos.length} photos show a skin lesion`
+    + `${left.length ? `; left out: ${left.join(", ")} (${prediction.left_out.map((item) => (item.reason === "error" ? "unreadable" : "no skin lesion found")).join(", ")})` : ""}`
+    + `. Combined by the model's rule: ${prediction.multi_photo.description}.${trained}`;
+}
+
+// The photos of this lesion as thumbnails, each saying whether it was used.
+function renderPhotos(prediction) {
+  const list = $("lesion-photos");
+  list.replaceChildren();
+  list.hidden = state.photos.length < 2;
+  $("another").hidden = !state.photos.length;
+  if (list.hidden) return;
+  const used = new Set((prediction && prediction.combined) || []);
+  state.photos.forEach((photo, index) => {
+    const name = `photo ${index + 1}`;
+    const item = document.createElement("li");
+    item.dataset.used = String(!prediction || used.has(name));
+    const image = document.createElement("img");
+    image.src = photo.url;
+    image.alt = `Photo ${index + 1} of this lesion`;
+    const text = document.createElement("span");
+    text.textContent = item.dataset.used === "true" ? `${index + 1}: used` : `${index + 1}: left out`;
+    item.append(image, text);
+    list.append(item);
+  });
 }
 
 function renderPrediction(prediction) {
@@ -109,6 +143,10 @@ function renderPrediction(prediction) {
     unread: unreadAnswers($("questions")),
   });
   if (rejected) $("fusion").hidden = true;
+  renderPhotos(prediction);
+  if (prediction.photos && prediction.combined.length > 1) {
+    $("bars-title").textContent += `, ${prediction.combined.length} photos combined`;
+  }
   $("result").classList.toggle("rejected", rejected);
   $("result").hidden = false;
   document.body.classList.add("has-result");
@@ -116,9 +154,9 @@ function renderPrediction(prediction) {
   document.body.dataset.results = String(state.results);
 }
 
-async function postImage(path, file, fields = {}) {
+async function postImage(path, files, fields = {}) {
   const form = new FormData();
-  form.append("image", file, file.name || "photo");
+  for (const file of Array.isArray(files) ? files : [files]) form.append("image", file, file.name || "photo");
   for (const [name, value] of Object.entries(fields)) form.append(name, value);
   const response = await fetch(path, { method: "POST", body: form, cache: "no-store" });
   let body = null;
@@ -164,7 +202,7 @@ function hideHeatMap() {
 
 // The heat map of `label` (the class the result shows) for the current photo; asked again only when the
 // photo or the class shown changes.
-async function explain(file, photoId, label) {
+async function explain(file, photoId, label, photoUrl) {
   if (!state.model || !state.model.explain_available) return;
   if (state.heat.photoId === photoId && state.heat.label === label) return;
   const requestId = state.heat.requestId + 1;
@@ -176,8 +214,8 @@ async function explain(file, photoId, label) {
     const result = await postImage("/api/explain", file, { label });
     if (requestId !== state.heat.requestId) return;
     const layer = `data:${result.media_type};base64,${result.heatmap_png_base64}`;
-    $("explain-photo").src = state.previewUrl;
-    $("explain-under").src = state.previewUrl;
+    $("explain-photo").src = photoUrl;
+    $("explain-under").src = photoUrl;
     $("explain-layer").src = layer;
     $("explain-caption").textContent = `Coloured areas most raised the model's score for \u201c${result.name}\u201d, `
       + "the class shown at the top of the result: red most, then yellow, green and blue; uncoloured areas had "
@@ -200,59 +238,73 @@ function answerRefused(error, answers) {
   return shown;
 }
 
-// Classify `file` with the questionnaire's answers. `newPhoto: false` (the answers changed, the photo did
-// not) keeps the photo; a new photo clears the answers unless "same lesion or patient" is ticked.
-async function analyse(file, { newPhoto = true } = {}) {
-  if (!file) return;
+// Classify the lesion's photos with the questionnaire's answers. `file`: a new photo (a new lesion, or with
+// `another` one more photo of this lesion); null with `newPhoto: false` when only the answers changed. A new
+// lesion clears the answers unless "same lesion or patient" is ticked.
+async function analyse(file, { newPhoto = true, another = false } = {}) {
+  if (newPhoto && !file) return;
   const requestId = ++state.requestId;
   showError("");
   $("result").hidden = true;
+  document.body.classList.remove("has-result");
   if (newPhoto) {
+    if (file.type && !file.type.startsWith("image/")) {
+      showError(`"${file.name}" is not an image (${file.type}). Choose a photo (JPEG or PNG).`);
+      setStatus("");
+      return;
+    }
+    const limit = state.model && state.model.max_upload_mb;
+    if (limit && file.size > limit * 1e6) {
+      showError(`This photo is ${(file.size / 1e6).toFixed(1)} MB; the limit is ${limit} MB. Choose a smaller photo.`);
+      setStatus("");
+      return;
+    }
     state.photoId += 1;
-    state.file = null;
     hideHeatMap();
-    if (!keepAnswers($("questions"))) clearAnswers($("questions"));
+    if (!another) {
+      for (const photo of state.photos) URL.revokeObjectURL(photo.url);
+      state.photos = [];
+      if (!keepAnswers($("questions"))) clearAnswers($("questions"));
+    }
+    state.photos.push({ file, url: URL.createObjectURL(file) });
+    showPreview(file);
   }
   const photoId = state.photoId;
-  document.body.classList.remove("has-result");
-  if (file.type && !file.type.startsWith("image/")) {
-    showError(`"${file.name}" is not an image (${file.type}). Choose a photo (JPEG or PNG).`);
-    setStatus("");
-    return;
-  }
-  const limit = state.model && state.model.max_upload_mb;
-  if (limit && file.size > limit * 1e6) {
-    showError(`This photo is ${(file.size / 1e6).toFixed(1)} MB; the limit is ${limit} MB. Choose a smaller photo.`);
-    setStatus("");
-    return;
-  }
-  if (newPhoto) showPreview(file);
-  state.file = file;
-  setStatus("Analysing the photo\u2026", true);
+  const files = state.photos.map((photo) => photo.file);
+  state.file = files[files.length - 1];
+  setStatus(files.length > 1 ? `Analysing the ${files.length} photos of this lesion…` : "Analysing the photo…", true);
+  const path = files.length > 1 ? "/api/predict_lesion" : "/api/predict";
   try {
     let answers = readQuestionnaire($("questions"));
     let prediction;
     try {
-      prediction = await postImage("/api/predict", file, answers);
+      prediction = await postImage(path, files, answers);
     } catch (error) {
       if (!answerRefused(error, answers)) throw error;
       answers = readQuestionnaire($("questions"));
       delete answers[/^answer (\w+)/.exec(error.message)[1]];
-      prediction = await postImage("/api/predict", file, answers);
+      prediction = await postImage(path, files, answers);
     }
     if (requestId !== state.requestId) return;
     setStatus("");
     state.prediction = prediction;
     renderPrediction(prediction);
     document.body.dataset.state = "done";
-    if (prediction.outcome === "not_a_lesion") hideHeatMap();
-    else explain(file, photoId, prediction.label);
+    if (prediction.outcome === "not_a_lesion") {
+      hideHeatMap();
+    } else {  // the heat map of the class shown, on the last photo that was used
+      const used = prediction.combined ? prediction.combined.map((name) => Number(name.split(" ")[1]) - 1) : [files.length - 1];
+      const index = used[used.length - 1];
+      explain(files[index], `${photoId}:${index}`, prediction.label, state.photos[index].url);
+    }
   } catch (error) {
     if (requestId !== state.requestId) return;
     setStatus("");
-    if (error.status === 413 || error.status === 415 || error.status === 422) {
-      clearPreview();
-      state.file = null;
+    if (newPhoto && (error.status === 413 || error.status === 415 || error.status === 422)) {
+      const photo = state.photos.pop();  // the photo that could not be read is not part of the lesion
+      if (photo) URL.revokeObjectURL(photo.url);
+      if (!state.photos.length) clearPreview();
+      renderPhotos(null);
     }
     showError(error.message);
     document.body.dataset.state = "error";
@@ -260,11 +312,11 @@ async function analyse(file, { newPhoto = true } = {}) {
 }
 
 function wireInputs() {
-  for (const id of ["file-input", "camera-input"]) {
+  for (const id of ["file-input", "camera-input", "another-input"]) {
     const input = $(id);
     input.addEventListener("change", () => {
       const file = input.files && input.files[0];
-      analyse(file);
+      analyse(file, { another: id === "another-input" });
       input.value = "";
     });
   }
