@@ -91,3 +91,22 @@ def test_javascript_refuses_what_python_refuses(javascript: list[dict]) -> None:
         with pytest.raises(DermtoolError) as refused:
             combine_photos(case["maps"], case["rule"])
         assert result == {"error": str(refused.value).removeprefix("multi_photo: ")}, case
+
+
+def test_the_native_snippets_apply_every_rule() -> None:
+    """mobile_demo/EMBEDDING.md's Kotlin and Swift for several photos of one lesion name every rule and its
+    parts (the floor, log, exp, the referral classes). (No Kotlin or Swift compiler runs here.)"""
+    import re
+
+    guide = (HERE.parents[1] / "mobile_demo" / "EMBEDDING.md").read_text(encoding="utf-8")
+    section = guide.split("## Several photos of one lesion", 1)[1].split("\n## ", 1)[0]
+    kotlin = re.search(r"```kotlin\n(.*?)```", section, re.S).group(1)
+    swift = re.search(r"```swift\n(.*?)```", section, re.S).group(1)
+    for code in (kotlin, swift):
+        assert "combinePhotos" in code and "floor" in code and "referral" in code
+        assert "exp(" in code and ("ln(" in code or "log(" in code)
+        for rule in RULES[:2]:
+            assert f'"{rule}"' in code, rule
+    assert '"max_referral"' in kotlin and "max_referral" in swift
+    for key in ("rule", "probability_floor", "referral_classes"):
+        assert f"`{key}`" in section
