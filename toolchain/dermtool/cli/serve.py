@@ -31,7 +31,10 @@ def _is_loopback(host: str) -> bool:
         "  dermtool serve --model runs/lite0                  float run: probabilities + Grad-CAM\n"
         "  dermtool serve --model lite0_int8.tflite --port 8080\n"
         "  curl -F image=@lesion.jpg http://127.0.0.1:8000/api/predict\n"
-        "\b\nAPI: POST /api/predict, POST /api/explain (run only), GET /api/health, GET /api/model;\n"
+        "  curl -F image=@close_up.jpg -F image=@dermoscope.jpg http://127.0.0.1:8000/api/predict_lesion\n"
+        "\b\nAPI: POST /api/predict, POST /api/predict_lesion (several photos of one lesion, combined by the\n"
+        "model's rule; photos its lesion check rejects left out), POST /api/explain (run only; heat map of a\n"
+        "class), GET /api/health, GET /api/model;\n"
         "OpenAPI schema at /openapi.json.\n\n" + DISCLAIMER
     ),
 )
