@@ -124,3 +124,27 @@ def test_a_tampered_rule_in_the_metadata_is_refused_in_one_line() -> None:
         check_metadata({"labels": labels, "multi_photo": {"rule": "mean", "referral_classes": ["scc"]}})
     assert MultiPhotoRule.from_dict({"rule": "mean", "referral_classes": ["mel"]}).referral_classes == ("mel",)
     assert np.isclose(sum(combine_photos([{"mel": 0.2, "nv": 0.8}, {"mel": 0.6, "nv": 0.4}], "geometric_mean").values()), 1)
+
+
+def test_photos_the_lesion_check_rejects_are_left_out_and_listed(exported_with_lesion_check: dict,
+                                                                 lesion_paths: list[Path]) -> None:
+    """A real model with the lesion check as its second output: a plain blue square among a lesion's photos is
+    left out (reason not_a_lesion) and the lesion's answer is its real photos'. The threshold is set between
+    the two photos' P(not_a_lesion), so the tiny model's weak check still splits them."""
+    blue = np.zeros((240, 320, 3), np.uint8)
+    blue[..., 2] = 200
+    predictor = Predictor(exported_with_lesion_check["float"])
+    lesion_score, blue_score = (result["lesion_check"]["not_a_lesion"]
+                                for result in predictor.predict([lesion_paths[0], blue]))
+    assert blue_score > lesion_score, (blue_score, lesion_score)
+    strict = predictor.with_options(lesion_check_threshold=(lesion_score + blue_score) / 2)
+    answer = predict_lesion(strict, [lesion_paths[0], blue, lesion_paths[1]], lesion="L2")
+    assert [item["reason"] for item in answer["left_out"]] == ["not_a_lesion"]
+    assert answer["left_out"][0]["image"] == "<upload>" and answer["multi_photo"]["photos_combined"] == 2
+    assert answer["outcome"] != "not_a_lesion"
+    kept = [answer["photos"][0]["probabilities"], answer["photos"][2]["probabilities"]]
+    assert answer["probabilities"] == pytest.approx(combine_photos(kept, model_rule(strict)), abs=1e-6)
+    assert answer["lesion_check"]["not_a_lesion"] == max(answer["photos"][index]["lesion_check"]["not_a_lesion"]
+                                                         for index in (0, 2))
+    only_blue = predict_lesion(strict, [blue])
+    assert only_blue["outcome"] == "not_a_lesion" and only_blue["combined"] == []

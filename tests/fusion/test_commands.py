@@ -207,3 +207,30 @@ def test_bench_gives_the_fused_figures_for_litert_and_mediapipe(fused_run: Path,
     without = run_bench(path, small_ham, split="test", manifest=fused_run / "split.csv", runs=2, warmup=1,
                         progress=False)
     assert "fusion" not in without and any("no answers" in note for note in without["notes"])
+
+
+def test_a_lesions_answers_are_fused_once_with_its_combined_photos(fused_model, pad_test_images: list[Path]) -> None:
+    """Several photos of one lesion with answers: the photos' image-only probabilities are combined by the
+    model's rule, then the fusion applies the answers once (dermtool.explain.lesion)."""
+    import numpy as np
+
+    from dermtool.explain.lesion import model_rule, predict_lesion
+    from dermtool.explain.multi_photo import combine_photos
+    from dermtool.explain.predict import Predictor
+    from dermtool.fusion.questionnaire import read_answers
+
+    predictor = Predictor(fused_model[0])
+    photos = pad_test_images[:2]
+    answers = {"bleed": "yes", "age": "64", "site": "trunk"}
+    lesion = predict_lesion(predictor, photos, lesion="P1", answers=answers)
+    combined = combine_photos([photo["probabilities"] for photo in lesion["photos"]], model_rule(predictor))
+    assert lesion["fusion"]["applied"] is True
+    assert lesion["fusion"]["image_only"]["probabilities"] == pytest.approx(combined, abs=1e-6)
+    row = np.array([combined[label] for label in predictor.labels])
+    fused = predictor.fusion.apply_one(row, read_answers(answers))
+    assert [lesion["probabilities"][label] for label in predictor.labels] == pytest.approx(list(fused), abs=1e-6)
+    cli_result = CliRunner().invoke(cli, ["predict", *map(str, photos), "--lesion", "--model", str(fused_model[0]),
+                                          "--answer", "bleed=yes", "--answer", "age=64", "--answer", "site=trunk",
+                                          "--json", "-"], catch_exceptions=False)
+    assert cli_result.exit_code == 0, cli_result.output
+    assert json.loads(cli_result.stdout)[0]["probabilities"] == lesion["probabilities"]
