@@ -10,8 +10,8 @@
 
 Two safety figures come out of it, for real lesion images of one folder:
 
-- ``lesions_rejected``: the share of real lesions the not-a-lesion guard rejects (target: at most 5 % on
-  every source; a guard fitted on one kind of image rejecting another kind is how it fails);
+- ``lesions_rejected``: the share of real lesions the lesion check rejects (target: at most 5 % on
+  every source; a check fitted on one kind of image rejecting another kind is how it fails);
 - ``out_of_class_benign``: among images whose label the model does not know (a class left out of training,
   standing in for the diseases a model has never seen), the share called ``benign``: a confident all-clear
   for a disease it cannot recognise (target: at most 5 %). The leave-classes-out protocol trains without some
@@ -19,7 +19,7 @@ Two safety figures come out of it, for real lesion images of one folder:
   ``--out-of-scope``, a source's ``out_of_scope`` labels (MILK10k's inflammatory, other benign and other
   malignant lesions, never trained) are added to the split's images as such out-of-class images.
 
-The model's own decision rule is used (referral threshold, uncertainty threshold, guard), exactly as
+The model's own decision rule is used (referral threshold, uncertainty threshold, lesion check), exactly as
 ``dermtool predict`` applies it. A multi-source model's label map for DATA applies (as in ``dermtool bench``).
 Output: a flat JSON object (and a table on stdout) with the outcome shares per true label.
 """
@@ -37,7 +37,7 @@ OUTCOME_ORDER = ("benign", "refer", "uncertain", "not_a_lesion")
 
 
 def outcome_table(records: list[Any], outcomes: list[str], known_labels: set[str]) -> dict[str, Any]:
-    """Shares of each outcome per true label, the guard's false rejections and the out-of-class all-clears."""
+    """Shares of each outcome per true label, the lesion check's false rejections and the out-of-class all-clears."""
     by_label: dict[str, Counter] = {}
     for record, outcome in zip(records, outcomes):
         by_label.setdefault(record.label, Counter())[outcome] += 1
@@ -64,7 +64,7 @@ def run(model: str, data: str, split: str | None, manifest: str | None, referenc
     from dermtool.data.sources import out_of_scope_records, source_of_folder
     from dermtool.explain.predict import Predictor
 
-    predictor = Predictor(model, data_dir=None)
+    predictor = Predictor(model)
     reference = reference_run or (model if Path(model).is_dir() else None)
     if split is not None and manifest is None and reference is None:
         raise SystemExit("--split needs --manifest SPLIT.csv or --reference-run RUN (a .tflite has no split)")

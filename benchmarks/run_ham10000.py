@@ -11,7 +11,9 @@ Stages (each timed; the wall times go into the summary and RESULTS.md):
 1. **train** ``dermtool.train.trainer.train`` into ``OUT/run`` (a finished run is reused with
    ``--skip-train``; an interrupted one is resumed from its last checkpoint); then **fuse**
    (``dermtool fuse``: the questionnaire fusion, fitted when the run's data holds answers, so that the
-   exports carry it; reused when ``RUN/fusion.json`` exists).
+   exports carry it; reused when ``RUN/fusion.json`` exists); then **lesion-check** (``dermtool lesion-check``:
+   the "no skin lesion in this photo" head every export carries as its second output; reused when
+   ``RUN/lesion_check.json`` exists).
 2. **export** each variant with ``dermtool.export.tflite.export_model`` into ``OUT/models/VARIANT.tflite``
    (an existing file is reused unless ``--force-export``):
 
@@ -179,6 +181,20 @@ def fuse_stage(run_dir: Path) -> dict | None:
         return None
     print(format_report(report), flush=True)
     return report
+
+
+def lesion_check_stage(run_dir: Path) -> None:
+    """``dermtool lesion-check`` on the run (reused when ``RUN/lesion_check.json`` exists), so that every export
+    carries the lesion check as its second output."""
+    from dermtool.explain.lesion_check import run_file
+    from dermtool.explain.lesion_check_fit import fit_for_run
+
+    if run_file(run_dir).exists():
+        print(f"reusing {run_file(run_dir)}", flush=True)
+        return
+    check = fit_for_run(run_dir, progress=True)
+    print(f"lesion check: reject at P(not_a_lesion) >= {check.threshold:.3f} (written to {run_file(run_dir)})",
+          flush=True)
 
 
 def fusion_lines(report: dict | None) -> list[str]:
@@ -427,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         timer.run("train", lambda: train_stage(arguments.config, arguments.data, run_dir, arguments.skip_train))
         fusion_report = timer.run("fuse", lambda: fuse_stage(run_dir))
+        timer.run("lesion-check", lambda: lesion_check_stage(run_dir))
         models: dict[str, Path] = {}
         exports: dict[str, dict | None] = {}
         for variant in arguments.variant_list:

@@ -142,3 +142,9 @@ def test_fuse_stage_reuses_an_existing_fusion(script, tmp_path: Path) -> None:
     (tmp_path / "fusion.json").write_text("{}", encoding="utf-8")
     (tmp_path / "fusion_report.json").write_text('{"splits": {}}', encoding="utf-8")
     assert script.fuse_stage(tmp_path) == {"splits": {}}
+
+
+def test_lesion_check_stage_reuses_an_existing_check(script, tmp_path: Path, capsys) -> None:
+    (tmp_path / "lesion_check.json").write_text("{}", encoding="utf-8")
+    script.lesion_check_stage(tmp_path)  # no fit: the file is there (an empty run folder could not be fitted)
+    assert "reusing" in capsys.readouterr().out

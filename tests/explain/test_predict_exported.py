@@ -13,7 +13,7 @@ from tests.explain.contract import check_contract
 
 def test_tiny_run_and_its_tflite_exports_agree(tiny_run: Path, exported_models: dict, small_ham: Path) -> None:
     images = sorted((small_ham / "images").glob("*.jpg"))[::4]  # 21 real images, every class
-    run_predictor = Predictor(tiny_run, data_dir=small_ham)
+    run_predictor = Predictor(tiny_run)
     run_results = run_predictor.predict(images)
     for result in run_results:
         check_contract(result, run_predictor.labels, 3)

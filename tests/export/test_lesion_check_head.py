@@ -52,7 +52,7 @@ def test_mediapipe_returns_the_lesion_check_as_a_second_head_and_predict_reports
     assert model.lesion_check_output is not None and model.output.shape[-1] == len(metadata["labels"])
     paths, pixels = photos
     results = Predictor(path).predict(list(pixels))
-    step = 1 / 256 + 1e-6 if mode == "int8" else 1e-5
+    step = 1 / 256 + 1e-4 if mode == "int8" else 1e-4  # one output step; results are rounded to 4 decimals
     options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)), max_results=-1)
     with vision.ImageClassifier.create_from_options(options) as classifier:
         for image, result in zip(pixels, results):

@@ -11,10 +11,12 @@ PAD-UFES-20's photos). The features are the classifier's pooled backbone feature
 How it is chosen (:func:`choose`): for each candidate L2 strength, and each source ``S``, fit on every other
 source's images (lesions and skin crops, plus generated images) and measure on ``S``'s validation split: the
 share of its lesions rejected (false rejections) and of its skin crops caught, and the share of generated
-validation images caught (another seed). The strength and threshold kept are those whose worst left-out
-source rejects at most :attr:`FitSettings.target_false_rejection` of its lesions, catching the most
-negatives (the worst of skin crops and generated images); then the check is fitted again on every source.
-With one source there is nothing to leave out: the same rule on its own validation split.
+validation images caught (another seed). The strength and threshold kept are those with the smallest
+**worst left-out source's balanced error**: the mean of its false rejections and of the negatives missed
+(the worse of its skin crops and the generated images), a source the check has never seen standing in for a
+new clinic. Then the check is fitted again on every source. With one source there is nothing to leave out:
+the same rule on its own validation split. (Asking instead that no left-out source loses more than 3 % of
+its lesions pushed the threshold to 0.9 and let a third of the skin crops through: docs/experiments.md.)
 
 The generated images with seed 0 and the test split are never used here: they are the benchmark's
 (``benchmarks/bench_lesion_check.py``), as is ISIC 2017 (never used for fitting or choosing anything).
@@ -48,9 +50,11 @@ class FitSettings:
     crops_per_source: int = 400  # skin crops per source from training photos (fit)
     validation_crops_per_source: int = 150  # skin crops per source from validation photos (choice)
     generated_per_kind: int = 30  # generated non-lesion images per kind (fit; a third as many to choose)
-    l2_strengths: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
+    l2_strengths: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1e-1)
     thresholds: tuple[float, ...] = tuple(round(value, 3) for value in np.arange(0.05, 0.96, 0.025))
-    target_false_rejection: float = 0.03  # worst left-out source, validation split (a margin below 5 %)
+    #: a left-out source's false rejections above this rule a choice out unless none meets it (then the
+    #: smallest worst balanced error wins anyway): 1.0 = no hard limit, the balanced error alone decides
+    target_false_rejection: float = 1.0
     seed: int = 0
 
 
@@ -175,9 +179,14 @@ def choose(train: Features, validation: Features, settings: FitSettings) -> Choi
             figures[name] = {"false_rejection": rejected, "skin_crops_caught": crops, "generated_caught": generated}
             worst_rejection = np.fmax(worst_rejection, rejected)
             worst_caught = np.fmin(worst_caught, np.fmin(np.nan_to_num(crops, nan=1.0), np.nan_to_num(generated, nan=1.0)))
+        worst_error = np.zeros(len(thresholds))  # the worst left-out source's balanced error
+        for item in figures.values():
+            missed = 1 - np.fmin(np.nan_to_num(item["skin_crops_caught"], nan=1.0),
+                                 np.nan_to_num(item["generated_caught"], nan=1.0))
+            worst_error = np.fmax(worst_error, (np.nan_to_num(item["false_rejection"]) + missed) / 2)
         for position, threshold in enumerate(thresholds):
             meets = worst_rejection[position] <= settings.target_false_rejection
-            key = (float(meets), worst_caught[position] if meets else -worst_rejection[position], -l2)
+            key = (float(meets), -worst_error[position], -l2)
             if best is None or key > best[0]:
                 best = (key, Choice(float(l2), float(threshold), {
                     name: {metric: round(float(values[position]), 4) for metric, values in item.items()}
@@ -334,8 +343,8 @@ def fit_from_features(train: Features, validation: Features, settings: FitSettin
         fitting={
             "method": "weighted L2 logistic regression on standardised pooled features (standardisation folded in)",
             "l2": choice.l2,
-            "chosen_by": "leave one source out: worst left-out source's validation false rejection <= "
-                         f"{settings.target_false_rejection}, then most negatives caught",
+            "chosen_by": "leave one source out: the smallest worst left-out source's balanced error "
+                         "(mean of its validation lesions rejected and negatives missed)",
             "training_images": counts,
             "settings": {key: (list(value) if isinstance(value, tuple) else value)
                          for key, value in asdict(settings).items()},
