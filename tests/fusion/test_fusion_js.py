@@ -136,3 +136,36 @@ def test_the_native_snippets_read_what_the_fusion_json_holds(fixture: dict) -> N
         assert key in item["questions"][0] and f'"{key}"' in kotlin and f"let {key}:" in swift, key
     for code in (kotlin, swift):
         assert "max(" in code and "exp(" in code and ("ln(" in code or "log(" in code) and "imageScale *" in code
+
+
+CHECK_CONFIG = """
+import { checkConfig } from %s;
+const base = { labels: ["mel", "nv"], referral: { classes: ["mel"], threshold: 0.3 }, uncertainty_threshold: 0.5,
+  fusion: null, lesion_check: { head_name: "lesion_check", categories: ["lesion", "not_a_lesion"], threshold: 0.9 } };
+const answers = {};
+for (const [name, config] of Object.entries({
+  ok: base, none: { ...base, lesion_check: null },
+  zero: { ...base, lesion_check: { ...base.lesion_check, threshold: 0 } },
+  above_one: { ...base, lesion_check: { ...base.lesion_check, threshold: 1.5 } },
+  text: { ...base, lesion_check: { ...base.lesion_check, threshold: "0.9" } },
+  no_head: { ...base, lesion_check: { ...base.lesion_check, head_name: "" } },
+})) {
+  try { checkConfig(config); answers[name] = "ok"; } catch (error) { answers[name] = error.message; }
+}
+console.log(JSON.stringify(answers));
+"""
+
+
+def test_the_app_refuses_a_tampered_lesion_check_in_its_config() -> None:
+    """config.json's lesion check (threshold in (0, 1], a head name) is checked when the offline app loads: an
+    edited threshold must neither let every photo through nor turn every lesion away."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is missing: the offline app's JavaScript tests need it (.ci/run installs it)")
+    script = CHECK_CONFIG % json.dumps(FUSION_JS.as_uri())
+    answers = json.loads(subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True,
+                                        check=True, timeout=60).stdout)
+    assert answers["ok"] == "ok" and answers["none"] == "ok"
+    for name in ("zero", "above_one", "text"):
+        assert answers[name].startswith("config.json: lesion_check.threshold must be a number in (0, 1]"), answers
+    assert answers["no_head"].startswith("config.json: lesion_check.head_name must be"), answers
