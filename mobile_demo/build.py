@@ -133,7 +133,8 @@ def multi_photo_config(model: Path, metadata: dict[str, Any], referral_classes: 
 
     item = metadata.get("multi_photo")
     try:
-        rule = MultiPhotoRule.from_dict(item, f"{model} (dermtool.json multi_photo)") if item else default_rule(referral_classes)
+        where = f"{model} (dermtool.json multi_photo)"
+        rule = MultiPhotoRule.from_dict(item, where) if item else default_rule(referral_classes)
     except DermtoolError as error:
         raise BuildError(str(error)) from None
     if not rule.referral_classes:

@@ -214,7 +214,8 @@ def extract_uploads(body: bytes, content_type_header: str, limit_bytes: int,
     """The photos of one lesion: every file of a ``multipart/form-data`` body in fields named ``image`` (1 to
     ``max_files``, in order), each checked for type and emptiness, and the plain fields (the answers)."""
     if check_request_type(content_type_header) != "multipart/form-data":
-        raise UploadError(422, f"Send the lesion's photos as multipart/form-data, each in a field named '{IMAGE_FIELD}'.")
+        raise UploadError(422, "Send the lesion's photos as multipart/form-data, each in a field named "
+                               f"'{IMAGE_FIELD}'.")
     files, fields = _parse_parts(body, content_type_header, limit_bytes)
     others = [name for name, _ in files if name != IMAGE_FIELD]
     if others:
