@@ -73,12 +73,19 @@ def test_tampered_referral_threshold_is_refused_everywhere(int8_model: Path, ima
         Predictor(model)
 
 
-def test_tampered_ood_and_fusion_thresholds_are_refused(int8_model: Path, image: Path, tmp_path: Path) -> None:
+def test_tampered_lesion_check_and_fusion_thresholds_are_refused(int8_model: Path, image: Path, tmp_path: Path,
+                                                                  exported_with_lesion_check: dict) -> None:
     metadata = read_metadata(int8_model)
     labels = metadata["labels"]
-    if metadata.get("ood"):
-        model = tampered(int8_model, tmp_path, "ood", ood=dict(metadata["ood"], threshold=float("nan")))
-        one_error_line(CliRunner().invoke(cli, ["predict", str(image), "--model", str(model)]), "ood", "NaN")
+    checked = Path(exported_with_lesion_check["int8"])
+    block = read_metadata(checked)["lesion_check"]
+    for name, value in (("nan", float("nan")), ("two", 2.0), ("text", "high")):
+        model = tampered(checked, tmp_path, f"lesion_check_{name}", lesion_check=dict(block, threshold=value))
+        one_error_line(CliRunner().invoke(cli, ["predict", str(image), "--model", str(model)]),
+                       "lesion_check.threshold")
+    # metadata that claims a lesion check the graph does not have (or the reverse) is refused too
+    model = tampered(int8_model, tmp_path, "lesion_check_claimed", lesion_check=block)
+    one_error_line(CliRunner().invoke(cli, ["predict", str(image), "--model", str(model)]), "lesion-check output")
     nan_fusion = toy_fusion_dict(labels)
     nan_fusion["referral"] = dict(nan_fusion.get("referral") or {}, threshold=float("nan"))
     model = tampered(int8_model, tmp_path, "fusion", fusion=nan_fusion)
