@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dermtool.export.card_capabilities import EMBEDDING_GUIDE, build_capabilities, render_capabilities
+from dermtool.export.card_capabilities import EMBEDDING_GUIDE, _percent, build_capabilities, render_capabilities
 from dermtool.export.metadata import read_metadata
 from dermtool.run import RunFolder
 
@@ -48,8 +48,11 @@ def test_an_export_with_a_lesion_check_shows_its_figures(exported_with_lesion_ch
     assert f"P(not_a_lesion) >= {check['threshold']:.2f}" in sentence
     measured = check["figures"].get("refitted_validation") or {}
     for name, value in (measured.get("false_rejection") or {}).items():
-        assert f"{value:.0%} of {name}'s real lesion photos" in sentence
+        assert f"{_percent(value)} of {name}'s real lesion photos" in sentence
     assert not any("no lesion check" in item for item in section["cannot"])
+    crops = measured.get("skin_crops_caught") or {}
+    if crops and min(crops.values()) < 0.95:  # what it misses is said under "cannot"
+        assert any(f"catches only {_percent(min(crops.values()))}" in item for item in section["cannot"])
     assert sentence in markdown
 
 

@@ -24,6 +24,8 @@ KIND_WORDS = {
     "clinical": "Clinical close-ups (an ordinary camera)",
     "smartphone": "Phone photos (a smartphone's own camera)",
 }
+#: The issue's target share of non-lesions a lesion check catches; below it the card says what it misses.
+CAUGHT_TARGET = 0.95
 #: Below this many test images of a class, its recall is called "too few to rely on".
 FEW_IMAGES = 10
 EMBEDDING_GUIDE = "mobile_demo/EMBEDDING.md"
@@ -37,7 +39,10 @@ FIGURES_NOTE = ("Figures: the float model on each source's lesion-grouped test s
 
 
 def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
+    """``42%``; one decimal below 10 % (``0.2%``), so that a small rate is not shown as 0."""
+    if value is None:
+        return "n/a"
+    return f"{value:.1%}" if 0 < value < 0.1 else f"{value:.0%}"
 
 
 def _number(value: Any, digits: int = 2) -> str:
@@ -136,10 +141,20 @@ def _lesion_check_sentences(lesion_check: Mapping[str, Any] | None) -> tuple[str
                                             for name, value in crops.items()))
     if isinstance(measured.get("generated_caught"), (int, float)):
         parts.append(f"catches {_percent(measured['generated_caught'])} of generated non-lesion images")
+    unseen = figures.get("leave_one_source_out_validation")
+    if isinstance(unseen, Mapping) and unseen:
+        worst = max(unseen, key=lambda name: (unseen[name] or {}).get("false_rejection") or 0.0)
+        parts.append(f"fitted without a source, it turns away at most "
+                     f"{_percent((unseen[worst] or {}).get('false_rejection'))} of that source's photos ({worst})")
     threshold = lesion_check.get("threshold")
     text = (f"Turn away photos that show no skin lesion (the model's second output '{lesion_check.get('head_name', 'lesion_check')}', "
             f"rejecting at P(not_a_lesion) >= {_number(threshold)})")
-    return (text + (": on validation images it " + "; ".join(parts) + "." if parts else ".")), None
+    cannot = None
+    if isinstance(crops, Mapping) and crops and min(crops.values()) < CAUGHT_TARGET:
+        low = min(crops, key=crops.get)
+        cannot = (f"Always tell skin without a lesion from a lesion: its lesion check catches only "
+                  f"{_percent(crops[low])} of {low}'s lesion-free skin crops (validation).")
+    return (text + (": on validation images it " + "; ".join(parts) + "." if parts else ".")), cannot
 
 
 def build_capabilities(*, labels: Sequence[str], run_metrics: Mapping[str, Any],
