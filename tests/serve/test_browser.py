@@ -297,6 +297,10 @@ def test_questionnaire_beside_the_photo(browser, fusion_server: LiveServer, fusi
         context.close()
 
 
+#: true once the fusion box lists an answer as used (the last answer given has been applied)
+ANSWERS_USED = "words => (document.querySelector('.fusion-image') || {}).textContent?.includes(words)"
+
+
 def test_a_new_photo_starts_a_new_patient(browser, fusion_server: LiveServer, fusion_run: Path, ham_images) -> None:
     """Answers given for one photo are cleared when another photo is chosen (the next patient), unless the
     health worker ticks "same lesion or patient": then they are kept and used for the new photo."""
@@ -310,7 +314,7 @@ def test_a_new_photo_starts_a_new_patient(browser, fusion_server: LiveServer, fu
         page.set_input_files("#file-input", str(first))
         page.wait_for_selector("body[data-results='1']", state="attached", timeout=60_000)
         answer(page, answers)
-        page.wait_for_selector("#fusion[data-applied='true']", state="attached", timeout=60_000)
+        page.wait_for_function(ANSWERS_USED, arg="age 60-74", timeout=60_000)  # both answers applied
 
         results = int(page.get_attribute("body", "data-results"))
         page.set_input_files("#file-input", str(second))
@@ -322,7 +326,7 @@ def test_a_new_photo_starts_a_new_patient(browser, fusion_server: LiveServer, fu
 
         page.check("#same-patient")
         answer(page, answers)
-        page.wait_for_selector("#fusion[data-applied='true']", state="attached", timeout=60_000)
+        page.wait_for_function(ANSWERS_USED, arg="age 60-74", timeout=60_000)  # both answers applied
         results = int(page.get_attribute("body", "data-results"))
         page.set_input_files("#file-input", str(first))
         page.wait_for_selector(f"body[data-results='{results + 1}']", state="attached", timeout=60_000)
