@@ -233,9 +233,8 @@ async function explain(file, photoId, label, photoUrl) {
 function answerRefused(error, answers) {
   const match = /^answer (\w+)/.exec(error.message || "");
   if (!match || error.status !== 400 || !(match[1] in answers)) return false;
-  const shown = showQuestionProblem($("questions"), match[1],
-    `Not understood (${error.message.replace(/^answer \w+=?/, "").replace(/^'[^']*' /, "")}). This answer is not used.`);
-  return shown;
+  const expected = error.message.includes("; ") ? ` Expected ${error.message.split("; ").slice(1).join("; ")}.` : "";
+  return showQuestionProblem($("questions"), match[1], `Not understood.${expected} This answer is not used.`);
 }
 
 // Classify the lesion's photos with the questionnaire's answers. `file`: a new photo (a new lesion, or with
