@@ -20,6 +20,9 @@ their own size, as an app runs it, reading the ``lesion_check`` head; ``litert``
   away from the mask in HAM10000, a corner elsewhere), caught.
 
 ``--per-source N`` caps the test photos per source (0: all). The threshold is the model's (dermtool.json).
+``--record`` writes the figures into ``RUN/lesion_check.json`` (``figures["test_<mode>"]``, with the command and
+date), so that the next ``dermtool export`` carries them in ``dermtool.json`` ``lesion_check.figures`` for
+the model card (the exported graph is the same: the figures describe it).
 """
 
 from __future__ import annotations
@@ -133,6 +136,27 @@ def run(model_path: str, run_path: str, unseen: str | None = None, per_source: i
     return results
 
 
+def record(run_path: str, results: dict[str, Any], command: str) -> str:
+    """Write ``results`` into ``RUN/lesion_check.json`` as ``figures["test_<mode>"]``; returns the key."""
+    import datetime
+
+    from dermtool.explain.lesion_check import read_run_check, run_file
+    from dermtool.export.metadata import read_metadata
+    from dermtool.io_utils import atomic_write_json
+
+    check = read_run_check(run_path)
+    if check is None:
+        raise SystemExit(f"{run_path} has no lesion_check.json to record the figures in")
+    key = f"test_{read_metadata(results['model']).get('mode', 'model')}"
+    check.figures[key] = {
+        "model": results["model"], "threshold": results["threshold"], "unseen": results["unseen"],
+        "counts": results["counts"], "clients": results["clients"], "command": command,
+        "date": datetime.date.today().isoformat(),
+    }
+    atomic_write_json(run_file(run_path), check.to_dict())
+    return key
+
+
 def format_table(results: dict[str, Any]) -> str:
     clients = list(results["clients"])
     lines = [f"threshold P(not_a_lesion) >= {results['threshold']:.3f}",
@@ -161,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Who runs the model (repeat; default both).")
     parser.add_argument("--save-crops", help="Write up to 24 skin crops per source as PNG into this folder.")
     parser.add_argument("--json", dest="json_out", help="Write the results as JSON here.")
+    parser.add_argument("--record", action="store_true",
+                        help="Also write the figures into RUN/lesion_check.json (figures.test_<mode>) for the export.")
     arguments = parser.parse_args(argv)
     results = run(arguments.model, arguments.run, arguments.unseen, arguments.per_source, arguments.per_kind,
                   tuple(arguments.client or ("mediapipe", "litert")), arguments.save_crops)
@@ -169,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         from dermtool.io_utils import atomic_write_json
 
         atomic_write_json(arguments.json_out, results)
+    if arguments.record:
+        import shlex
+
+        command = "python " + " ".join(shlex.quote(part) for part in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+        print(f"recorded as figures.{record(arguments.run, results, command)} in {arguments.run}/lesion_check.json")
     return 0
 
 

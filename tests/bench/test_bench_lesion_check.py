@@ -60,3 +60,12 @@ def test_the_benchmark_script_measures_every_source_and_the_unseen_folder(export
         assert len(figures["skin_crops_caught"]) == 1 and "blank" in figures["generated_caught"]
     assert results["counts"]["lesions:unseen"] == 6 and list((tmp_path / "crops").rglob("*.png"))
     assert "lesions rejected: unseen" in script.format_table(results)
+    import shutil
+
+    from dermtool.explain.lesion_check import read_run_check
+
+    run = tmp_path / "run"
+    shutil.copytree(lesion_check_run, run)
+    assert script.record(str(run), results, "python benchmarks/bench_lesion_check.py ...") == "test_int8"
+    recorded = read_run_check(run).figures["test_int8"]
+    assert recorded["clients"] == results["clients"] and recorded["command"].startswith("python benchmarks/")

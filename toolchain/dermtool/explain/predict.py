@@ -71,7 +71,7 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 OUTCOME_HEADLINES: dict[str, str] = {
     "refer": "REFER: have a dermatologist examine this lesion",
     "uncertain": "UNCERTAIN: the model is not confident; do not rely on this result",
-    "not_a_lesion": "NOT A LESION IMAGE: this does not look like a usable photo of a skin lesion",
+    "not_a_lesion": "NOT A LESION IMAGE: the lesion check found no skin lesion in this photo",
     "benign": "No referral signal from the model (this is not a diagnosis)",
 }
 
