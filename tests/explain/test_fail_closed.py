@@ -90,7 +90,7 @@ def test_run_folder_with_nan_weights_fails_closed(nan_run: Path, small_ham: Path
     from dermtool.explain.predict import Predictor
 
     with pytest.raises(ModelOutputError):
-        Predictor(nan_run, ood=False)
+        Predictor(nan_run, lesion_check=False)
     with pytest.raises(ModelOutputError):
         Explainer(nan_run)
     image = next((small_ham / "images").iterdir())
@@ -103,11 +103,15 @@ def test_a_prediction_that_turns_non_finite_is_never_an_outcome(tiny_run: Path, 
     """The per-prediction check, for a model that passed the load probe and goes bad later."""
     from dermtool.explain.predict import Predictor
 
-    predictor = Predictor(tiny_run, ood=False)
+    predictor = Predictor(tiny_run, lesion_check=False)
     backend = predictor._shared.backend
     original = backend.predict
-    backend.predict = lambda images: np.full((len(images), len(predictor.labels)), np.nan)
+    backend.predict = lambda images: (np.full((len(images), len(predictor.labels)), np.nan), None)
     try:
+        with pytest.raises(ModelOutputError):
+            predictor.predict([next((small_ham / "images").iterdir())])
+        # a lesion check that answers NaN is no outcome either
+        backend.predict = lambda images: (original(images)[0], np.full(len(images), np.nan))
         with pytest.raises(ModelOutputError):
             predictor.predict([next((small_ham / "images").iterdir())])
     finally:
