@@ -178,7 +178,10 @@ class ExportOptions:
     ``qat_epochs`` epochs (int8 only). ``prune``: target sparsity in [0, 1) reached by ``prune_epochs`` epochs
     of pruning fine-tuning (0 = no pruning). ``distill``: those fine-tunes learn the float model's softmax
     (self-distillation, :mod:`dermtool.optimize.distill`) instead of the labels, so the exported model keeps
-    the float model's answers. ``representative_images``: int8 calibration images from the training split.
+    the float model's answers. ``representative_images``: int8 calibration images from the training split;
+    ``non_lesion_representative``: for a run with a lesion check, that many non-lesion images added to them
+    (:func:`dermtool.export.calibration_data.non_lesion_images`), so that the check's second head is
+    calibrated on what it must reject too.
     ``bias_correction`` (int8 only; None = on for post-training int8, off with QAT and for the other modes):
     round the kernels to their int8 grid and correct the mean shift on the representative images
     (:mod:`dermtool.optimize.bias_correction`), so that the int8 model disagrees with the float model on fewer
@@ -196,6 +199,7 @@ class ExportOptions:
     qat: bool = False
     prune: float = 0.0
     representative_images: int = 300
+    non_lesion_representative: int = 48
     qat_epochs: int = 2
     prune_epochs: int = 2
     distill: bool = True
@@ -388,6 +392,11 @@ class _Export:
                 self.train_records, options.representative_images, self.spec, options.seed, self.progress)
         if len(self.calibration_images) == 0:
             raise DermtoolError("none of the representative training images could be read")
+        if self.lesion_check is not None and options.non_lesion_representative > 0:
+            from dermtool.export.calibration_data import non_lesion_images
+
+            extra = non_lesion_images(self.train_records, options.non_lesion_representative, self.spec, options.seed)
+            self.calibration_images = np.concatenate([self.calibration_images, extra])
 
     # ---- step 4: pruning, bias correction, QAT (each optional, in this order; QAT after bias correction)
     def optimise(self, candidate: Any) -> Any:
@@ -476,7 +485,7 @@ class _Export:
             return None
         return "float model (distillation)" if self.options.distill else "labels"
 
-    # ---- step 6: TFLite metadata (normalisation, labels.txt, dermtool.json with the OOD guard)
+    # ---- step 6: TFLite metadata (normalisation, labels.txt, the lesion check's head, dermtool.json)
     def attach_metadata(self, content: bytes) -> bytes:
         from dermtool.explain.multi_photo import rule_for_export
         from dermtool.explain.predict import DEFAULT_MALIGNANT_CLASSES
@@ -495,10 +504,10 @@ class _Export:
         }
         if config.data.sources:  # a multi-source model carries its label maps, so bench can read each source's folder
             extra["sources"] = [source_to_dict(source) for source in config.data.sources]
-        ood = _ood_parameters(run, self.folder, lambda images: _predict_float(self.reference, images, self.spec),
-                              self.progress)
-        if ood is not None:
-            extra["ood"] = ood
+        if self.lesion_check is not None:
+            from dermtool.explain.lesion_check import metadata_block
+
+            extra["lesion_check"] = metadata_block(self.lesion_check)
         if self.fusion is not None:
             extra["fusion"] = self.fusion
         extra["multi_photo"] = rule_for_export(run.path, (run.metrics.get("referral") or {}).get("classes")
