@@ -93,34 +93,6 @@ def load_representative_images(
     return load_split([train_records[i] for i in indices], "train", spec, progress).images
 
 
-def non_lesion_images(records: Sequence[tuple[str, Path, int]], count: int, spec: Any, seed: int = 0) -> np.ndarray:
-    """``count`` images that are not lesions, at the model's input size, for the int8 calibration of a model
-    with the lesion check: half generated non-lesions (:mod:`dermtool.explain.non_lesion`, seed ``seed + 3``:
-    not the fit's 1, the choice's 2 or the benchmarks' 0), half a corner of training photos (skin beside the
-    lesion, :func:`dermtool.explain.skin_crops.corner_crop`). Without them the second head's activation ranges
-    are set on lesions only, and int8 lets more lesion-free skin through than the float model."""
-    from dermtool.data.images import ImageError, load_rgb
-    from dermtool.data.preprocess import resize
-    from dermtool.explain.non_lesion import generate_non_lesion_images
-    from dermtool.explain.skin_crops import corner_crop
-
-    if count <= 0:
-        return np.zeros((0, spec.image_size, spec.image_size, 3), np.uint8)
-    rng = np.random.default_rng(seed)
-    generated = generate_non_lesion_images(count_per_kind=max(1, (count // 2 + 6) // 7), seed=seed + 3)
-    order = rng.permutation(len(generated))[: count // 2]
-    images = [resize(generated[index].pixels, spec.image_size, spec.resize_policy) for index in order]
-    for index in rng.permutation(len(records)):
-        if len(images) >= count:
-            break
-        try:
-            photo = load_rgb(records[index][1])
-        except (ImageError, OSError):
-            continue
-        images.append(resize(np.ascontiguousarray(corner_crop(photo, rng)), spec.image_size, spec.resize_policy))
-    return np.stack(images)
-
-
 def with_range_anchor(images: np.ndarray) -> np.ndarray:
     """A copy of ``images`` whose first image has one black and one white pixel (in a corner).
 

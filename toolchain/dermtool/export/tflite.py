@@ -178,10 +178,7 @@ class ExportOptions:
     ``qat_epochs`` epochs (int8 only). ``prune``: target sparsity in [0, 1) reached by ``prune_epochs`` epochs
     of pruning fine-tuning (0 = no pruning). ``distill``: those fine-tunes learn the float model's softmax
     (self-distillation, :mod:`dermtool.optimize.distill`) instead of the labels, so the exported model keeps
-    the float model's answers. ``representative_images``: int8 calibration images from the training split;
-    ``non_lesion_representative``: for a run with a lesion check, that many non-lesion images added to them
-    (:func:`dermtool.export.calibration_data.non_lesion_images`), so that the check's second head is
-    calibrated on what it must reject too.
+    the float model's answers. ``representative_images``: int8 calibration images from the training split.
     ``bias_correction`` (int8 only; None = on for post-training int8, off with QAT and for the other modes):
     round the kernels to their int8 grid and correct the mean shift on the representative images
     (:mod:`dermtool.optimize.bias_correction`), so that the int8 model disagrees with the float model on fewer
@@ -199,7 +196,6 @@ class ExportOptions:
     qat: bool = False
     prune: float = 0.0
     representative_images: int = 300
-    non_lesion_representative: int = 48
     qat_epochs: int = 2
     prune_epochs: int = 2
     distill: bool = True
@@ -392,11 +388,6 @@ class _Export:
                 self.train_records, options.representative_images, self.spec, options.seed, self.progress)
         if len(self.calibration_images) == 0:
             raise DermtoolError("none of the representative training images could be read")
-        if self.lesion_check is not None and options.non_lesion_representative > 0:
-            from dermtool.export.calibration_data import non_lesion_images
-
-            extra = non_lesion_images(self.train_records, options.non_lesion_representative, self.spec, options.seed)
-            self.calibration_images = np.concatenate([self.calibration_images, extra])
 
     # ---- step 4: pruning, bias correction, QAT (each optional, in this order; QAT after bias correction)
     def optimise(self, candidate: Any) -> Any:
