@@ -69,3 +69,14 @@ def test_the_benchmark_script_measures_every_source_and_the_unseen_folder(export
     assert script.record(str(run), results, "python benchmarks/bench_lesion_check.py ...") == "test_int8"
     recorded = read_run_check(run).figures["test_int8"]
     assert recorded["clients"] == results["clients"] and recorded["command"].startswith("python benchmarks/")
+
+
+def test_the_terminal_report_has_the_lesion_check_lines() -> None:
+    from dermtool.bench.report import lesion_check_lines
+
+    part = {"lesions": 40, "false_rejection": 0.025,
+            "non_lesions": {"generated": {"n": 16, "caught": 1.0}, "skin_crops": {"n": 40, "caught": 0.95}}}
+    lines = lesion_check_lines({"lesion_check": {"threshold": 0.675, **part, "mediapipe": part}})
+    assert lines[1] == "Lesion check (reject at P(not_a_lesion) >= 0.675)"
+    assert "lesions rejected 2.5 % of 40" in lines[2] and lines[3].strip().startswith("MediaPipe")
+    assert lesion_check_lines({"lesion_check": None}) == []

@@ -207,6 +207,26 @@ def _data_line(results: Mapping[str, Any]) -> str:
     return f"{where}{split}: {results.get('n', data.get('images', '?'))} images"
 
 
+def lesion_check_lines(results: Mapping[str, Any]) -> list[str]:
+    """The lesion check's figures (``results["lesion_check"]``): lesions rejected, non-lesions caught, per client."""
+    block = results.get("lesion_check")
+    if not block:
+        return []
+    lines = ["", f"Lesion check (reject at P(not_a_lesion) >= {block['threshold']:.3f})"]
+    for name, part in (("LiteRT", block), ("MediaPipe", block.get("mediapipe"))):
+        if not part:
+            continue
+        generated, crops = part["non_lesions"]["generated"], part["non_lesions"]["skin_crops"]
+        lines.append(f"  {name:<10} lesions rejected {_percent(part['false_rejection'])} of {part['lesions']}; "
+                     f"generated non-lesions caught {_percent(generated['caught'])} of {generated['n']}; "
+                     f"lesion-free skin crops caught {_percent(crops['caught'])} of {crops['n']}")
+    return lines
+
+
+def _percent(value: Any) -> str:
+    return "-" if value is None else f"{float(value) * 100:.1f} %"
+
+
 def format_table(results: Mapping[str, Any]) -> str:
     """The terminal report: accuracy, reference and drift, per-class (melanoma first), latency, size, memory."""
     lines = ["Model:  " + _model_line(results), "Data:   " + _data_line(results)]
@@ -221,6 +241,7 @@ def format_table(results: Mapping[str, Any]) -> str:
     lines += ["", "Per class (melanoma first)"] + _rows_to_text(per_class_rows(results))
     if results.get("fusion"):
         lines += ["", fusion_title(results)] + _rows_to_text(fusion_rows(results))
+    lines += lesion_check_lines(results)
     if results.get("latency_ms"):
         lines += ["", "Latency (ms; XNNPACK; timed runs on real preprocessed images)"] + _rows_to_text(latency_rows(results))
     device = results.get("device") or {}

@@ -65,6 +65,9 @@ def export(run_dir: Path, out_path: Path, mode: str | None, io_type: str | None,
     The calibration temperature is folded into the model, so its softmax output is calibrated. The
     file carries TFLite metadata (labels, normalisation, dermtool.json) that MediaPipe's ImageClassifier
     and `dermtool bench` / `predict` read. An int8 model with uint8 input takes raw 0-255 pixels.
+    A run with RUN/lesion_check.json (`dermtool lesion-check RUN`) gets the lesion check as the model's
+    second output `lesion_check` (lesion, not_a_lesion; MediaPipe's second classification head), its
+    threshold and figures in dermtool.json; without it the model has no lesion check (a warning says so).
 
     The accuracy gate runs the exported model (LiteRT) and the float model on the run's validation
     images and refuses the export, writing nothing, if balanced accuracy drops by more than --max-drop
