@@ -111,7 +111,7 @@ def test_reference_with_other_labels(exported_models: dict[str, Path], small_ham
     model = TFLiteModel(exported_models["float"])
     renamed = with_metadata(exported_models["float"], tmp_path / "renamed.tflite",
                             dermtool_metadata(model.metadata, labels=[f"class{n}" for n in range(model.num_classes)],
-                                              referral=None, melanoma=None))  # a valid model of other classes
+                                              referral=None, melanoma=None, multi_photo=None))  # a valid model of other classes
     result = bench(exported_models["int8"], "--data", small_ham, "--reference", renamed, "--runs", "2")
     assert_one_line_error(result, "must be the same classes")
 
