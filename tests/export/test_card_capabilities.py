@@ -102,3 +102,26 @@ def test_a_missing_figure_is_left_out_not_invented(two_source_run: Path, missing
     else:  # a single-source view: one pooled row of the test split
         assert [row["source"] for row in section["per_source"]] == ["all"]
         assert section["per_source"][0]["test_images"] == metrics["test"]["n"]
+
+
+def test_the_lesion_checks_test_figures_through_mediapipe_are_preferred(two_source_run: Path) -> None:
+    """A lesion check whose figures carry the test splits measured through MediaPipe (``bench_lesion_check
+    --record``, as the recommended model's do): the card quotes those for an int8 export, ISIC 2017 named as
+    unseen clinics, and says under "cannot" which skin crops it misses most."""
+    clients = {"mediapipe": {"false_rejection": {"ham": 0.003, "unseen": 0.055}, "skin_crops_caught": {"ham": 0.91},
+                             "generated_caught_overall": 0.993},
+               "litert": {"false_rejection": {"ham": 0.004, "unseen": 0.059}, "skin_crops_caught": {"ham": 0.92},
+                          "generated_caught_overall": 0.993}}
+    check = {"head_name": "lesion_check", "categories": ["lesion", "not_a_lesion"], "threshold": 0.675,
+             "figures": {"refitted_validation": {"false_rejection": {"ham": 0.5}},
+                         "test_int8": {"unseen": "../shared/data/isic2017", "clients": clients}}}
+    run = RunFolder(two_source_run)
+    section = build_capabilities(labels=run.labels, run_metrics=run.metrics, fusion_report=None,
+                                 model_metadata={"lesion_check": check}, gate=None, mode="int8",
+                                 kinds={"ham": "dermoscopic", "pad": "smartphone"})
+    sentence = next(item for item in section["can"] if item.startswith("Turn away photos"))
+    assert "run through MediaPipe as a phone runs it" in sentence and "P(not_a_lesion) >= 0.68" in sentence
+    assert "0.3% of ham's real lesion photos" in sentence and "50%" not in sentence
+    assert "5.5% of isic2017's real lesion photos (clinics it never saw)" in sentence
+    assert "99% of generated non-lesion images" in sentence
+    assert any("catches only 91% of ham's lesion-free skin crops (test split)" in item for item in section["cannot"])

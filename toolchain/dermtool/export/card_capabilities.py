@@ -123,38 +123,60 @@ def _multi_photo_sentence(multi_photo: Mapping[str, Any] | None) -> str | None:
             f"photos together ({alone}).")
 
 
-def _lesion_check_sentences(lesion_check: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
-    """(what it can: the check's figures, what it cannot: no check) from dermtool.json's ``lesion_check``."""
+def _lesion_check_measurement(figures: Mapping[str, Any], mode: str) -> tuple[Mapping[str, Any], str, str | None]:
+    """``(figures, where they were measured, the unseen folder's name)``: the test splits through MediaPipe
+    (``figures["test_int8"]`` for an int8 export, ``test_float`` otherwise; ``bench_lesion_check --record``)
+    when recorded, else the fit's own validation figures."""
+    test = figures.get("test_int8" if mode == "int8" else "test_float") or next(
+        (value for key, value in figures.items() if key.startswith("test_") and isinstance(value, Mapping)), None)
+    clients = (test or {}).get("clients") if isinstance(test, Mapping) else None
+    if isinstance(clients, Mapping) and clients:
+        client = "mediapipe" if "mediapipe" in clients else next(iter(clients))
+        unseen = test.get("unseen")
+        where = ("on the test splits, run through MediaPipe as a phone runs it" if client == "mediapipe"
+                 else f"on the test splits ({client})")
+        return clients[client], where, (str(unseen).rstrip("/").rsplit("/", 1)[-1] if unseen else None)
+    return (figures.get("refitted_validation") or figures), "on validation images", None
+
+
+def _lesion_check_sentences(lesion_check: Mapping[str, Any] | None, mode: str) -> tuple[str | None, str | None]:
+    """(what it can: the check's figures, what it cannot: no check, or what it misses) from dermtool.json's
+    ``lesion_check``."""
     if not lesion_check:
         return None, ("Tell a photo without a skin lesion from a lesion photo: this model has no lesion check, so "
                       "any image (an invoice, a wall, healthy skin) gets a class and maybe a referral.")
     figures = lesion_check.get("figures") or {}
-    measured = figures.get("refitted_validation") or figures
+    measured, where, unseen_name = _lesion_check_measurement(figures, mode)
     parts = []
     rejected = measured.get("false_rejection")
     if isinstance(rejected, Mapping) and rejected:
-        parts.append("turns away " + ", ".join(f"{_percent(value)} of {name}'s real lesion photos"
-                                               for name, value in rejected.items()))
+        parts.append("turns away " + ", ".join(
+            f"{_percent(value)} of {unseen_name}'s real lesion photos (clinics it never saw)"
+            if name == "unseen" and unseen_name else f"{_percent(value)} of {name}'s real lesion photos"
+            for name, value in rejected.items()))
     crops = measured.get("skin_crops_caught")
     if isinstance(crops, Mapping) and crops:
         parts.append("catches " + ", ".join(f"{_percent(value)} of {name}'s lesion-free skin crops"
                                             for name, value in crops.items()))
-    if isinstance(measured.get("generated_caught"), (int, float)):
-        parts.append(f"catches {_percent(measured['generated_caught'])} of generated non-lesion images")
+    generated = measured.get("generated_caught_overall", measured.get("generated_caught"))
+    if isinstance(generated, (int, float)) and not isinstance(generated, bool):
+        parts.append(f"catches {_percent(generated)} of generated non-lesion images (blank, text, patterns ...)")
     unseen = figures.get("leave_one_source_out_validation")
     if isinstance(unseen, Mapping) and unseen:
         worst = max(unseen, key=lambda name: (unseen[name] or {}).get("false_rejection") or 0.0)
-        parts.append(f"fitted without a source, it turns away at most "
-                     f"{_percent((unseen[worst] or {}).get('false_rejection'))} of that source's photos ({worst})")
+        parts.append(f"fitted without a source, it turned away at most "
+                     f"{_percent((unseen[worst] or {}).get('false_rejection'))} of that source's validation photos "
+                     f"({worst})")
     threshold = lesion_check.get("threshold")
-    text = (f"Turn away photos that show no skin lesion (the model's second output '{lesion_check.get('head_name', 'lesion_check')}', "
-            f"rejecting at P(not_a_lesion) >= {_number(threshold)})")
+    text = (f"Turn away photos that show no skin lesion (the model's second output "
+            f"'{lesion_check.get('head_name', 'lesion_check')}', rejecting at P(not_a_lesion) >= {_number(threshold)})")
     cannot = None
     if isinstance(crops, Mapping) and crops and min(crops.values()) < CAUGHT_TARGET:
         low = min(crops, key=crops.get)
         cannot = (f"Always tell skin without a lesion from a lesion: its lesion check catches only "
-                  f"{_percent(crops[low])} of {low}'s lesion-free skin crops (validation).")
-    return (text + (": on validation images it " + "; ".join(parts) + "." if parts else ".")), cannot
+                  f"{_percent(crops[low])} of {low}'s lesion-free skin crops "
+                  f"({'test split' if 'test' in where else 'validation'}).")
+    return (text + (f": {where}, it " + "; ".join(parts) + "." if parts else ".")), cannot
 
 
 def build_capabilities(*, labels: Sequence[str], run_metrics: Mapping[str, Any],
@@ -175,7 +197,7 @@ def build_capabilities(*, labels: Sequence[str], run_metrics: Mapping[str, Any],
     several = _multi_photo_sentence(metadata.get("multi_photo"))
     if several:
         can.append(several)
-    check_can, check_cannot = _lesion_check_sentences(metadata.get("lesion_check"))
+    check_can, check_cannot = _lesion_check_sentences(metadata.get("lesion_check"), mode)
     if check_can:
         can.append(check_can)
     if gate:
