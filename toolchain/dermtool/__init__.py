@@ -5,6 +5,12 @@ dermtool is a decision-support research tool, not a medical device.
 Importing this package sets ``TF_USE_LEGACY_KERAS=1`` so that TensorFlow, whenever it is imported later,
 uses Keras 2 (``tf_keras``): quantization-aware training and pruning (tensorflow-model-optimization) need it.
 The package itself imports no TensorFlow at import time, so ``dermtool --help`` stays fast.
+
+Imports: dermtool's own modules import each other at module level (the structure a reader or a type checker
+sees is the real one). Two kinds of import are deferred into the functions that need them, on purpose:
+TensorFlow / tf_keras / MediaPipe / matplotlib and the other heavy libraries (seconds to load: a module that
+only reads a CSV must not pay for them), and in ``dermtool.cli`` what a command needs, imported when the command
+runs, so that ``dermtool --help`` and each command's ``--help`` load none of the library.
 """
 
 import os

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from dermtool import DermtoolError
+from dermtool.files import read_regular_file
 
 ResizePolicy = Literal["squash", "center_crop", "pad"]
 SourceKind = Literal["dermoscopic", "smartphone", "clinical", "other"]
@@ -389,8 +390,6 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if path is None:
         config = Config()
     else:
-        from dermtool.files import read_regular_file
-
         path = Path(path)
         if not path.exists():
             raise DermtoolError(f"config file not found: {path}")

@@ -17,21 +17,24 @@ images are left out and counted in ``ignored_unknown``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from dermtool import DermtoolError, metrics
-
-if TYPE_CHECKING:  # pragma: no cover
-    from dermtool.run import RunFolder
+from dermtool.data.layouts import check_labels, read_dataset
+from dermtool.data.pipeline import load_images
+from dermtool.data.sources import map_dataset_labels, source_of_folder
+from dermtool.data.split import SPLITS
+from dermtool.fusion.fitting import answers_of_csv, read_run_fusion, side_by_side
+from dermtool.fusion.model import Fusion
+from dermtool.run import RunFolder
 
 
 def select_records(records: list, run, split: str | None) -> list:
     """The records of DATA to evaluate: all, or those listed under ``split`` in the run's split.csv."""
     if split is None:
         return list(records)
-    from dermtool.data.split import SPLITS
 
     if split not in SPLITS:
         raise DermtoolError(f"--split {split!r} is not one of {', '.join(SPLITS)}")
@@ -66,12 +69,6 @@ def evaluate(
     confusion_matrix) plus ``temperature``, ``skipped_images`` (files that could not be decoded),
     ``ignored_unknown`` ({label: count}, only with ``ignore_unknown``), and ``split`` and ``data``.
     """
-    from dermtool.data.layouts import check_labels, read_dataset
-    from dermtool.data.pipeline import load_images
-    from dermtool.run import RunFolder
-
-    from dermtool.data.sources import map_dataset_labels, source_of_folder
-
     run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     dataset = read_dataset(data_dir, labels_csv or None)
     source = source_of_folder(run.config.data.sources, dataset, run.split_rows if split else (), source)
@@ -99,7 +96,6 @@ def evaluate(
     result["skipped_images"] = [{"path": str(path), "reason": reason} for path, reason in failed]
     if ignore_unknown:
         result["ignored_unknown"] = ignored
-    from dermtool.fusion.fitting import read_run_fusion
 
     fused = fusion_comparison(read_run_fusion(run), run.metrics.get("referral"), dataset.csv_path,
                               [record.image_id for record in kept], y_true, probabilities, run.labels)
@@ -117,9 +113,6 @@ def fusion_comparison(fusion_item: dict[str, Any] | None, image_referral: dict[s
     answers read from ``csv_path`` (DATA's metadata CSV) by image id (``answers_table``: that CSV already
     read by :func:`dermtool.fusion.fitting.answers_of_csv`). None when there is no fusion (``fusion_item``: a
     fusion.json / dermtool.json ``fusion``) or no image has answers."""
-    from dermtool.fusion.fitting import answers_of_csv, side_by_side
-    from dermtool.fusion.model import Fusion
-
     if not fusion_item or csv_path is None:
         return None
     fusion = Fusion.from_dict(fusion_item, where, model_labels=labels)

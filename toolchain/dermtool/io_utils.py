@@ -8,6 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+from dermtool import DermtoolError
 
 
 def _read_umask() -> int:
@@ -30,14 +31,11 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """
     path = Path(path)
     if path.exists() and not path.is_file():  # never replace a device node, a FIFO or a folder
-        from dermtool import DermtoolError
 
         raise DermtoolError(f"{path}: exists and is not a regular file; it is never replaced")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        from dermtool import DermtoolError
-
         raise DermtoolError(f"{path}: a folder on the way is a file") from None
     handle, temporary = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent

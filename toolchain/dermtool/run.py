@@ -32,7 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from dermtool import DermtoolError
+from dermtool import DermtoolError, metrics
+from dermtool.config import load_config
+from dermtool.data.preprocess import InputSpec, normalize
+from dermtool.data.split import read_split_csv
+from dermtool.files import check_regular_file, read_text_file
+from dermtool.models import color_constancy
 
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.txt"
@@ -132,8 +137,6 @@ class RunFolder:
     @cached_property
     def labels(self) -> list[str]:
         """Class names in the model's output order."""
-        from dermtool.files import read_text_file
-
         lines = read_text_file(self.file(LABELS_FILE), "run file").splitlines()
         labels = [line.strip() for line in lines if line.strip()]
         if not labels:
@@ -143,8 +146,6 @@ class RunFolder:
     @cached_property
     def input_spec(self):
         """The :class:`dermtool.data.preprocess.InputSpec` the model was trained with."""
-        from dermtool.data.preprocess import InputSpec
-
         return InputSpec.from_dict(self._read_json(INPUT_SPEC_FILE))
 
     @cached_property
@@ -167,15 +168,11 @@ class RunFolder:
     @cached_property
     def config(self):
         """The resolved :class:`dermtool.config.Config` of the run (from config.toml)."""
-        from dermtool.config import load_config
-
         return load_config(self.file(CONFIG_FILE))
 
     @cached_property
     def split_rows(self) -> list:
         """The rows of split.csv (``SplitRow``: image_id, label, group, split)."""
-        from dermtool.data.split import read_split_csv
-
         return read_split_csv(self.file(SPLIT_FILE))
 
     @property
@@ -188,8 +185,6 @@ class RunFolder:
             return list(csv.DictReader(handle))
 
     def _read_json(self, name: str) -> dict[str, Any]:
-        from dermtool.files import read_text_file
-
         path = self.file(name)
         try:
             value = json.loads(read_text_file(path, "run file"))
@@ -203,10 +198,6 @@ class RunFolder:
     def load_model(self):
         """A fresh tf_keras model from model.keras (``compile=False``); callers may modify it freely."""
         import tf_keras as keras
-
-        from dermtool.models import color_constancy
-
-        from dermtool.files import check_regular_file
 
         color_constancy.register()  # a model trained with [model] color_constancy has this layer
         check_regular_file(self.model_path, "model file", model=True)  # not a FIFO or a link to /dev/zero
@@ -238,8 +229,6 @@ class RunFolder:
 
         The model is loaded once per RunFolder and reused by later calls.
         """
-        from dermtool.data.preprocess import normalize
-
         images = np.asarray(uint8_images)
         size = self.input_spec.image_size
         if images.ndim != 4 or images.shape[1:] != (size, size, 3):
@@ -254,6 +243,4 @@ class RunFolder:
 
     def predict_probabilities(self, uint8_images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities ``softmax(logits / T)`` (float64, N x C), columns in ``labels`` order."""
-        from dermtool import metrics
-
         return metrics.softmax(self.predict_logits(uint8_images, batch_size), self.temperature)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from dermtool import DermtoolError
 from dermtool.config import AugmentConfig
 
 #: Salts of this module's random draws (split from the batch seed with a salt of their own).
@@ -47,8 +48,6 @@ CAMERA_FIELDS = ("zoom_out", "shift", "white_balance", "vignette", "blur", "moti
 
 def check_camera_config(augment: AugmentConfig) -> None:
     """A clear error for values outside their range."""
-    from dermtool import DermtoolError
-
     for name in CAMERA_FIELDS:
         value = getattr(augment, name)
         if not math.isfinite(value) or value < 0:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 from dermtool import DermtoolError
 from dermtool.data.images import IMAGE_SUFFIXES
+from dermtool.files import check_regular_file
 
 LABEL_COLUMNS = ("dx", "label")
 GROUP_COLUMNS = ("lesion_id", "patient_id", "group")
@@ -208,8 +209,6 @@ class _CsvShape:
 
 def read_csv_head(path: Path, rows: int = 0) -> tuple[list[str], list[list[str]]]:
     """The lower-cased header and up to ``rows`` first data rows."""
-    from dermtool.files import check_regular_file
-
     check_regular_file(path, "labels CSV")  # not a FIFO or a link to /dev/zero; within DERMTOOL_MAX_FILE_MB
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -269,8 +268,6 @@ def _resolve_labels_csv(root: Path, labels_csv: str | os.PathLike) -> Path:
 
 def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """The lower-cased header and the non-blank rows as (line number, {column: stripped value})."""
-    from dermtool.files import check_regular_file
-
     check_regular_file(path, "labels CSV")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:

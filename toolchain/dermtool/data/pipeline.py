@@ -42,7 +42,8 @@ from tqdm import tqdm
 
 from dermtool import DermtoolError
 from dermtool.config import AugmentConfig
-from dermtool.data.camera_augment import seed_pair
+from dermtool.data.camera_augment import camera_augment, camera_enabled, check_camera_config, seed_pair
+from dermtool.data.images import ImageError
 from dermtool.data.preprocess import InputSpec, load_image, normalize_tf
 
 # Luma weights (the Y row of RGB -> YIQ); saturation blends towards this grey, hue rotates the I/Q plane.
@@ -82,8 +83,6 @@ def load_images(
     ``"empty"``, ``"too_large"``). To keep labels aligned, drop the failed paths from them too. A tqdm
     progress bar goes to stderr when ``progress`` is true (and stderr is a terminal).
     """
-    from dermtool.data.images import ImageError
-
     paths = list(paths)
     size = spec.image_size
     images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
@@ -118,7 +117,6 @@ def _check_augment_config(augment: AugmentConfig) -> None:
         value = getattr(augment, name)
         if not math.isfinite(value) or value < 0:
             raise DermtoolError(f"augment.{name} must be 0 (off) or a positive number, got {value!r}")
-    from dermtool.data.camera_augment import check_camera_config
 
     check_camera_config(augment)
     if augment.zoom >= 1:
@@ -292,8 +290,6 @@ def _compiled_transform(geometry: bool, colour: bool, spec: InputSpec | None) ->
 def _augment(images: Any, augment: AugmentConfig | None, seed: Any, spec: InputSpec | None) -> Any:
     """:func:`augment_batch`, followed by ``normalize_tf(..., spec)`` when ``spec`` is given (fused)."""
     import tensorflow as tf
-
-    from dermtool.data.camera_augment import camera_augment, camera_enabled
 
     geometry = augment is not None and (
         augment.rotation_degrees > 0 or augment.zoom > 0 or augment.horizontal_flip or augment.vertical_flip

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from dermtool import DermtoolError
+from dermtool.data.images import load_rgb
 
 RESIZE_POLICIES: tuple[str, ...] = ("squash", "center_crop", "pad")
 
@@ -144,8 +145,6 @@ def load_image(path_or_bytes: str | Path | bytes, spec: InputSpec) -> np.ndarray
 
     Raises :class:`dermtool.data.images.ImageError` (with ``.reason``) for unreadable files.
     """
-    from dermtool.data.images import load_rgb  # decoding lives in images.py; imported here, not at module load
-
     return resize(load_rgb(path_or_bytes), spec.image_size, spec.resize_policy)
 
 

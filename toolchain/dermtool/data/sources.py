@@ -27,7 +27,9 @@ from typing import Any, Iterable, Sequence
 
 from dermtool import DermtoolError
 from dermtool.config import DataConfig, SourceConfig
+from dermtool.data.images import identical_files
 from dermtool.data.layouts import Dataset, Record, read_dataset
+from dermtool.data.split import make_split
 
 #: CSV columns read as the Fitzpatrick skin type (1-6) of an image, first match wins.
 SKIN_TYPE_COLUMNS = ("fitzpatrick", "fitzpatrick_skin_type", "skin_type")
@@ -206,8 +208,6 @@ def merge_identical_files(records: Sequence[SourceRecord]) -> list[SourceRecord]
     """The records with the groups of byte-identical image files merged (each takes the alphabetically first
     group among its copies), so that a picture filed under two lesion ids lands in one split
     (:func:`dermtool.data.images.identical_files` finds the copies)."""
-    from dermtool.data.images import identical_files
-
     parent: dict[str, str] = {}
 
     def root(group: str) -> str:
@@ -232,8 +232,6 @@ def make_source_split(records: Iterable[SourceRecord], seed: int = 0, val_fracti
     folder's lesion ids, so both photos of a lesion land in the same split; the lesions of byte-identical
     files filed under two lesion ids then join the split of the first of them (:func:`merge_identical_files`),
     which leaves every other lesion where it was."""
-    from dermtool.data.split import make_split
-
     records = list(records)
     by_pool: dict[str, list[SourceRecord]] = {}
     for record in records:

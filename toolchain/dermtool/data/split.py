@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from dermtool import DermtoolError
+from dermtool.files import check_regular_file
 from dermtool.io_utils import atomic_write_text
 
 SPLITS = ("train", "val", "test")
@@ -148,7 +149,6 @@ def read_split_csv(path: str | os.PathLike) -> list[SplitRow]:
     path = Path(path)
     if not path.is_file():
         raise DermtoolError(f"split file not found: {path}")
-    from dermtool.files import check_regular_file
 
     check_regular_file(path, "split file")  # within DERMTOOL_MAX_FILE_MB
     try:

@@ -24,8 +24,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from dermtool import DermtoolError, metrics
+from dermtool.data.pipeline import load_images
+from dermtool.data.sources import resolve_sources, run_collection, run_split_records
+from dermtool.files import read_text_file
 from dermtool.fusion.model import Fusion, balanced_weights, fit_fusion
-from dermtool.fusion.questionnaire import QUESTION_NAMES, Answers, answers_from_row
+from dermtool.fusion.questionnaire import Answers, QUESTION_NAMES, answers_from_row
+from dermtool.io_utils import atomic_write_json
+from dermtool.run import RunFolder
+from dermtool.train.report import SplitStrata, referral_over_sources
 
 FUSION_FILE = "fusion.json"
 REPORT_FILE = "fusion_report.json"
@@ -62,8 +68,6 @@ def answers_of_collection(collection: Any) -> dict[str, Answers]:
 def _probabilities(run: Any, records: Sequence[Any], progress: bool) -> np.ndarray:
     """The image model's calibrated probabilities of ``records``: decoded in a thread pool, then one pass of
     the model (an image that cannot be decoded is an error naming it: the answers must stay aligned)."""
-    from dermtool.data.pipeline import load_images
-
     if not records:
         return np.zeros((0, len(run.labels)))
     images, failed = load_images([record.path for record in records], run.input_spec, progress=progress)
@@ -90,11 +94,6 @@ def fit_run_fusion(run_path: str | Path, *, l2: float = DEFAULT_L2, data_dir: st
                    progress: bool = True) -> tuple[Fusion, dict[str, Any]]:
     """Fit, calibrate and report ``run_path``'s fusion; writes ``fusion.json`` and ``fusion_report.json``
     into the run folder (atomically) and returns ``(fusion, report)``."""
-    from dermtool.data.sources import resolve_sources, run_collection, run_split_records
-    from dermtool.io_utils import atomic_write_json
-    from dermtool.run import RunFolder
-    from dermtool.train.report import SplitStrata, referral_over_sources
-
     if not l2 > 0:
         raise DermtoolError(f"--l2 must be a positive number, got {l2}")
     run = RunFolder(run_path)
@@ -219,7 +218,6 @@ def read_run_fusion(run: Any) -> dict[str, Any] | None:
     if not path.exists() and not path.is_symlink():
         return None  # (a FIFO or a link to a device is refused by the reader below, not taken for "no fusion")
     again = f"run `dermtool fuse {run.path}` again"
-    from dermtool.files import read_text_file
 
     try:
         item = json.loads(read_text_file(path, "fusion"))  # a regular file, size-capped

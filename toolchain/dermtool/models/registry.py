@@ -35,13 +35,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from dermtool import DermtoolError
-from dermtool.models import color_constancy, efficientnet_lite, mobilenet
+from dermtool.data.preprocess import InputSpec
+from dermtool.models import color_constancy, efficientnet_lite, loading, mobilenet
 
 if TYPE_CHECKING:  # pragma: no cover
     import tf_keras as keras
 
     from dermtool.config import DataConfig, ModelConfig
-    from dermtool.data.preprocess import InputSpec
 
 #: Names of the classifier head's layers (everything else but the input belongs to the backbone).
 IMAGE_INPUT_NAME = "image"
@@ -134,8 +134,6 @@ def build_classifier(model_config: "ModelConfig", num_classes: int, image_size: 
     """
     import tf_keras as keras
 
-    from dermtool.models import loading
-
     spec = get_spec(model_config.name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise DermtoolError(f"a classifier needs at least 2 classes (got {num_classes!r})")
@@ -168,8 +166,6 @@ def build_classifier(model_config: "ModelConfig", num_classes: int, image_size: 
 
 def input_spec(model_config: "ModelConfig", data_config: "DataConfig") -> "InputSpec":
     """The :class:`~dermtool.data.preprocess.InputSpec` of this model: data's size/resize, model's mean/std."""
-    from dermtool.data.preprocess import InputSpec
-
     spec = get_spec(model_config.name)
     return InputSpec(
         image_size=data_config.image_size,

@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 
 from dermtool import DermtoolError
+from dermtool.models.registry import clone_with_weights
+from dermtool.optimize.common import check_keras2_model
 
 logger = logging.getLogger(__name__)
 
@@ -190,9 +192,6 @@ def correct_int8_rounding_bias(
     keeping the activations later layers still need, so memory grows with the number of images (about 2 GB
     more for 300 images at 192 px through EfficientNet-Lite0).
     """
-    from dermtool.models.registry import clone_with_weights
-    from dermtool.optimize.common import check_keras2_model
-
     check_keras2_model(model, "bias correction")
     # A fresh graph: a model rebuilt from another one (strip_pruning, a clone) may share its layers with it,
     # and then a layer's output tensor can belong to the other model's graph.

@@ -6,6 +6,7 @@ import logging
 from typing import Any, Sequence
 
 from dermtool import DermtoolError
+from dermtool.optimize.distill import distillation_model
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +126,6 @@ def compile_and_fit(
     if steps < 1:
         raise DermtoolError("fine-tuning needs training images, but the training dataset is empty")
     if teacher is not None:
-        from dermtool.optimize.distill import distillation_model
-
         model = distillation_model(model, teacher)  # trains the same student variables
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate))
     else:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dermtool import DermtoolError
+from dermtool.models.registry import clone_with_weights
 from dermtool.optimize.common import check_keras2_model, compile_and_fit, count_batches, variable_short_name
 
 #: Share of the fine-tuning steps after which the target sparsity is reached.
@@ -107,8 +108,6 @@ def prune_finetune(
     (:mod:`dermtool.optimize.distill`).
     """
     import tensorflow_model_optimization as tfmot
-
-    from dermtool.models.registry import clone_with_weights
 
     check_keras2_model(model, "pruning")
     if not 0 < target_sparsity < 1:

@@ -27,12 +27,10 @@ from __future__ import annotations
 from typing import Any
 
 from dermtool import DermtoolError
-from dermtool.optimize.common import (
-    check_keras2_model,
-    compile_and_fit,
-    freeze_batch_normalization,
-    variable_short_name,
-)
+from dermtool.models import color_constancy
+from dermtool.models.registry import clone_with_weights
+from dermtool.optimize.common import (check_keras2_model, compile_and_fit, freeze_batch_normalization,
+                                      variable_short_name)
 
 
 def _quantize_wrappers(model: Any) -> list[Any]:
@@ -204,8 +202,6 @@ def _annotate(model: Any) -> tuple[Any, dict[str, Any]]:
     import tf_keras as keras
     import tensorflow_model_optimization as tfmot
 
-    from dermtool.models import color_constancy
-
     annotate = tfmot.quantization.keras.quantize_annotate_layer
     if not any(layer.name == color_constancy.LAYER_NAME for layer in model.layers):
         return tfmot.quantization.keras.quantize_annotate_model(model), {}
@@ -224,8 +220,6 @@ def _annotate(model: Any) -> tuple[Any, dict[str, Any]]:
 def quantize_for_training(model: Any, prune_preserve: bool = False) -> Any:
     """The QAT model of ``model`` (a clone: ``model`` is not modified), checked to be fully quantized."""
     import tensorflow_model_optimization as tfmot
-
-    from dermtool.models.registry import clone_with_weights
 
     check_keras2_model(model, "quantization-aware training")
     source = clone_with_weights(model)

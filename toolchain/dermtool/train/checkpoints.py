@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dermtool import DermtoolError
+from dermtool.config import Config
 from dermtool.io_utils import atomic_write_json, atomic_write_text
 from dermtool.run import CHECKPOINTS_DIR, CONFIG_FILE, RUN_ENTRIES
 
@@ -68,8 +69,6 @@ def _is_empty(folder: Path) -> bool:
 def _config_differences(old_text: str, new_text: str) -> list[str]:
     """``section.key: old -> new`` for each setting that differs. A key missing from either text (a run
     written by a dermtool that did not have that setting yet) counts as its default value."""
-    from dermtool.config import Config
-
     defaults = Config().to_dict()
     old, new = tomllib.loads(old_text), tomllib.loads(new_text)
     differences = []

@@ -19,9 +19,11 @@ from typing import Sequence
 
 import numpy as np
 
-from dermtool import DermtoolError
+from dermtool import DermtoolError, metrics
 from dermtool.config import Config
-from dermtool.data.split import SplitRow
+from dermtool.data.pipeline import load_images
+from dermtool.data.sources import make_source_split, read_sources, resolve_sources
+from dermtool.data.split import SplitRow, make_split, read_split_csv
 
 SPLITS = ("train", "val", "test")
 
@@ -65,9 +67,6 @@ class TrainingData:
 def choose_split(records: Sequence, config: Config, split_csv: str | Path | None) -> list[SplitRow]:
     """The split rows: read from ``split_csv`` when given, else a lesion-grouped split from the config
     (made within each source when the config names several)."""
-    from dermtool.data.sources import make_source_split
-    from dermtool.data.split import make_split, read_split_csv
-
     if split_csv:
         return read_split_csv(split_csv)
     make = make_source_split if config.data.sources else make_split
@@ -107,8 +106,6 @@ def effective_class_weights(data: "TrainingData") -> np.ndarray:
 
 def source_balanced_accuracies(split: SplitImages, probabilities: np.ndarray, data: "TrainingData") -> dict[str, float]:
     """Balanced accuracy of each source's images in ``split`` (sources without images there left out)."""
-    from dermtool import metrics
-
     scores = {}
     for index, name in enumerate(data.source_names):
         mask = split.sources == index
@@ -148,9 +145,6 @@ def prepare_training_data(config: Config, spec, split_rows: Sequence[SplitRow] |
     ``split_rows`` (the run's own split when resuming) wins over ``split_csv``, which wins over
     ``config.data.split_csv``; without any, a fresh split is made with the config's seed and fractions.
     """
-    from dermtool.data.pipeline import load_images
-    from dermtool.data.sources import read_sources, resolve_sources
-
     sources = resolve_sources(config.data)
     where = ", ".join(source.data_dir for source in sources)
     collection = read_sources(sources)

@@ -191,8 +191,6 @@ def out_of_scope_outcomes(labels: list[str], aside: OutOfScope, temperature: flo
                           referral: dict[str, Any] | None, names: Sequence[str]) -> dict[str, Any] | None:
     """Per source: how the outcome rule treats images of labels the model was never trained on (the share
     called benign is the one that matters: such a lesion is then not sent to a clinician)."""
-    from dermtool.train.calibration import calibrated_probabilities
-
     if referral is None or not len(aside.labels):
         return None
     columns = [labels.index(name) for name in referral["classes"]]

@@ -38,13 +38,22 @@ import numpy as np
 
 from dermtool import DermtoolError, metrics
 from dermtool.config import Config, validate
+from dermtool.data.pipeline import make_dataset
+from dermtool.data.split import read_split_csv, write_split_csv
 from dermtool.io_utils import atomic_path, atomic_write_json, atomic_write_text
+from dermtool.models import registry
 from dermtool.run import (CHECKPOINTS_DIR, CONFIG_FILE, CONFUSION_MATRIX_FILE, INPUT_SPEC_FILE, LABELS_FILE,
                           LOGS_DIR, METRICS_FILE, MODEL_FILE, SPLIT_FILE, TRAINING_CURVES_FILE, LogitsPredictor,
                           RunFolder)
 from dermtool.train.checkpoints import RunState, prepare_run_folder, remove_checkpoints_except
+from dermtool.train.data import (effective_class_weights, prepare_training_data, sampling_shares,
+                                 source_balanced_accuracies)
+from dermtool.train.devices import choose_devices, precision_policy
 from dermtool.train.history import EpochRecord, read_history, write_history
-from dermtool.train.data import effective_class_weights, sampling_shares, source_balanced_accuracies
+from dermtool.train.losses import make_loss
+from dermtool.train.plots import plot_confusion_matrix, plot_training_curves
+from dermtool.train.report import OutOfScope, SplitStrata, final_metrics
+from dermtool.train.schedule import build_optimizer, current_learning_rate, make_optimizer, make_warmup_cosine
 
 LOG_FILE = "train.log"
 PHASES = ("head", "finetune")
@@ -137,8 +146,6 @@ def train(
     validate(config, "training configuration")
     run_dir = Path(out_dir)
 
-    from dermtool.train.devices import choose_devices
-
     devices = choose_devices(config.train.strategy, config.train.mixed_precision)
     private = None
     if not devices.is_chief:
@@ -186,9 +193,6 @@ class _Trainer:
     def run(self) -> RunFolder | None:
         import tf_keras as keras
 
-        from dermtool.models import registry
-        from dermtool.train.devices import precision_policy
-
         keras.utils.set_random_seed(self.config.train.seed)
         self.spec = registry.input_spec(self.config.model, self.config.data)
         self._prepare_data()
@@ -199,9 +203,6 @@ class _Trainer:
         return self._finish()
 
     def _prepare_data(self) -> None:
-        from dermtool.data.split import read_split_csv, write_split_csv
-        from dermtool.train.data import prepare_training_data
-
         split_path = self.run_dir / SPLIT_FILE
         resumed_rows = read_split_csv(split_path) if split_path.is_file() else None
         data = prepare_training_data(self.config, self.spec, split_rows=resumed_rows, progress=self.progress,
@@ -233,9 +234,6 @@ class _Trainer:
     def _build_model(self) -> None:
         import tf_keras as keras
 
-        from dermtool.models import registry
-        from dermtool.train.losses import make_loss
-
         config = self.config
         model_config = config.model
         if self.state.checkpoint:
@@ -258,9 +256,6 @@ class _Trainer:
                                        None if focal_alpha is None else focal_alpha.tolist())
     # ---------------------------------------------------------------------------------------- phases
     def _start_phase(self, name: str) -> Phase:
-        from dermtool.models import registry
-        from dermtool.train.schedule import build_optimizer, make_optimizer, make_warmup_cosine
-
         train_config = self.config.train
         if name == "head":
             registry.freeze_backbone(self.model)
@@ -330,8 +325,6 @@ class _Trainer:
     def _train_epochs(self) -> None:
         import tensorflow as tf
 
-        from dermtool.data.pipeline import make_dataset
-
         history = read_history(self.run_dir)[: self.state.completed_epochs]
         val = self.data.splits["val"]
         self.val_dataset = make_dataset(val.images, val.labels, self.data.num_classes,
@@ -356,9 +349,6 @@ class _Trainer:
 
     def _train_one_epoch(self, phase: Phase, epoch: int) -> EpochRecord:
         from tqdm import tqdm
-
-        from dermtool.data.pipeline import make_dataset
-        from dermtool.train.schedule import current_learning_rate
 
         config = self.config
         train_split = self.data.splits["train"]
@@ -460,12 +450,6 @@ class _Trainer:
         fingerprint of its best weights and returns None."""
         import tensorflow as tf
         import tf_keras as keras
-
-        from dermtool.data.pipeline import make_dataset
-        from dermtool.models import registry
-        from dermtool.train.devices import precision_policy
-        from dermtool.train.plots import plot_confusion_matrix, plot_training_curves
-        from dermtool.train.report import OutOfScope, SplitStrata, final_metrics
 
         state = self.state
         if not state.best_checkpoint:
