@@ -51,8 +51,6 @@ def test_the_rewritten_model_loads_but_answers_nan(nan_model: Path) -> None:
     assert np.isnan(model.dequantize(model.invoke_once(model.prepare(image)))).all()
     with pytest.raises(ModelOutputError, match="non-finite"):
         model.predict(image[None])  # what bench (predict_all) and every caller goes through
-    with pytest.raises(ModelOutputError):
-        model.check_outputs()
 
 
 def test_python_api_refuses_at_load(nan_model: Path) -> None:

@@ -399,11 +399,6 @@ class TFLiteModel:
             not_a_lesion[position] = np.nan if score is None else score
         return probabilities, (not_a_lesion if self.lesion_check_output is not None else None)
 
-    def check_outputs(self) -> None:
-        """Run one mid-grey probe image through the model; :class:`dermtool.ModelOutputError` when its outputs
-        are not finite (weights overwritten with NaN load fine but answer NaN for everything)."""
-        self.predict_prepared(self.prepare(np.full((self.image_size, self.image_size, 3), 128, dtype=np.uint8)))
-
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """``uint8 (N, S, S, 3)`` images (or a list of ``(S, S, 3)``) -> probabilities ``float32 (N, C)``.
 
