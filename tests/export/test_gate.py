@@ -23,9 +23,12 @@ def test_gate_numbers_and_limits():
     y_true = np.array([0, 0, 1, 1, 2, 2, 2, 2, 1, 0])
     float_predictions = [0, 0, 1, 1, 2, 2, 2, 2, 1, 0]  # perfect
     exported_predictions = [0, 0, 1, 1, 2, 2, 2, 0, 1, 0]  # one class-2 image wrong
-    result, float_metrics, exported_metrics = measure_gate(
+    measurement = measure_gate(
         y_true, _one_hot_like(float_predictions), _one_hot_like(exported_predictions), LABELS, 1.5, 0.97
     )
+    result, float_metrics, exported_metrics = (measurement.result, measurement.float_metrics,
+                                               measurement.exported_metrics)
+    assert measurement.exported_referral is None  # no referral point given
     assert result.float_balanced_accuracy == pytest.approx(1.0)
     assert result.exported_balanced_accuracy == pytest.approx((1 + 1 + 0.75) / 3)
     assert result.balanced_accuracy_drop_points == pytest.approx(100 * 0.25 / 3)
@@ -39,12 +42,12 @@ def test_gate_numbers_and_limits():
     assert "1.0000" in message and "0.9167" in message and "8.33 points" in message  # both numbers, the drop
     assert "0.9000" in message and "--qat" in message and "Nothing was written" in message
 
-    relaxed, _, _ = measure_gate(y_true, _one_hot_like(float_predictions), _one_hot_like(exported_predictions),
-                                 LABELS, 10.0, 0.9)
+    relaxed = measure_gate(y_true, _one_hot_like(float_predictions), _one_hot_like(exported_predictions),
+                           LABELS, 10.0, 0.9).result
     assert relaxed.passed
     enforce(relaxed, "int8", qat=False)  # no error
-    off, _, _ = measure_gate(y_true, _one_hot_like(float_predictions), _one_hot_like(exported_predictions),
-                             LABELS, 1.5, 0.97, enforced=False)
+    off = measure_gate(y_true, _one_hot_like(float_predictions), _one_hot_like(exported_predictions),
+                       LABELS, 1.5, 0.97, enforced=False).result
     enforce(off, "int8", qat=False)  # measured, failed, not enforced: no error
     assert not off.passed and "gate off" in off.summary()
 
@@ -89,8 +92,9 @@ def test_cli_refused_gate_exits_3_with_json_and_passed_gate_writes_the_summary(t
     measure = gate.measure_gate
 
     def unpassable(*args, **kwargs):  # the real numbers against a limit no model meets
-        result, float_metrics, exported_metrics = measure(*args, **kwargs)
-        return dataclasses.replace(result, min_agreement=1.5, passed=False), float_metrics, exported_metrics
+        measurement = measure(*args, **kwargs)
+        return dataclasses.replace(measurement, result=dataclasses.replace(measurement.result, min_agreement=1.5,
+                                                                           passed=False))
 
     out = tmp_path / "tiny_float.tflite"
     with monkeypatch.context() as patch:
@@ -114,3 +118,19 @@ def test_cli_refused_gate_exits_3_with_json_and_passed_gate_writes_the_summary(t
     assert summary["written"] is True and summary["path"] == str(out) and summary["mode"] == "float"
     assert summary["bytes"] == out.stat().st_size and summary["gate"]["passed"] is True
     assert Path(summary["model_card"]["json"]).is_file() and Path(summary["model_card"]["markdown"]).is_file()
+
+
+def test_gate_measures_the_exported_referral_point():
+    """``referral`` (metrics.json "referral") gives the exported model's sensitivity / specificity at the run's
+    threshold, on the referral classes; a run without one, or whose classes are not the model's, gives None."""
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    exported = _one_hot_like([0, 0, 1, 0, 2, 1])
+    measurement = measure_gate(y_true, exported, exported, LABELS, 1.5, 0.97,
+                               referral={"classes": ["a"], "threshold": 0.5})
+    # referred (p(a) >= 0.5): images 0, 1, 3; positives (class a): images 0, 1
+    assert measurement.exported_referral["sensitivity"] == pytest.approx(1.0)
+    assert measurement.exported_referral["specificity"] == pytest.approx(3 / 4)
+    assert measure_gate(y_true, exported, exported, LABELS, 1.5, 0.97,
+                        referral={"classes": ["z"], "threshold": 0.5}).exported_referral is None
+    assert measure_gate(y_true, exported, exported, LABELS, 1.5, 0.97,
+                        referral={"classes": ["a"], "threshold": None}).exported_referral is None

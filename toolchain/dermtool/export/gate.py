@@ -9,16 +9,18 @@ images. The export is refused when
   ``min_agreement``.
 
 All numbers come from :mod:`dermtool.metrics` (the same definitions as training, evaluate and bench).
+:func:`measure_gate` returns one :class:`GateMeasurement`: the gate's verdict, the full metrics of both
+models and the exported model's referral point, which the model card and ``dermtool export --json`` report.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from dermtool import CheckFailed
+from dermtool import CheckFailed, metrics
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,29 @@ class GateResult:
         )
 
 
+@dataclass(frozen=True)
+class GateMeasurement:
+    """What the export measured on the validation split: the gate's verdict and, for the model card, the
+    full metrics of both models and the exported model's referral point."""
+
+    result: GateResult
+    float_metrics: dict[str, Any]  # dermtool.metrics.classification_metrics of the float (calibrated) model
+    exported_metrics: dict[str, Any]  # the same for the exported model in LiteRT
+    exported_referral: dict[str, Any] | None  # sensitivity / specificity at the run's referral threshold, or None
+
+
+def referral_point(referral: Mapping[str, Any] | None, labels: Sequence[str], y_true: np.ndarray,
+                   probabilities: np.ndarray) -> dict[str, Any] | None:
+    """Sensitivity / specificity of ``probabilities`` at the run's referral threshold (``metrics.json``
+    "referral"); None when the run has no referral point or none of its classes is in ``labels``."""
+    if not referral or referral.get("threshold") is None:
+        return None
+    columns = [list(labels).index(name) for name in referral.get("classes", []) if name in labels]
+    if not columns:
+        return None
+    return metrics.sensitivity_specificity(y_true, probabilities, columns, float(referral["threshold"]))
+
+
 def measure_gate(
     y_true: np.ndarray,
     float_probabilities: np.ndarray,
@@ -57,9 +82,10 @@ def measure_gate(
     max_balanced_accuracy_drop: float,
     min_agreement: float,
     enforced: bool = True,
-) -> tuple[GateResult, dict[str, Any], dict[str, Any]]:
-    """The gate's numbers, plus the full metrics of the float and the exported model (for the model card)."""
-    from dermtool import metrics
+    referral: Mapping[str, Any] | None = None,
+) -> GateMeasurement:
+    """The gate's numbers, plus the full metrics of the float and the exported model and the exported model's
+    point at the run's referral threshold (``referral``: ``metrics.json`` "referral"; None: no point)."""
 
     float_metrics = metrics.classification_metrics(y_true, float_probabilities, list(labels))
     exported_metrics = metrics.classification_metrics(y_true, exported_probabilities, list(labels))
@@ -80,7 +106,8 @@ def measure_gate(
         passed=bool(passed),
         enforced=enforced,
     )
-    return result, float_metrics, exported_metrics
+    return GateMeasurement(result, float_metrics, exported_metrics,
+                           referral_point(referral, labels, y_true, exported_probabilities))
 
 
 def enforce(result: GateResult, mode: str, qat: bool) -> None:
@@ -109,4 +136,4 @@ def enforce(result: GateResult, mode: str, qat: bool) -> None:
     )
 
 
-__all__ = ["GateResult", "measure_gate", "enforce"]
+__all__ = ["GateMeasurement", "GateResult", "enforce", "measure_gate", "referral_point"]

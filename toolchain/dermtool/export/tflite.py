@@ -48,6 +48,7 @@ import numpy as np
 
 from dermtool import DermtoolError
 from dermtool.data.sources import source_to_dict
+from dermtool.export.gate import GateMeasurement
 
 logger = logging.getLogger(__name__)
 
@@ -526,33 +527,35 @@ class _Export:
         self.seconds["total"] = round(time.perf_counter() - self.started, 3)
         return self.result(gate, len(content), gzip_bytes, card_json, card_markdown)
 
-    def measure_gate(self, model_file: Path) -> tuple[Any, Any, Any, Any]:
-        """(gate result, float metrics, exported metrics, exported referral point) on the validation split;
-        Nones without validation images. Raises :class:`dermtool.CheckFailed` when an enforced gate fails."""
+    def measure_gate(self, model_file: Path) -> GateMeasurement | None:
+        """The gate's measurement on the validation split (None without validation images). Raises
+        :class:`dermtool.CheckFailed` when an enforced gate fails."""
         from dermtool.export import gate as gate_module
 
         if not len(self.val.images):
-            return None, None, None, None
+            return None
         from dermtool.runtime import TFLiteModel
 
         options = self.options
         exported_probabilities = TFLiteModel(model_file).predict(self.val.images).astype(np.float64)
-        gate_result, float_metrics, exported_metrics = gate_module.measure_gate(
+        measurement = gate_module.measure_gate(
             self.val.labels, self.float_probabilities, exported_probabilities, self.labels,
             options.max_balanced_accuracy_drop, options.min_agreement, enforced=options.gate,
+            referral=self.run_folder.metrics.get("referral"),
         )
-        exported_referral = _referral_point(self.run_folder.metrics.get("referral"), self.labels, self.val.labels,
-                                            exported_probabilities)
         self.lap("gate")
-        gate_module.enforce(gate_result, options.mode, options.qat)
-        logger.info(gate_result.summary())
-        return gate_result, float_metrics, exported_metrics, exported_referral
+        gate_module.enforce(measurement.result, options.mode, options.qat)
+        logger.info(measurement.result.summary())
+        return measurement
 
-    def write_model_card(self, gate: tuple[Any, Any, Any, Any], size: int, gzip_bytes: int) -> tuple[Path, Path]:
+    def write_model_card(self, gate: GateMeasurement | None, size: int, gzip_bytes: int) -> tuple[Path, Path]:
         from dermtool.export import model_card
         from dermtool.fusion.fitting import read_fusion_report
 
-        gate_result, float_metrics, exported_metrics, exported_referral = gate
+        gate_result = gate.result if gate is not None else None
+        float_metrics = gate.float_metrics if gate is not None else None
+        exported_metrics = gate.exported_metrics if gate is not None else None
+        exported_referral = gate.exported_referral if gate is not None else None
         options, run = self.options, self.run_folder
         card = model_card.build_model_card(
             model_path=self.out_path, run_path=run.path, model_name=self.config.model.name, labels=self.labels,
@@ -579,10 +582,12 @@ class _Export:
     def bias_correction_dict(self) -> dict[str, Any] | None:
         return self.bias_correction_report.to_dict() if self.bias_correction_report is not None else None
 
-    def result(self, gate: tuple[Any, Any, Any, Any], size: int, gzip_bytes: int, card_json: Path,
+    def result(self, gate: GateMeasurement | None, size: int, gzip_bytes: int, card_json: Path,
                card_markdown: Path) -> ExportResult:
         options = self.options
-        gate_result, float_metrics, exported_metrics, _ = gate
+        gate_result = gate.result if gate is not None else None
+        float_metrics = gate.float_metrics if gate is not None else None
+        exported_metrics = gate.exported_metrics if gate is not None else None
         pruned, qat = options.prune > 0, options.qat
         return ExportResult(
             path=self.out_path, mode=options.mode, io=self.io_type, bytes=size, gzip_bytes=gzip_bytes,
@@ -598,18 +603,6 @@ class _Export:
             float_metrics=float_metrics, exported_metrics=exported_metrics, seconds=self.seconds,
             fusion=self.fusion is not None, lesion_check=self.lesion_check is not None,
         )
-
-
-def _referral_point(referral: dict | None, labels: list[str], y_true: np.ndarray, probabilities: np.ndarray) -> dict | None:
-    """Sensitivity / specificity of the exported model at the run's referral threshold (validation split)."""
-    from dermtool import metrics
-
-    if not referral or referral.get("threshold") is None:
-        return None
-    columns = [labels.index(name) for name in referral.get("classes", []) if name in labels]
-    if not columns:
-        return None
-    return metrics.sensitivity_specificity(y_true, probabilities, columns, float(referral["threshold"]))
 
 
 __all__ = ["ExportOptions", "ExportResult", "export_model", "finetune_augment"]
