@@ -302,8 +302,8 @@ def create_app(
     ``max_upload_mb``: the request size limit (413 above it). ``threads``: interpreter threads of the model.
     ``workers``: threads that decode images and call the model (the model call itself is serialised by the
     Predictor's lock; decoding runs in parallel). ``max_pending``: requests allowed in flight before 503.
-    ``warm_up``: run one inference now (and load or fit the out-of-distribution guard, build Grad-CAM's
-    gradient model) so that the first real request is not slow. ``host``: the address the server is bound
+    ``warm_up``: run one prediction now (and build Grad-CAM's gradient model) so that the first real request
+    is not slow. ``host``: the address the server is bound
     to; requests whose Host header names neither it nor localhost are refused (400, DNS rebinding).
     """
     if max_upload_mb <= 0:

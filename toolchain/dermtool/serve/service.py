@@ -143,7 +143,6 @@ class ModelDescription:
     referral_labels: list[str]
     referral_threshold: float | None
     uncertainty_threshold: float | None
-    ood_threshold: float | None
     fusion: dict[str, Any] | None = None  # the questionnaire, when the model has a fusion (see describe)
     lesion_check: dict[str, Any] | None = None  # the model's lesion check (threshold ...); None: it has none
     trained_on: str | None = None  # what the model was trained on, in words (describe_training_photos)
@@ -160,7 +159,6 @@ class ModelDescription:
             "referral_labels": self.referral_labels,
             "referral_threshold": self.referral_threshold,
             "uncertainty_threshold": self.uncertainty_threshold,
-            "ood_threshold": self.ood_threshold,
             "fusion": self.fusion,
             "lesion_check": self.lesion_check,
             "trained_on": self.trained_on,
@@ -280,7 +278,6 @@ class ModelService:
             referral_labels=[label for label in getattr(thresholds, "malignant_classes", ()) if label in self.labels],
             referral_threshold=getattr(thresholds, "referral", None),
             uncertainty_threshold=getattr(thresholds, "uncertainty", None),
-            ood_threshold=getattr(self.predictor, "ood_threshold", None),
             fusion=self.fusion_description(),
             lesion_check=self.lesion_check_description(),
             trained_on=describe_training_photos(self.training_sources()),
@@ -339,11 +336,9 @@ class ModelService:
         }
 
     def warm_up(self) -> None:
-        """Load everything the first request would otherwise wait for.
-
-        Runs one inference on a grey image (builds TensorFlow's graph or the interpreter's buffers) and
-        loads, or for a run without ``ood.json`` fits once, the out-of-distribution guard.
-        """
+        """Load everything the first request would otherwise wait for: one prediction of a grey image through
+        the whole predict path (the model with its lesion check head, the decision) and, where Grad-CAM is
+        available, its explainer."""
         spec = _input_spec_of(self.predictor)
         size = 64 if spec is None else int(spec.image_size)
         self.predictor.predict([np.full((size, size, 3), 128, dtype=np.uint8)], top_k=1)
