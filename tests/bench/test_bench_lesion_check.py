@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dermtool.bench.runner import run_bench
+from dermtool.bench.runner import BenchOptions, run_bench
 from dermtool.explain.lesion_check import NO_CHECK_MESSAGE
 from tests.bench.conftest import load_benchmark_script
 
@@ -24,8 +24,9 @@ def _check_block(block: dict, threshold: float) -> None:
 
 def test_bench_reports_the_lesion_check_through_litert_and_mediapipe(exported_with_lesion_check, lesion_check_run,
                                                                        small_ham: Path) -> None:
-    results = run_bench(exported_with_lesion_check["int8"], small_ham, split="test", reference=lesion_check_run,
-                        runs=2, warmup=0, progress=False, client="both")
+    results = run_bench(exported_with_lesion_check["int8"], small_ham,
+                        BenchOptions(split="test", reference=lesion_check_run, runs=2, warmup=0, progress=False,
+                                     client="both"))
     block = results["lesion_check"]
     threshold = json.loads((lesion_check_run / "lesion_check.json").read_text())["threshold"]
     assert block["threshold"] == pytest.approx(threshold)

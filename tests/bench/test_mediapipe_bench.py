@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from dermtool import DermtoolError
 from dermtool.bench.mediapipe_client import MediaPipeClassifier, check_upscale, load_original, upscale_image
-from dermtool.bench.runner import run_bench
+from dermtool.bench.runner import BenchOptions, run_bench
 from dermtool.cli.main import cli
 from dermtool.data.layouts import read_dataset
 from dermtool.data.preprocess import load_image
@@ -39,16 +39,16 @@ SAME_PIXELS_TOLERANCE = 1e-6
 @pytest.fixture(scope="module")
 def mediapipe_bench(exported_models: dict[str, Path], tiny_run: Path, small_ham: Path) -> dict:
     """The int8 export through MediaPipe on the run's test split, against the run's float Keras model."""
-    return run_bench(exported_models["int8"], small_ham, split="test", reference=tiny_run, progress=False,
-                     client="mediapipe")
+    return run_bench(exported_models["int8"], small_ham, BenchOptions(split="test", reference=tiny_run, progress=False,
+                                                                      client="mediapipe"))
 
 
 def test_mediapipe_bench_has_the_litert_keys_and_agreement_against_both_references(
     mediapipe_bench: dict, exported_models: dict[str, Path], tiny_run: Path, small_ham: Path
 ) -> None:
     results = mediapipe_bench
-    litert = run_bench(exported_models["int8"], small_ham, split="test", reference=tiny_run, runs=3, warmup=0,
-                       progress=False)
+    litert = run_bench(exported_models["int8"], small_ham,
+                       BenchOptions(split="test", reference=tiny_run, runs=3, warmup=0, progress=False))
     labels = TFLiteModel(exported_models["int8"]).labels
     assert results["client"] == "mediapipe" and litert["client"] == "litert"
     for key in METRIC_KEYS + ("model", "latency_ms", "peak_rss_mb", "device", "reference", "drift", "data"):
@@ -114,8 +114,10 @@ def test_parity_of_mediapipe_and_litert(mode: str, exported_models: dict[str, Pa
 
 
 def test_both_clients_and_upscaled_copies(exported_models: dict[str, Path], tiny_run: Path, small_ham: Path) -> None:
-    results = run_bench(exported_models["int8"], small_ham, split="test", manifest=tiny_run / "split.csv",
-                        reference=exported_models["float"], runs=3, warmup=0, progress=False, client="both", upscale=4)
+    results = run_bench(exported_models["int8"], small_ham,
+                        BenchOptions(split="test", manifest=tiny_run / "split.csv",
+                                     reference=exported_models["float"], runs=3, warmup=0, progress=False,
+                                     client="both", upscale=4))
     assert results["client"] == "litert" and results["upscale"] == 4.0 and list(results["latency_ms"]) == ["1"]
     part = results["mediapipe"]
     assert part["client"] == "mediapipe" and part["n"] == results["n"]
@@ -124,8 +126,8 @@ def test_both_clients_and_upscaled_copies(exported_models: dict[str, Path], tiny
         assert set(part[key]) >= set(DRIFT_KEYS), key
     assert part["drift"]["delta_accuracy"] == pytest.approx(part["accuracy"] - results["reference"]["accuracy"])
     # the LiteRT part (dermtool's pipeline) on the enlarged copies hardly differs from the files
-    files = run_bench(exported_models["int8"], small_ham, split="test", manifest=tiny_run / "split.csv",
-                      runs=3, warmup=0, progress=False)
+    files = run_bench(exported_models["int8"], small_ham, BenchOptions(split="test", manifest=tiny_run / "split.csv",
+                                                                       runs=3, warmup=0, progress=False))
     assert results["n"] == files["n"] and results["accuracy"] == pytest.approx(files["accuracy"], abs=0.15)
 
 
@@ -167,6 +169,6 @@ def test_a_cropping_model_gets_a_note(exported_models: dict[str, Path], tiny_run
     metadata = TFLiteModel(exported_models["int8"]).metadata
     spec = {**metadata["input_spec"], "resize_policy": "center_crop"}
     cropping = with_metadata(exported_models["int8"], tmp_path / "crop.tflite", dermtool_metadata(metadata, input_spec=spec))
-    results = run_bench(cropping, small_ham, split="test", manifest=tiny_run / "split.csv", progress=False,
-                        client="mediapipe")
+    results = run_bench(cropping, small_ham, BenchOptions(split="test", manifest=tiny_run / "split.csv", progress=False,
+                                                          client="mediapipe"))
     assert any("stretches the whole image" in note and "center_crop" in note for note in results["notes"])

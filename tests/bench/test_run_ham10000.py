@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dermtool.bench.runner import run_bench
+from dermtool.bench.runner import BenchOptions, run_bench
 from tests.bench.conftest import load_benchmark_script
 
 
@@ -32,8 +32,9 @@ def test_arguments(script, tmp_path: Path) -> None:
 def test_results_section_replaces_only_the_text_between_the_markers(
     script, exported_models: dict[str, Path], small_ham: Path, tmp_path: Path
 ) -> None:
-    results = run_bench(exported_models["int8"], small_ham, reference=exported_models["float"], threads=(1, 2),
-                        runs=3, warmup=0, progress=False)
+    results = run_bench(exported_models["int8"], small_ham,
+                        BenchOptions(reference=exported_models["float"], threads=(1, 2), runs=3, warmup=0,
+                                     progress=False))
     summary = {
         "command": "python benchmarks/run_ham10000.py --quick", "date": "2026-01-01T00:00:00+00:00", "run": "runs/x",
         "threads": [1, 2], "runs": 3, "warmup": 0, "device": results["device"],
@@ -101,8 +102,8 @@ def test_results_section_one_row_per_variant_and_source_with_mediapipe(
 ) -> None:
     common = dict(split="test", manifest=tiny_run / "split.csv", reference=exported_models["float"], runs=3, warmup=0,
                   progress=False)
-    ham = run_bench(exported_models["int8"], small_ham, **common)
-    ham_mediapipe = run_bench(exported_models["int8"], small_ham, client="mediapipe", **common)
+    ham = run_bench(exported_models["int8"], small_ham, BenchOptions(**common))
+    ham_mediapipe = run_bench(exported_models["int8"], small_ham, BenchOptions(client="mediapipe", **common))
     all_results = {}
     for variant in ("float", "int8_ptq"):
         for source in ("ham10000", "pad_ufes_20"):

@@ -10,6 +10,7 @@ import pytest
 
 from dermtool import DermtoolError
 from dermtool.bench.runner import (
+    BenchOptions,
     bare_interpreter_loop,
     check_labels,
     harness_overhead,
@@ -61,8 +62,9 @@ def assert_bench_schema(results: dict, labels: list[str], threads: list[int], re
 @pytest.fixture(scope="module")
 def int8_against_run(exported_models: dict[str, Path], tiny_run: Path, small_ham: Path) -> dict:
     """The int8 export on the run's test split, against the run's float Keras model, 1 and 2 threads."""
-    return run_bench(exported_models["int8"], small_ham, split="test", reference=tiny_run,
-                     threads=(1, 2), runs=30, warmup=3, progress=False)
+    return run_bench(exported_models["int8"], small_ham,
+                     BenchOptions(split="test", reference=tiny_run, threads=(1, 2), runs=30, warmup=3,
+                                  progress=False))
 
 
 def test_int8_against_the_float_run_on_the_test_split(int8_against_run: dict, tiny_run: Path) -> None:
@@ -87,7 +89,7 @@ def test_int8_against_the_float_run_on_the_test_split(int8_against_run: dict, ti
 
 def test_a_model_against_itself_agrees_completely(exported_models: dict[str, Path], small_ham: Path) -> None:
     model = exported_models["float"]
-    results = run_bench(model, small_ham, reference=model, threads=(1,), runs=5, warmup=1, progress=False)
+    results = run_bench(model, small_ham, BenchOptions(reference=model, threads=(1,), runs=5, warmup=1, progress=False))
     from dermtool.runtime import TFLiteModel
 
     assert_bench_schema(results, TFLiteModel(model).labels, [1], reference=True)
@@ -110,7 +112,8 @@ def test_split_with_a_manifest_file(exported_models: dict[str, Path], tiny_run: 
         writer.writerow(["image_id", "label", "group", "split"])
         for row in rows:
             writer.writerow([row.image_id, row.label, row.group, row.split])
-    results = run_bench(exported_models["int8"], small_ham, split="val", manifest=manifest, runs=3, warmup=0, progress=False)
+    results = run_bench(exported_models["int8"], small_ham,
+                        BenchOptions(split="val", manifest=manifest, runs=3, warmup=0, progress=False))
     assert results["n"] == sum(row.split == "val" for row in rows)
     assert results["data"]["manifest"] == str(manifest)
 
@@ -150,11 +153,40 @@ def test_latency_statistics() -> None:
 
 def test_bad_run_settings(exported_models: dict[str, Path], small_ham: Path) -> None:
     with pytest.raises(DermtoolError, match="--runs"):
-        run_bench(exported_models["int8"], small_ham, runs=0, progress=False)
+        run_bench(exported_models["int8"], small_ham, BenchOptions(runs=0, progress=False))
     with pytest.raises(DermtoolError, match="--threads"):
-        run_bench(exported_models["int8"], small_ham, threads=(0,), progress=False)
+        run_bench(exported_models["int8"], small_ham, BenchOptions(threads=(0,), progress=False))
     with pytest.raises(DermtoolError, match="reference not found"):
-        run_bench(exported_models["int8"], small_ham, reference=small_ham / "nothing.tflite", progress=False)
+        run_bench(exported_models["int8"], small_ham,
+                  BenchOptions(reference=small_ham / "nothing.tflite", progress=False))
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"client": "tflite"}, "--client must be one of litert, mediapipe, both, got 'tflite'"),
+    ({"upscale": "big"}, "--upscale must be a number of 1 or more, got 'big'"),
+    ({"upscale": 0.5}, r"--upscale must be a number of 1 or more \(e.g. 4\), got 0.5"),
+    ({"upscale": 32}, r"--upscale 32 is too large \(at most 16"),
+    ({"threads": (2, 0, 2)}, "--threads must be positive integers, got 2, 0, 2"),
+    ({"runs": 0}, "--runs must be at least 1, got 0"),
+    ({"warmup": -1}, "--warmup must be 0 or more, got -1"),
+    ({"client": "both", "upscale": 1, "runs": 0, "warmup": -1}, "--runs must"),  # the first invalid one
+])
+def test_bench_options_check_names_the_option_of_a_bad_setting(setting: dict, message: str, tmp_path: Path) -> None:
+    options = BenchOptions(**setting)
+    with pytest.raises(DermtoolError, match=f"^{message}"):
+        options.check()
+    with pytest.raises(DermtoolError, match=f"^{message}"):  # before the model or DATA is read
+        run_bench(tmp_path / "missing.tflite", tmp_path / "missing", options)
+
+
+def test_bench_options_defaults_and_thread_counts() -> None:
+    options = BenchOptions()
+    options.check()
+    assert (options.client, options.runs, options.warmup, options.upscale) == ("litert", 200, 20, 1.0)
+    assert options.thread_counts() == [1] and BenchOptions(threads=()).thread_counts() == [1]
+    assert BenchOptions(threads=(4, 1, 4, 2)).thread_counts() == [4, 1, 2]  # each once, in the given order
+    with pytest.raises(AttributeError):  # frozen: a bench cannot change the caller's options
+        options.runs = 5  # type: ignore[misc]
 
 
 def test_bare_interpreter_loop_and_harness_overhead(exported_models: dict[str, Path], small_ham: Path) -> None:

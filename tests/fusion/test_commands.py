@@ -193,19 +193,19 @@ def test_evaluate_gives_the_fused_figures_beside_the_image_models(fused_run: Pat
 def test_bench_gives_the_fused_figures_for_litert_and_mediapipe(fused_run: Path, fused_model, small_pad: Path,
                                                                small_ham: Path) -> None:
     from dermtool.bench.report import format_table, to_markdown
-    from dermtool.bench.runner import run_bench
+    from dermtool.bench.runner import BenchOptions, run_bench
 
     path = fused_model[0]
-    results = run_bench(path, small_pad, split="test", manifest=fused_run / "split.csv", runs=2, warmup=1,
-                        progress=False, client="both")
+    results = run_bench(path, small_pad, BenchOptions(split="test", manifest=fused_run / "split.csv", runs=2, warmup=1,
+                                                      progress=False, client="both"))
     block = results["fusion"]
     assert block["images_with_answers"] == results["n"] and set(FUSED_KEYS) <= set(block)
     assert block["image_only"]["balanced_accuracy"] == pytest.approx(results["balanced_accuracy"])
     assert results["mediapipe"]["fusion"]["image_only"]["balanced_accuracy"] == pytest.approx(
         results["mediapipe"]["balanced_accuracy"])
     assert "Questionnaire fusion (" in format_table(results) and "### Questionnaire fusion" in to_markdown(results)
-    without = run_bench(path, small_ham, split="test", manifest=fused_run / "split.csv", runs=2, warmup=1,
-                        progress=False)
+    without = run_bench(path, small_ham, BenchOptions(split="test", manifest=fused_run / "split.csv", runs=2, warmup=1,
+                                                      progress=False))
     assert "fusion" not in without and any("no answers" in note for note in without["notes"])
 
 

@@ -85,7 +85,7 @@ def test_the_model_card_reports_tones_out_of_scope_and_pairs(milk_run: Path) -> 
 
 def test_an_exported_model_benches_one_kind_of_a_shared_folder(milk_run: Path, small_milk: Path,
                                                                 tmp_path: Path) -> None:
-    from dermtool.bench.runner import run_bench
+    from dermtool.bench.runner import BenchOptions, run_bench
     from dermtool.export.metadata import read_metadata
     from dermtool.export.tflite import export_model
 
@@ -95,12 +95,13 @@ def test_an_exported_model_benches_one_kind_of_a_shared_folder(milk_run: Path, s
         "name": "milk_clinical", "kind": "clinical", "label_map": {}, "where": {"image_type": "clinical"},
         "out_of_scope": MILK_OUT_OF_SCOPE}
     with pytest.raises(DermtoolError, match="sources milk_clinical, milk_dermoscopic .* --source NAME"):
-        run_bench(model, small_milk, split="test", manifest=milk_run / "split.csv", runs=2, warmup=1, progress=False)
+        run_bench(model, small_milk,
+                  BenchOptions(split="test", manifest=milk_run / "split.csv", runs=2, warmup=1, progress=False))
     with pytest.raises(DermtoolError, match="no such source.*milk_dermoscopic, milk_clinical"):
-        run_bench(model, small_milk, split="test", manifest=milk_run / "split.csv", runs=2, warmup=1,
-                  progress=False, source="milk")
-    result = run_bench(model, small_milk, split="test", manifest=milk_run / "split.csv", runs=2, warmup=1,
-                       progress=False, source="milk_clinical")
+        run_bench(model, small_milk, BenchOptions(split="test", manifest=milk_run / "split.csv", runs=2, warmup=1,
+                                                  progress=False, source="milk"))
+    result = run_bench(model, small_milk, BenchOptions(split="test", manifest=milk_run / "split.csv", runs=2, warmup=1,
+                                                       progress=False, source="milk_clinical"))
     expected = json.loads((milk_run / "metrics.json").read_text())["per_source"]["milk_clinical"]["test"]
     assert result["data"]["source"] == {"name": "milk_clinical", "kind": "clinical"}
     assert result["n"] == expected["n"]

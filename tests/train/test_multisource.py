@@ -114,7 +114,7 @@ def test_an_exported_two_source_model_benches_on_one_source_with_its_label_map(t
                                                                               tmp_path: Path) -> None:
     """Export reads the representative and gate images from both sources; the .tflite carries the label
     maps, so bench on the phone folder needs neither the run nor a label CSV in the model's classes."""
-    from dermtool.bench.runner import run_bench
+    from dermtool.bench.runner import BenchOptions, run_bench
     from dermtool.export.metadata import read_metadata
     from dermtool.export.tflite import export_model
 
@@ -122,8 +122,9 @@ def test_an_exported_two_source_model_benches_on_one_source_with_its_label_map(t
     export_model(two_source_run, model, mode="float", gate=False, progress=False)
     assert read_metadata(model)["sources"][1] == {"name": "pad", "kind": "smartphone", "label_map": PAD_MAP}
     assert "fusion" not in read_metadata(model)  # no `dermtool fuse`, no fusion in the metadata
-    result = run_bench(model, small_pad, split="test", manifest=two_source_run / "split.csv", runs=2, warmup=1,
-                       progress=False)
+    result = run_bench(model, small_pad,
+                       BenchOptions(split="test", manifest=two_source_run / "split.csv", runs=2, warmup=1,
+                                    progress=False))
     expected = json.loads((two_source_run / "metrics.json").read_text())["per_source"]["pad"]["test"]
     assert result["data"]["source"] == {"name": "pad", "kind": "smartphone"}
     assert result["n"] == expected["n"]

@@ -519,52 +519,71 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _check_runs(threads: Sequence[int], runs: int, warmup: int) -> list[int]:
-    thread_counts = [int(value) for value in threads] if threads else [1]
-    if any(value < 1 for value in thread_counts):
-        raise DermtoolError(f"--threads must be positive integers, got {', '.join(map(str, thread_counts))}")
-    if runs < 1:
-        raise DermtoolError(f"--runs must be at least 1, got {runs}")
-    if warmup < 0:
-        raise DermtoolError(f"--warmup must be 0 or more, got {warmup}")
-    return list(dict.fromkeys(thread_counts))  # unique, in the given order
-
-
 # ------------------------------------------------------------------------------------------------- bench
-def run_bench(
-    model_path: str | Path,
-    data_dir: str | Path,
-    split: str | None = None,
-    manifest: str | Path | None = None,
-    reference: str | Path | None = None,
-    threads: Sequence[int] = (1,),
-    runs: int = 200,
-    warmup: int = 20,
-    labels_csv: str | Path | None = None,
-    ignore_unknown: bool = False,
-    progress: bool = True,
-    client: str = "litert",
-    upscale: float = 1.0,
-    source: str | None = None,
-) -> dict[str, Any]:
-    """Bench ``model_path`` on the labelled images of ``data_dir``: one flat results dict (bench --json).
+@dataclass(frozen=True)
+class BenchOptions:
+    """How :func:`run_bench` benches a model (the ``dermtool bench`` options).
 
     ``split``: evaluate only that split of ``manifest`` (a split.csv) or of the run folder ``reference``.
     ``reference``: a run folder (float Keras model) or a .tflite to compare against (``reference`` + ``drift``).
-    ``threads``: one latency entry per value (LiteRT). ``client``: ``"litert"``, ``"mediapipe"`` or ``"both"``;
-    ``upscale``: bench copies enlarged this many times (see the module docstring). ``source``: which of a
-    multi-source model's sources DATA is (needed where several read one folder). Raises
-    :class:`DermtoolError` for every user mistake.
+    ``threads``: one latency entry per value (LiteRT; repeated values count once, none means 1). ``runs`` /
+    ``warmup``: timed and untimed invokes per thread count. ``labels_csv``: DATA's labels when they are not
+    where its layout says. ``ignore_unknown``: leave out images of classes the model does not know (listed
+    under ``ignored_unknown``) instead of refusing them. ``progress``: progress bars. ``client``:
+    ``"litert"``, ``"mediapipe"`` or ``"both"`` (:data:`CLIENTS`); ``upscale``: bench copies enlarged this
+    many times (see the module docstring). ``source``: which of a multi-source model's sources DATA is
+    (needed where several read one folder).
+    """
+
+    split: str | None = None
+    manifest: str | Path | None = None
+    reference: str | Path | None = None
+    threads: Sequence[int] = (1,)
+    runs: int = 200
+    warmup: int = 20
+    labels_csv: str | Path | None = None
+    ignore_unknown: bool = False
+    progress: bool = True
+    client: str = "litert"
+    upscale: float = 1.0
+    source: str | None = None
+
+    def check(self) -> None:
+        """Raise :class:`DermtoolError` naming the command-line option of the first invalid setting."""
+        from dermtool.bench.mediapipe_client import check_upscale
+
+        if self.client not in CLIENTS:
+            raise DermtoolError(f"--client must be one of {', '.join(CLIENTS)}, got {self.client!r}")
+        check_upscale(self.upscale)
+        given = [int(value) for value in self.threads]
+        if any(value < 1 for value in given):
+            raise DermtoolError(f"--threads must be positive integers, got {', '.join(map(str, given))}")
+        if self.runs < 1:
+            raise DermtoolError(f"--runs must be at least 1, got {self.runs}")
+        if self.warmup < 0:
+            raise DermtoolError(f"--warmup must be 0 or more, got {self.warmup}")
+
+    def thread_counts(self) -> list[int]:
+        """``threads`` as integers, each once, in the given order (``[1]`` when none is given)."""
+        return list(dict.fromkeys(int(value) for value in self.threads)) if self.threads else [1]
+
+
+def run_bench(model_path: str | Path, data_dir: str | Path, options: BenchOptions | None = None) -> dict[str, Any]:
+    """Bench ``model_path`` on the labelled images of ``data_dir``: one flat results dict (bench --json).
+
+    ``options``: :class:`BenchOptions` (default: its defaults). Raises :class:`DermtoolError` for every user
+    mistake.
     """
     from dermtool import metrics
-    from dermtool.bench.mediapipe_client import check_upscale
 
     stage_seconds: dict[str, float] = {}
     started = time.perf_counter()
-    if client not in CLIENTS:
-        raise DermtoolError(f"--client must be one of {', '.join(CLIENTS)}, got {client!r}")
-    upscale = check_upscale(upscale)
-    thread_counts = _check_runs(threads, runs, warmup)
+    options = options or BenchOptions()
+    options.check()
+    split, manifest, reference, labels_csv = options.split, options.manifest, options.reference, options.labels_csv
+    runs, warmup, ignore_unknown, progress = options.runs, options.warmup, options.ignore_unknown, options.progress
+    client, upscale, source = options.client, float(options.upscale), options.source
+    thread_counts = options.thread_counts()
 
     model = TFLiteModel(model_path, threads=thread_counts[0])
     labels = model.require_labels()
@@ -779,6 +798,7 @@ def _json_ready(value: Any) -> Any:
 __all__ = [
     "MELANOMA",
     "CLIENTS",
+    "BenchOptions",
     "EvaluationSet",
     "load_upscaled_images",
     "run_bench",

@@ -105,7 +105,7 @@ def bench(
     same results to files.
     """
     from dermtool.bench.report import format_table, to_markdown
-    from dermtool.bench.runner import run_bench
+    from dermtool.bench.runner import BenchOptions, run_bench
     from dermtool.io_utils import atomic_write_text
 
     from dermtool.files import check_output_folder, check_output_path
@@ -116,22 +116,10 @@ def bench(
     if plots_dir:
         check_output_folder(plots_dir, "--plots")
     with output.capture():
-        results = run_bench(
-            model,
-            data_dir,
-            split=split,
-            manifest=manifest,
-            reference=reference,
-            threads=threads or (1,),
-            runs=runs,
-            warmup=warmup,
-            labels_csv=labels_csv,
-            ignore_unknown=ignore_unknown,
-            progress=not quiet,
-            client=client,
-            upscale=upscale,
-            source=source_name,
-        )
+        options = BenchOptions(split=split, manifest=manifest, reference=reference, threads=threads or (1,), runs=runs,
+                               warmup=warmup, labels_csv=labels_csv, ignore_unknown=ignore_unknown,
+                               progress=not quiet, client=client, upscale=upscale, source=source_name)
+        results = run_bench(model, data_dir, options)
     for note in results.get("notes", []):
         output.note(f"Note: {note}")
     if not quiet:
