@@ -1,6 +1,7 @@
 """``dermtool bench``: accuracy, drift against a reference, latency and size of one ``.tflite`` model.
 
-:func:`run_bench` returns ONE flat dict in the ``bench --json`` schema of ``docs/contract.md``:
+:func:`run_bench` (``run_bench(model, data, BenchOptions(split="test", client="both", ...))``; the steps:
+:class:`_Bench`) returns ONE flat dict in the ``bench --json`` schema of ``docs/contract.md``:
 
 - the metric keys (``n, accuracy, balanced_accuracy, macro_f1, auc_macro, ece, nll, per_class,
   confusion_matrix``) of the model on the evaluated images (:func:`dermtool.metrics.classification_metrics`);
@@ -58,13 +59,13 @@ import os
 import platform
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from dermtool import DermtoolError
+from dermtool import DermtoolError, metrics
 from dermtool.data.layouts import check_labels
 from dermtool.data.preprocess import InputSpec
 from dermtool.runtime import TFLiteModel, check_tflite_file
@@ -571,126 +572,226 @@ class BenchOptions:
 def run_bench(model_path: str | Path, data_dir: str | Path, options: BenchOptions | None = None) -> dict[str, Any]:
     """Bench ``model_path`` on the labelled images of ``data_dir``: one flat results dict (bench --json).
 
-    ``options``: :class:`BenchOptions` (default: its defaults). Raises :class:`DermtoolError` for every user
-    mistake.
+    ``options``: :class:`BenchOptions` (default: its defaults). The steps: :class:`_Bench`. Raises
+    :class:`DermtoolError` for every user mistake.
     """
-    from dermtool import metrics
+    return _Bench(model_path, data_dir, options or BenchOptions()).run()
 
-    stage_seconds: dict[str, float] = {}
-    started = time.perf_counter()
-    options = options or BenchOptions()
-    options.check()
-    split, manifest, reference, labels_csv = options.split, options.manifest, options.reference, options.labels_csv
-    runs, warmup, ignore_unknown, progress = options.runs, options.warmup, options.ignore_unknown, options.progress
-    client, upscale, source = options.client, float(options.upscale), options.source
-    thread_counts = options.thread_counts()
 
-    model = TFLiteModel(model_path, threads=thread_counts[0])
-    labels = model.require_labels()
-    spec = model.require_input_spec()
-    if reference is not None:
-        check_reference(reference, labels)
+class _Bench:
+    """One bench, as named steps in :meth:`run`; each step leaves its products on ``self`` and
+    :meth:`assemble` turns them into the flat results dict (its keys in the order of ``docs/contract.md``)."""
 
-    records, data_description = select_records(data_dir, labels_csv, split, manifest, reference,
-                                               sources=_model_sources(model, reference), source_name=source)
-    records, ignored, notes = check_labels(records, labels, ignore_unknown)
-    clock = time.perf_counter()
-    evaluation = load_evaluation_set(records, spec, progress, upscale=upscale)
-    stage_seconds["decode"] = time.perf_counter() - clock
-    notes += evaluation.notes
-    label_index = {label: position for position, label in enumerate(labels)}
-    y_true = np.array([label_index[label] for label in evaluation.labels], dtype=np.int64)
+    def __init__(self, model_path: str | Path, data_dir: str | Path, options: BenchOptions) -> None:
+        self.model_path, self.data_dir, self.options = model_path, data_dir, options
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}  # bench_seconds: the wall time of each stage
+        self.notes: list[str] = []
+        self.thread_counts: list[int] = []
+        self.model: TFLiteModel | None = None  # open from open_model to predict_with_litert
+        self.labels: list[str] = []
+        self.spec: InputSpec | None = None
+        self.records: list = []
+        self.data_description: dict[str, Any] = {}
+        self.ignored: dict[str, int] = {}
+        self.evaluation: EvaluationSet | None = None
+        self.y_true = np.zeros(0, dtype=np.int64)
+        self.probabilities = np.zeros(0)  # LiteRT's, on dermtool's preprocessing
+        self.litert_metrics: dict[str, Any] = {}
+        self.lesion_check: dict[str, Any] | None = None
+        self.non_lesions: Any = None
+        self.model_description: dict[str, Any] = {}
+        self.fusion_inputs: tuple = ()
+        self.latency: dict[str, dict[str, float]] = {}
+        self.samples: dict[str, list[float]] = {}
+        self.mediapipe_part: dict[str, Any] | None = None
+        self.mediapipe_probabilities: np.ndarray | None = None
+        self.mediapipe_samples: list[float] = []
+        self.peak_rss_mb = 0.0
+        self.reference_probabilities: np.ndarray | None = None
 
-    clock = time.perf_counter()
-    probabilities, check_scores = predict_all_with_check(model, evaluation.images, progress)
-    stage_seconds["predict"] = time.perf_counter() - clock
-    lesion_check, non_lesions = _lesion_check_litert(model, check_scores, evaluation, data_dir, source, notes)
-    description = model_info(model)
-    fusion_inputs = (model.metadata.get("fusion"), model.metadata.get("referral"), data_description["labels_csv"],
-                     evaluation.image_ids, y_true, labels)
-    del model
+    def run(self) -> dict[str, Any]:
+        self.check_options()
+        self.open_model()
+        self.select_images()
+        self.load_images()
+        self.predict_with_litert()
+        self.measure_litert_latency()
+        self.run_mediapipe()
+        self.peak_rss_mb = peak_rss_mb()  # before a reference model is loaded (see the module docstring)
+        self.predict_with_reference()
+        return self.assemble()
 
-    litert_metrics = dict(metrics.classification_metrics(y_true, probabilities, labels))
+    @property
+    def scored(self) -> np.ndarray:
+        """The probabilities the metric keys describe: MediaPipe's with ``client="mediapipe"``, else LiteRT's."""
+        if self.options.client == "mediapipe":
+            assert self.mediapipe_probabilities is not None  # set by run_mediapipe
+            return self.mediapipe_probabilities
+        return self.probabilities
 
-    latency: dict[str, dict[str, float]] = {}
-    samples: dict[str, list[float]] = {}
-    if client != "mediapipe":
+    # ---- step 0: the options, before anything is read
+    def check_options(self) -> None:
+        self.options.check()
+        self.thread_counts = self.options.thread_counts()
+        self.options = replace(self.options, upscale=float(self.options.upscale), threads=tuple(self.thread_counts))
+
+    # ---- step 1: the model, its labels and input spec; the reference's labels against them
+    def open_model(self) -> None:
+        self.model = TFLiteModel(self.model_path, threads=self.thread_counts[0])
+        self.labels = self.model.require_labels()
+        self.spec = self.model.require_input_spec()
+        if self.options.reference is not None:
+            check_reference(self.options.reference, self.labels)
+
+    # ---- step 2: which images (every labelled image of DATA, or one split), and their labels checked
+    def select_images(self) -> None:
+        options = self.options
+        records, self.data_description = select_records(
+            self.data_dir, options.labels_csv, options.split, options.manifest, options.reference,
+            sources=_model_sources(self.model, options.reference), source_name=options.source)
+        self.records, self.ignored, notes = check_labels(records, self.labels, options.ignore_unknown)
+        self.notes += notes
+
+    # ---- step 3: decode and resize them once
+    def load_images(self) -> None:
+        assert self.spec is not None  # set by open_model
         clock = time.perf_counter()
-        for count in thread_counts:
-            latency[str(count)], samples[str(count)] = measure_latency(model_path, evaluation.images, count, runs, warmup)
-        stage_seconds["latency"] = time.perf_counter() - clock
+        self.evaluation = load_evaluation_set(self.records, self.spec, self.options.progress,
+                                              upscale=self.options.upscale)
+        self.seconds["decode"] = time.perf_counter() - clock
+        self.notes += self.evaluation.notes
+        label_index = {label: position for position, label in enumerate(self.labels)}
+        self.y_true = np.array([label_index[label] for label in self.evaluation.labels], dtype=np.int64)
 
-    mediapipe_part: dict[str, Any] | None = None
-    mediapipe_probs: np.ndarray | None = None
-    if client != "litert":
+    # ---- step 4: LiteRT's answers and lesion check, then the model is closed
+    def predict_with_litert(self) -> None:
+        assert self.model is not None and self.evaluation is not None  # set by open_model, load_images
+        model, evaluation = self.model, self.evaluation
         clock = time.perf_counter()
-        mediapipe_part, mediapipe_probs, mediapipe_samples = _mediapipe_bench(
-            model_path, evaluation, labels, y_true, probabilities, spec, progress)
-        mediapipe_check = mediapipe_part.pop("not_a_lesion")
-        if lesion_check is not None and non_lesions is not None and mediapipe_check is not None:
+        self.probabilities, check_scores = predict_all_with_check(model, evaluation.images, self.options.progress)
+        self.seconds["predict"] = time.perf_counter() - clock
+        self.lesion_check, self.non_lesions = _lesion_check_litert(model, check_scores, evaluation, self.data_dir,
+                                                                   self.options.source, self.notes)
+        self.model_description = model_info(model)
+        self.fusion_inputs = (model.metadata.get("fusion"), model.metadata.get("referral"),
+                              self.data_description["labels_csv"], evaluation.image_ids, self.y_true, self.labels)
+        self.model = None  # the latency runs open their own interpreters
+        del model
+        self.litert_metrics = dict(metrics.classification_metrics(self.y_true, self.probabilities, self.labels))
+
+    # ---- step 5: LiteRT's latency, one fresh interpreter per thread count
+    def measure_litert_latency(self) -> None:
+        if self.options.client == "mediapipe":
+            return
+        assert self.evaluation is not None  # set by load_images
+        clock = time.perf_counter()
+        for count in self.thread_counts:
+            self.latency[str(count)], self.samples[str(count)] = measure_latency(
+                self.model_path, self.evaluation.images, count, self.options.runs, self.options.warmup)
+        self.seconds["latency"] = time.perf_counter() - clock
+
+    # ---- step 6: MediaPipe's answers, latency and lesion check on the same files
+    def run_mediapipe(self) -> None:
+        if self.options.client == "litert":
+            return
+        assert self.evaluation is not None and self.spec is not None  # set by load_images, open_model
+        clock = time.perf_counter()
+        self.mediapipe_part, self.mediapipe_probabilities, self.mediapipe_samples = _mediapipe_bench(
+            self.model_path, self.evaluation, self.labels, self.y_true, self.probabilities, self.spec,
+            self.options.progress)
+        mediapipe_check = self.mediapipe_part.pop("not_a_lesion")
+        if self.lesion_check is not None and self.non_lesions is not None and mediapipe_check is not None:
             from dermtool.bench.lesion_check import figures, mediapipe_scores
 
-            lesion_check["mediapipe"] = figures(mediapipe_check, mediapipe_scores(model_path, labels, non_lesions),
-                                                non_lesions, lesion_check["threshold"])
-        stage_seconds["mediapipe"] = time.perf_counter() - clock
-        if spec.resize_policy != "squash":
-            notes.append(f"MediaPipe stretches the whole image to the input square, but this model was trained on "
-                         f"images fitted with {spec.resize_policy!r}: an app must crop or pad before classify")
+            self.lesion_check["mediapipe"] = figures(
+                mediapipe_check, mediapipe_scores(self.model_path, self.labels, self.non_lesions),
+                self.non_lesions, self.lesion_check["threshold"])
+        self.seconds["mediapipe"] = time.perf_counter() - clock
+        if self.spec.resize_policy != "squash":
+            self.notes.append(f"MediaPipe stretches the whole image to the input square, but this model was trained "
+                              f"on images fitted with {self.spec.resize_policy!r}: an app must crop or pad before "
+                              f"classify")
 
-    if client == "mediapipe":
-        assert mediapipe_part is not None and mediapipe_probs is not None
-        results: dict[str, Any] = dict(metrics.classification_metrics(y_true, mediapipe_probs, labels))
-        results["client"] = "mediapipe"
-        results["pipeline"] = {"client": "litert", "preprocessing": mediapipe_part["pipeline_preprocessing"],
-                               **litert_metrics}
-        results["pipeline_drift"] = mediapipe_part["pipeline_drift"]
-        results["input_images"] = mediapipe_part["input_images"]
-        latency = mediapipe_part["latency_ms"]
-        samples = {"mediapipe": mediapipe_samples}
-        scored = mediapipe_probs
-    else:
-        results = dict(litert_metrics)
-        results["client"] = "litert"
-        scored = probabilities
-    results["upscale"] = upscale
-
-    results["model"] = description
-    results["latency_ms"] = latency
-    results["peak_rss_mb"] = peak_rss_mb()
-    results["device"] = device_info()
-    if client != "litert":
-        from dermtool.bench.mediapipe_client import mediapipe_version
-
-        results["device"]["client_runtime"] = f"mediapipe {mediapipe_version()} (ImageClassifier, CPU)"
-
-    if reference is not None:
+    # ---- step 7: the reference's answers on the same images
+    def predict_with_reference(self) -> None:
+        if self.options.reference is None:
+            return
+        assert self.evaluation is not None and self.spec is not None  # set by load_images, open_model
         clock = time.perf_counter()
-        reference_probs = reference_probabilities(
-            reference, evaluation, spec, labels, threads=max(thread_counts), progress=progress
-        )
-        stage_seconds["reference"] = time.perf_counter() - clock
-        results["reference"] = {"path": str(reference), **metrics.classification_metrics(y_true, reference_probs, labels)}
-        results["drift"] = dict(metrics.drift(scored, reference_probs, y_true, labels))
-        if client == "both":
-            assert mediapipe_part is not None
-            mediapipe_part["drift"] = dict(metrics.drift(mediapipe_probs, reference_probs, y_true, labels))
-    if client == "both":
-        assert mediapipe_part is not None
-        mediapipe_part.pop("pipeline_preprocessing")
-        results["mediapipe"] = mediapipe_part
-    _add_fusion(results, fusion_inputs, scored, mediapipe_probs if client == "both" else None, notes)
-    results["lesion_check"] = lesion_check
+        self.reference_probabilities = reference_probabilities(
+            self.options.reference, self.evaluation, self.spec, self.labels, threads=max(self.thread_counts),
+            progress=self.options.progress)
+        self.seconds["reference"] = time.perf_counter() - clock
 
-    results["latency_samples_ms"] = samples
-    results["reliability"] = _json_ready(metrics.reliability_curve(y_true, scored))
-    data_description.update({"images": int(len(y_true)), "unreadable": evaluation.data["unreadable"]})
-    results["data"] = data_description
-    if ignore_unknown:
-        results["ignored_unknown"] = ignored
-    results["notes"] = notes
-    stage_seconds["total"] = time.perf_counter() - started
-    results["bench_seconds"] = stage_seconds
-    return _json_ready(results)
+    # ---- step 8: the flat results dict
+    def assemble(self) -> dict[str, Any]:
+        results = self.client_results()
+        results["upscale"] = self.options.upscale
+        results["model"] = self.model_description
+        results["latency_ms"] = self.latency
+        results["peak_rss_mb"] = self.peak_rss_mb
+        results["device"] = self.device()
+        self.add_reference_and_drift(results)
+        if self.options.client == "both":
+            assert self.mediapipe_part is not None  # set by run_mediapipe
+            self.mediapipe_part.pop("pipeline_preprocessing")
+            results["mediapipe"] = self.mediapipe_part
+        _add_fusion(results, self.fusion_inputs, self.scored,
+                    self.mediapipe_probabilities if self.options.client == "both" else None, self.notes)
+        results["lesion_check"] = self.lesion_check
+        results["latency_samples_ms"] = self.samples
+        results["reliability"] = _json_ready(metrics.reliability_curve(self.y_true, self.scored))
+        assert self.evaluation is not None  # set by load_images
+        self.data_description.update({"images": int(len(self.y_true)), "unreadable": self.evaluation.data["unreadable"]})
+        results["data"] = self.data_description
+        if self.options.ignore_unknown:
+            results["ignored_unknown"] = self.ignored
+        results["notes"] = self.notes
+        self.seconds["total"] = time.perf_counter() - self.started
+        results["bench_seconds"] = self.seconds
+        return _json_ready(results)
+
+    def client_results(self) -> dict[str, Any]:
+        """The metric keys and ``client`` (with MediaPipe alone: ``pipeline``, ``pipeline_drift``,
+        ``input_images``, and MediaPipe's latency in place of LiteRT's)."""
+        if self.options.client != "mediapipe":
+            return {**self.litert_metrics, "client": "litert"}
+        part = self.mediapipe_part
+        assert part is not None and self.mediapipe_probabilities is not None  # set by run_mediapipe
+        results: dict[str, Any] = dict(metrics.classification_metrics(
+            self.y_true, self.mediapipe_probabilities, self.labels))
+        results["client"] = "mediapipe"
+        results["pipeline"] = {"client": "litert", "preprocessing": part["pipeline_preprocessing"],
+                               **self.litert_metrics}
+        results["pipeline_drift"] = part["pipeline_drift"]
+        results["input_images"] = part["input_images"]
+        self.latency = part["latency_ms"]
+        self.samples = {"mediapipe": self.mediapipe_samples}
+        return results
+
+    def device(self) -> dict[str, Any]:
+        """:func:`device_info`, plus MediaPipe's version when a MediaPipe client ran."""
+        description = device_info()
+        if self.options.client != "litert":
+            from dermtool.bench.mediapipe_client import mediapipe_version
+
+            description["client_runtime"] = f"mediapipe {mediapipe_version()} (ImageClassifier, CPU)"
+        return description
+
+    def add_reference_and_drift(self, results: dict[str, Any]) -> None:
+        """``reference`` (its metric keys) and ``drift`` of the scored answers against it (and MediaPipe's
+        ``drift`` with ``client="both"``)."""
+        if self.reference_probabilities is None:
+            return
+        reference = self.reference_probabilities
+        results["reference"] = {"path": str(self.options.reference),
+                                **metrics.classification_metrics(self.y_true, reference, self.labels)}
+        results["drift"] = dict(metrics.drift(self.scored, reference, self.y_true, self.labels))
+        if self.options.client == "both":
+            assert self.mediapipe_part is not None  # set by run_mediapipe
+            self.mediapipe_part["drift"] = dict(metrics.drift(self.mediapipe_probabilities, reference, self.y_true,
+                                                              self.labels))
 
 
 def _add_fusion(results: dict[str, Any], inputs: tuple, scored: np.ndarray, mediapipe_probabilities: np.ndarray | None,
@@ -749,7 +850,6 @@ def _mediapipe_bench(
     ``part``: the metric keys of MediaPipe's answers, ``client``, ``pipeline_drift`` (MediaPipe against
     dermtool's pipeline, ``pipeline_probabilities``), ``latency_ms: {"mediapipe": {...}}``, ``input_images``.
     """
-    from dermtool import metrics
     from dermtool.bench.mediapipe_client import classify_files, size_summary
 
     output = classify_files(model_path, evaluation.paths, labels, upscale=evaluation.upscale, progress=progress)
