@@ -87,16 +87,14 @@ def milk_run(small_milk: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 def model_card_of_run(run_path: Path) -> dict:
     """The model card ``dermtool export`` would write for a run's int8 model, built straight from the run
-    folder (its float figures standing in for the exported ones)."""
+    folder (an export record with made-up sizes and quantisation, and no gate measured)."""
     from dermtool.export.model_card import build_model_card
+    from dermtool.export.record import ExportRecord
     from dermtool.run import RunFolder
 
     run = RunFolder(run_path)
     quantization = {"dtype": "uint8", "scale": 0.01, "zero_point": 0}
-    return build_model_card(
-        model_path=run_path / "m.tflite", run_path=run.path, model_name="efficientnet-lite0",
-        labels=run.labels, input_spec=run.input_spec.to_dict(), split_rows=run.split_rows, run_metrics=run.metrics,
-        temperature=run.temperature, float_metrics=run.metrics["val"], exported_metrics=run.metrics["val"],
-        exported_referral=None, mode="int8", io_type="uint8", input_quantization=quantization,
-        output_quantization=quantization, qat=False, prune=0.0, sparsity=0.0, representative_images=8,
-        size_bytes=1, gzip_bytes=1, gate=None)
+    record = ExportRecord(model_path=run_path / "m.tflite", mode="int8", io_type="uint8",
+                          input_quantization=quantization, output_quantization=quantization,
+                          representative_images=8, size_bytes=1, gzip_bytes=1)
+    return build_model_card(run, record)

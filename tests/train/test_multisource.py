@@ -105,7 +105,7 @@ def test_the_model_card_of_a_two_source_run_reports_each_source(two_source_run: 
     markdown = render_markdown(card)
     assert "## Per source (float model, test split)" in markdown and "| pad | smartphone |" in markdown
     assert "float, test, pad only: sensitivity" in markdown
-    assert card["model"]["color_constancy"] == {"method": "none"} and "Colour constancy" not in markdown
+    assert card["model"]["color_constancy"]["method"] == "none" and "Colour constancy" not in markdown
     card["model"]["color_constancy"] = {"method": "shades_of_grey", "power": 6.0}
     assert "- Colour constancy: shades of grey (power 6) is the model's first layer" in render_markdown(card)
 

@@ -17,11 +17,15 @@ from __future__ import annotations
 import datetime
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from dermtool import DISCLAIMER, __version__
 from dermtool.export.card_capabilities import build_capabilities, render_capabilities
+from dermtool.export.record import ExportRecord
 from dermtool.io_utils import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:  # the run folder module loads the model code (TensorFlow); the card only reads its attributes
+    from dermtool.run import RunFolder
 
 SECTIONS: tuple[str, ...] = (
     "can_and_cannot",
@@ -100,54 +104,33 @@ def split_counts(split_rows: Sequence[Any], labels: Sequence[str]) -> dict[str, 
     return {split: {label: int(counts.get((split, label), 0)) for label in labels} for split in splits}
 
 
-def build_model_card(
-    *,
-    model_path: Path,
-    run_path: Path,
-    model_name: str,
-    labels: Sequence[str],
-    input_spec: Mapping[str, Any],
-    split_rows: Sequence[Any],
-    run_metrics: Mapping[str, Any],
-    temperature: float,
-    float_metrics: Mapping[str, Any] | None,
-    exported_metrics: Mapping[str, Any] | None,
-    exported_referral: Mapping[str, Any] | None,
-    mode: str,
-    io_type: str,
-    input_quantization: Mapping[str, Any],
-    output_quantization: Mapping[str, Any],
-    qat: bool,
-    prune: float,
-    sparsity: float,
-    representative_images: int,
-    size_bytes: int,
-    gzip_bytes: int,
-    gate: Mapping[str, Any] | None,
-    fine_tune_target: str | None = None,
-    bias_correction: Mapping[str, Any] | None = None,
-    fusion: Mapping[str, Any] | None = None,
-    fusion_report: Mapping[str, Any] | None = None,
-    color_constancy: Mapping[str, Any] | None = None,
-    model_metadata: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The model card as a JSON-serialisable dict with the :data:`SECTIONS` keys (plus ``created``, and
-    ``questionnaire_fusion`` when ``fusion``, the run's fusion.json, is given). ``color_constancy``:
-    ``{"method", "power"}`` of the model's first layer (None or method "none": the model has none).
-    ``model_metadata``: what the model's dermtool.json holds beyond the run (``lesion_check``, ``multi_photo``),
-    for the first section."""
+def build_model_card(run: RunFolder, record: ExportRecord) -> dict[str, Any]:
+    """The model card of the model an export produced (``record``, :class:`dermtool.export.record.ExportRecord`)
+    from the run folder it came from (``run``: its model name and colour constancy, labels, input spec, split,
+    ``metrics.json`` and temperature), as a JSON-serialisable dict with the :data:`SECTIONS` keys (plus
+    ``created``, and ``questionnaire_fusion`` when the record carries the run's fusion.json). The record's
+    ``model_metadata`` (what the model's dermtool.json holds beyond the run: ``lesion_check``, ``multi_photo``)
+    feeds the first section."""
+    labels, split_rows, run_metrics = run.labels, run.split_rows, run.metrics
+    model = run.config.model
+    color_constancy = {"method": model.color_constancy, "power": model.color_constancy_power}
+    measurement, gate, mode = record.gate, record.gate_dict, record.mode
+    float_metrics = measurement.float_metrics if measurement is not None else None
+    exported_metrics = measurement.exported_metrics if measurement is not None else None
+    exported_referral = measurement.exported_referral if measurement is not None else None
+    fusion, fusion_report, bias_correction = record.fusion, record.fusion_report, record.bias_correction
     ece_before = (run_metrics.get("ece_before_calibration") or {}).get("val")
     ece_after = (run_metrics.get("val") or {}).get("ece")
     referral = run_metrics.get("referral")
     card: dict[str, Any] = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": {
-            "file": model_path.name,
-            "architecture": model_name,
+            "file": record.model_path.name,
+            "architecture": model.name,
             "classes": list(labels),
-            "input_spec": dict(input_spec),
-            "color_constancy": dict(color_constancy) if color_constancy else {"method": "none"},
-            "run": str(run_path),
+            "input_spec": run.input_spec.to_dict(),
+            "color_constancy": color_constancy,
+            "run": str(run.path),
             "dermtool_version": __version__,
         },
         "intended_use": INTENDED_USE,
@@ -165,22 +148,22 @@ def build_model_card(
         },
         "quantization": {
             "mode": mode,
-            "io": io_type,
-            "input": dict(input_quantization),
-            "output": dict(output_quantization),
-            "representative_images": representative_images,
+            "io": record.io_type,
+            "input": dict(record.input_quantization),
+            "output": dict(record.output_quantization),
+            "representative_images": record.representative_images,
             "representative_source": "training split, stratified by class, prepared with load_image + normalize"
-            if representative_images else None,
-            "quantization_aware_training": qat,
+            if record.representative_images else None,
+            "quantization_aware_training": record.qat,
             "bias_correction": dict(bias_correction) if bias_correction else None,
-            "pruning_target_sparsity": prune,
-            "fine_tune_target": fine_tune_target,
-            "sparsity": sparsity,
+            "pruning_target_sparsity": record.prune,
+            "fine_tune_target": record.fine_tune_target,
+            "sparsity": record.sparsity,
         },
-        "size": {"bytes": size_bytes, "gzip_bytes": gzip_bytes},
+        "size": {"bytes": record.size_bytes, "gzip_bytes": record.gzip_bytes},
         "calibration": {
             "method": "temperature scaling on the validation split, folded into the logits layer",
-            "temperature": temperature,
+            "temperature": run.temperature,
             "ece_val_before": ece_before,
             "ece_val_after": ece_after,
             "ece_val_exported": (exported_metrics or {}).get("ece"),
@@ -208,7 +191,7 @@ def build_model_card(
     kinds = {source["name"]: source["kind"] for source in card["training_data"].get("sources") or []}
     card["can_and_cannot"] = build_capabilities(
         labels=labels, run_metrics=run_metrics, fusion_report=fusion_report if fusion else None,
-        model_metadata=model_metadata, gate=gate, mode=mode, kinds=kinds or {"all": "dermoscopic"})
+        model_metadata=record.model_metadata, gate=gate, mode=mode, kinds=kinds or {"all": "dermoscopic"})
     return {"can_and_cannot": card.pop("can_and_cannot"), **card}
 
 

@@ -3,7 +3,9 @@
 How to export is one :class:`ExportOptions` (mode, int8 tensor types, QAT, pruning, bias correction,
 calibration, gate limits), as MediaPipe Model Maker's ``export_model(quantization_config)``;
 :meth:`ExportOptions.from_config` gives a run's ``[export]`` defaults. The steps, in order (the methods of
-the private ``_Export``, called one after the other by its ``run``):
+the private ``_Export``, called one after the other by its ``run``), each write what they produce into one
+:class:`dermtool.export.record.ExportRecord` (its fields in the order of these steps); the model card and the
+:class:`ExportResult` are both built from that record:
 
 1. ``read_run`` (after ``check_arguments``): the run (:class:`dermtool.run.RunFolder`): model, labels, input spec, temperature, split.
 2. ``make_reference``: fold the calibration temperature into a clone's "logits" layer (kernel/T, bias/T): the exported softmax
@@ -24,7 +26,9 @@ the private ``_Export``, called one after the other by its ``run``):
 6. ``gate_and_write``: write to a temporary file beside ``out_path`` and run it in LiteRT on the validation split against the
    float model: the accuracy gate (:mod:`dermtool.export.gate`). A failed gate (unless ``gate=False``) or
    any error leaves nothing at ``out_path``.
-7. ``write_model_card`` (:mod:`dermtool.export.model_card`) and move the model into place.
+   The gate's :class:`dermtool.export.gate.GateMeasurement` goes into the record; then the model card
+   (:func:`dermtool.export.model_card.build_model_card` of the run and the record) is written and the model
+   moved into place.
 
 Example::
 
@@ -42,13 +46,17 @@ import time
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from dermtool import DermtoolError
 from dermtool.data.sources import source_to_dict
-from dermtool.export.gate import GateMeasurement
+from dermtool.export.gate import GateMeasurement, GateResult
+from dermtool.export.record import ExportRecord
+
+if TYPE_CHECKING:
+    from dermtool.export.convert import TensorQuantization
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +74,7 @@ class ExportResult:
     bytes: int
     gzip_bytes: int
     sparsity: float  # zero fraction of the prunable kernels of the converted model
-    gate: Any  # dermtool.export.gate.GateResult, or None when the run has no validation images
+    gate: GateResult | None  # None when the run has no validation images
     model_card_json: Path
     model_card_markdown: Path
     input_quantization: dict[str, Any] = field(default_factory=dict)  # {dtype, scale, zero_point}
@@ -84,6 +92,26 @@ class ExportResult:
     seconds: dict[str, float] = field(default_factory=dict)  # time per step
     fusion: bool = False  # True when dermtool.json carries the run's questionnaire fusion
     lesion_check: bool = False  # True when the model has the lesion check as its second output
+
+    @classmethod
+    def from_record(cls, record: ExportRecord, temperature: float, model_card_json: Path, model_card_markdown: Path,
+                    seconds: dict[str, float]) -> "ExportResult":
+        """The result of the export that produced ``record`` (its run's ``temperature``, the model card's
+        paths, the seconds per step)."""
+        gate = record.gate
+        return cls(
+            path=record.model_path, mode=record.mode, io=record.io_type, bytes=record.size_bytes,
+            gzip_bytes=record.gzip_bytes, sparsity=record.sparsity, gate=gate.result if gate is not None else None,
+            model_card_json=model_card_json, model_card_markdown=model_card_markdown,
+            input_quantization=record.input_quantization, output_quantization=record.output_quantization,
+            temperature=temperature, qat=record.qat, prune=record.prune,
+            representative_images=record.representative_images, bias_correction=record.bias_correction,
+            fine_tune_target=record.fine_tune_target, fine_tune_epochs=record.fine_tune_epochs,
+            fine_tune_learning_rates=record.fine_tune_learning_rates,
+            float_metrics=gate.float_metrics if gate is not None else None,
+            exported_metrics=gate.exported_metrics if gate is not None else None, seconds=seconds,
+            fusion=record.fusion is not None, lesion_check=record.lesion_check,
+        )
 
     def summary(self) -> str:
         """A few lines for the terminal: file, size, sparsity, quantisation, gate, model card."""
@@ -289,7 +317,9 @@ def export_model(
 
 
 class _Export:
-    """One export, as named steps in :meth:`run`; each step leaves its products on ``self``."""
+    """One export, as named steps in :meth:`run`. What the export produced goes into ``self.record``
+    (:class:`ExportRecord`, its fields in the order of the steps that fill them); the working state the
+    steps hand on to each other is declared here, with the step that sets it."""
 
     def __init__(self, run_dir: str | os.PathLike, out_path: str | os.PathLike, options: ExportOptions, *,
                  overwrite: bool, data_dir: str | os.PathLike | None, progress: bool) -> None:
@@ -298,12 +328,27 @@ class _Export:
         self.started = time.perf_counter()
         self.seconds: dict[str, float] = {}
         self._last = self.started
-        self.bias_correction_report: Any = None
-        self.calibration_images: np.ndarray | None = None
-        self.train: Any = None
-        self.fusion: dict[str, Any] | None = None
-        self.metadata_extra: dict[str, Any] | None = None  # what attach_metadata put into dermtool.json
+        self.record = ExportRecord(model_path=self.out_path, mode=options.mode, io_type=options.io, qat=options.qat,
+                                   prune=options.prune)  # io_type: the effective one once check_arguments ran
+        # read_run
+        self.run_folder: Any = None  # dermtool.run.RunFolder
+        self.labels: list[str] = []
+        self.spec: Any = None  # dermtool.data.preprocess.InputSpec
+        self.temperature = 1.0
+        self.config: Any = None  # dermtool.config.Config of the run
+        self.folder: Path | None = None  # the image folder
+        self.train_records: list[Any] = []
+        self.val_records: list[Any] = []
         self.lesion_check: Any = None  # dermtool.explain.lesion_check.LesionCheck, or None
+        # make_reference
+        self.reference: Any = None  # the run's Keras model, temperature folded in
+        self.val: Any = None  # the validation split's images and labels
+        self.float_probabilities: np.ndarray | None = None  # the reference's softmax on them
+        # load_training_images
+        self.train: Any = None  # the training split's images and labels (only to fine-tune)
+        self.calibration_images: np.ndarray | None = None  # int8 representative images
+        # convert
+        self.input_quantization: TensorQuantization | None = None  # of the model's input (the record has its dict)
 
     def run(self) -> ExportResult:
         self.check_arguments()
@@ -329,7 +374,7 @@ class _Export:
         if self.options.bias_correction is None:
             self.options = replace(self.options, bias_correction=self.options.mode == "int8" and not self.options.qat)
         _check_output(self.out_path, self.overwrite)
-        self.io_type = convert.effective_io(self.options.mode, self.options.io)
+        self.record.io_type = convert.effective_io(self.options.mode, self.options.io)
 
     # ---- step 1: the run, and the images it needs (an error now, before any work, if they are missing)
     def read_run(self) -> None:
@@ -337,7 +382,7 @@ class _Export:
         from dermtool.explain.lesion_check import FILE_NAME as LESION_CHECK_FILE
         from dermtool.explain.lesion_check import read_run_check
         from dermtool.export import calibration_data
-        from dermtool.fusion.fitting import read_run_fusion
+        from dermtool.fusion.fitting import read_fusion_report, read_run_fusion
         from dermtool.run import RunFolder
 
         self.run_folder = run = RunFolder(self.run_dir)
@@ -345,8 +390,10 @@ class _Export:
         self.folder = calibration_data.resolve_data_dir(run, self.data_dir)
         records = calibration_data.split_records(run, self.folder)
         self.train_records, self.val_records = records.get("train", []), records.get("val", [])
-        self.fusion = read_run_fusion(run)  # checked now: a broken fusion.json stops the export before any work
+        self.record.fusion = read_run_fusion(run)  # checked now: a broken fusion.json stops the export before any work
+        self.record.fusion_report = read_fusion_report(run.path) if self.record.fusion is not None else None
         self.lesion_check = read_run_check(run)  # RUN/lesion_check.json, checked now too
+        self.record.lesion_check = self.lesion_check is not None
         if self.lesion_check is None:
             logger.warning("%s has no %s: the exported model will have no lesion check (fit it with "
                            "`dermtool lesion-check %s` and export again)", run.path, LESION_CHECK_FILE, run.path)
@@ -389,11 +436,19 @@ class _Export:
                 self.train_records, options.representative_images, self.spec, options.seed, self.progress)
         if len(self.calibration_images) == 0:
             raise DermtoolError("none of the representative training images could be read")
+        self.record.representative_images = len(self.calibration_images)
 
     # ---- step 4: pruning, bias correction, QAT (each optional, in this order; QAT after bias correction)
     def optimise(self, candidate: Any) -> Any:
-        options = self.options
+        options, record = self.options, self.record
         if options.fine_tunes:
+            record.fine_tune_target = "float model (distillation)" if options.distill else "labels"
+            if options.prune > 0:
+                record.fine_tune_epochs["prune"] = options.prune_epochs
+                record.fine_tune_learning_rates["prune"] = self.prune_rate
+            if options.qat:
+                record.fine_tune_epochs["qat"] = options.qat_epochs
+                record.fine_tune_learning_rates["qat"] = self.qat_rate
             train_dataset = self._finetune_dataset()
             teacher = self.reference if options.distill else None
             if options.prune > 0:
@@ -447,8 +502,8 @@ class _Export:
         from dermtool.optimize.bias_correction import correct_int8_rounding_bias
 
         prepare = _CALIBRATION_TRANSFORM or (lambda batch: normalize(batch, self.spec))
-        model, self.bias_correction_report = correct_int8_rounding_bias(model, prepare(self.calibration_images),
-                                                                        progress=self.progress)
+        model, report = correct_int8_rounding_bias(model, prepare(self.calibration_images), progress=self.progress)
+        self.record.bias_correction = report.to_dict()
         self.lap("bias_correction")
         return model
 
@@ -458,7 +513,7 @@ class _Export:
         from dermtool.export.calibration_data import representative_batches
         from dermtool.optimize.prune import sparsity_report
 
-        self.sparsity = sparsity_report(candidate).overall
+        self.record.sparsity = sparsity_report(candidate).overall
         batches = None
         if self.options.mode == "int8":
             batches = representative_batches(self.calibration_images, self.spec, transform=_CALIBRATION_TRANSFORM)
@@ -466,16 +521,12 @@ class _Export:
             from dermtool.explain.lesion_check import attach_head
 
             candidate = attach_head(candidate, self.lesion_check)
-        content = convert.convert(candidate, self.options.mode, self.io_type, batches)
-        self.input_quantization, self.output_quantization = convert.tensor_quantization(content)
+        content = convert.convert(candidate, self.options.mode, self.record.io_type, batches)
+        self.input_quantization, output_quantization = convert.tensor_quantization(content)
+        self.record.input_quantization = self.input_quantization.to_dict()
+        self.record.output_quantization = output_quantization.to_dict()
         self.lap("convert")
         return content
-
-    @property
-    def fine_tune_target(self) -> str | None:
-        if not self.options.fine_tunes:
-            return None
-        return "float model (distillation)" if self.options.distill else "labels"
 
     # ---- step 6: TFLite metadata (normalisation, labels.txt, the lesion check's head, dermtool.json)
     def attach_metadata(self, content: bytes) -> bytes:
@@ -486,11 +537,11 @@ class _Export:
         options, config, run = self.options, self.config, self.run_folder
         extra: dict[str, Any] = {
             "model": config.model.name,
-            "input_quantization": self.input_quantization.to_dict(),
+            "input_quantization": self.record.input_quantization,
             "qat": options.qat,
             "prune": options.prune,
             "bias_correction": bool(options.bias_correction),
-            "fine_tune_target": self.fine_tune_target,
+            "fine_tune_target": self.record.fine_tune_target,
             "referral": run.metrics.get("referral"),
             "melanoma": run.metrics.get("melanoma"),
         }
@@ -500,32 +551,34 @@ class _Export:
             from dermtool.explain.lesion_check import metadata_block
 
             extra["lesion_check"] = metadata_block(self.lesion_check)
-        if self.fusion is not None:
-            extra["fusion"] = self.fusion
+        if self.record.fusion is not None:
+            extra["fusion"] = self.record.fusion
         extra["multi_photo"] = rule_for_export(run.path, (run.metrics.get("referral") or {}).get("classes")
                                                or DEFAULT_MALIGNANT_CLASSES)  # how clients combine a lesion's photos
-        self.metadata_extra = extra
+        self.record.model_metadata = extra
         content = metadata.write_metadata(
             content, labels=self.labels, input_spec=self.spec, temperature=self.temperature, mode=options.mode,
-            io_type=self.io_type, model_name=config.model.name, extra=extra,
+            io_type=self.record.io_type, model_name=config.model.name, extra=extra,
         )
         self.lap("metadata")
         return content
 
     # ---- step 7: gate, model card, and the model moved into place (nothing at out_path on any failure)
     def gate_and_write(self, content: bytes) -> ExportResult:
-        from dermtool.export import convert
+        from dermtool.export import convert, model_card
         from dermtool.io_utils import atomic_path
 
+        record = self.record
         with atomic_path(self.out_path) as temporary:
             temporary.write_bytes(content)
-            gate = self.measure_gate(temporary)
-            if self.options.mode == "int8" and self.io_type in ("uint8", "int8"):
-                convert.check_raw_pixel_input(self.input_quantization, self.spec, self.io_type)
-            gzip_bytes = len(gzip.compress(content, compresslevel=9))
-            card_json, card_markdown = self.write_model_card(gate, len(content), gzip_bytes)
+            record.gate = self.measure_gate(temporary)
+            if self.options.mode == "int8" and record.io_type in ("uint8", "int8"):
+                convert.check_raw_pixel_input(self.input_quantization, self.spec, record.io_type)
+            record.size_bytes, record.gzip_bytes = len(content), len(gzip.compress(content, compresslevel=9))
+            card_json, card_markdown = model_card.write_model_card(model_card.build_model_card(self.run_folder, record),
+                                                                   self.out_path)
         self.seconds["total"] = round(time.perf_counter() - self.started, 3)
-        return self.result(gate, len(content), gzip_bytes, card_json, card_markdown)
+        return ExportResult.from_record(record, self.temperature, card_json, card_markdown, self.seconds)
 
     def measure_gate(self, model_file: Path) -> GateMeasurement | None:
         """The gate's measurement on the validation split (None without validation images). Raises
@@ -547,62 +600,6 @@ class _Export:
         gate_module.enforce(measurement.result, options.mode, options.qat)
         logger.info(measurement.result.summary())
         return measurement
-
-    def write_model_card(self, gate: GateMeasurement | None, size: int, gzip_bytes: int) -> tuple[Path, Path]:
-        from dermtool.export import model_card
-        from dermtool.fusion.fitting import read_fusion_report
-
-        gate_result = gate.result if gate is not None else None
-        float_metrics = gate.float_metrics if gate is not None else None
-        exported_metrics = gate.exported_metrics if gate is not None else None
-        exported_referral = gate.exported_referral if gate is not None else None
-        options, run = self.options, self.run_folder
-        card = model_card.build_model_card(
-            model_path=self.out_path, run_path=run.path, model_name=self.config.model.name, labels=self.labels,
-            input_spec=self.spec.to_dict(), split_rows=run.split_rows, run_metrics=run.metrics,
-            temperature=self.temperature, float_metrics=float_metrics, exported_metrics=exported_metrics,
-            exported_referral=exported_referral, mode=options.mode, io_type=self.io_type,
-            input_quantization=self.input_quantization.to_dict(),
-            output_quantization=self.output_quantization.to_dict(), qat=options.qat, prune=options.prune,
-            sparsity=self.sparsity, representative_images=self.used_representative, size_bytes=size,
-            gzip_bytes=gzip_bytes, gate=gate_result.to_dict() if gate_result is not None else None,
-            fine_tune_target=self.fine_tune_target, bias_correction=self.bias_correction_dict,
-            fusion=self.fusion, fusion_report=read_fusion_report(run.path) if self.fusion is not None else None,
-            model_metadata=self.metadata_extra,
-            color_constancy={"method": self.config.model.color_constancy,
-                             "power": self.config.model.color_constancy_power},
-        )
-        return model_card.write_model_card(card, self.out_path)
-
-    @property
-    def used_representative(self) -> int:
-        return 0 if self.calibration_images is None else len(self.calibration_images)
-
-    @property
-    def bias_correction_dict(self) -> dict[str, Any] | None:
-        return self.bias_correction_report.to_dict() if self.bias_correction_report is not None else None
-
-    def result(self, gate: GateMeasurement | None, size: int, gzip_bytes: int, card_json: Path,
-               card_markdown: Path) -> ExportResult:
-        options = self.options
-        gate_result = gate.result if gate is not None else None
-        float_metrics = gate.float_metrics if gate is not None else None
-        exported_metrics = gate.exported_metrics if gate is not None else None
-        pruned, qat = options.prune > 0, options.qat
-        return ExportResult(
-            path=self.out_path, mode=options.mode, io=self.io_type, bytes=size, gzip_bytes=gzip_bytes,
-            sparsity=self.sparsity, gate=gate_result, model_card_json=card_json, model_card_markdown=card_markdown,
-            input_quantization=self.input_quantization.to_dict(),
-            output_quantization=self.output_quantization.to_dict(), temperature=self.temperature, qat=qat,
-            prune=options.prune, representative_images=self.used_representative,
-            bias_correction=self.bias_correction_dict, fine_tune_target=self.fine_tune_target,
-            fine_tune_epochs={**({"prune": options.prune_epochs} if pruned else {}),
-                              **({"qat": options.qat_epochs} if qat else {})},
-            fine_tune_learning_rates={**({"prune": self.prune_rate} if pruned else {}),
-                                      **({"qat": self.qat_rate} if qat else {})},
-            float_metrics=float_metrics, exported_metrics=exported_metrics, seconds=self.seconds,
-            fusion=self.fusion is not None, lesion_check=self.lesion_check is not None,
-        )
 
 
 __all__ = ["ExportOptions", "ExportResult", "export_model", "finetune_augment"]
