@@ -16,7 +16,7 @@ their own size, as an app runs it, reading the ``lesion_check`` head; ``litert``
   ``P(not_a_lesion) >= threshold``; ``unseen``: the same on every image of ``--unseen``;
 - ``generated``: the generated non-lesion images (seed 0; the check was fitted on seed 1 and chosen on seed 2),
   caught per kind and overall;
-- ``skin_crops[source]``: one lesion-free crop per test-split photo (:mod:`dermtool.explain.skin_crops`:
+- ``skin_crops[source]``: one lesion-free crop per test-split photo (:mod:`dermtool.prediction.skin_crops`:
   away from the mask in HAM10000, a corner elsewhere), caught.
 
 ``--per-source N`` caps the test photos per source (0: all). The threshold is the model's (dermtool.json).
@@ -72,10 +72,10 @@ def run(model_path: str, run_path: str, unseen: str | None = None, per_source: i
     from dermtool.bench.mediapipe_client import MediaPipeClassifier
     from dermtool.data.layouts import read_dataset
     from dermtool.data.sources import run_split_records
-    from dermtool.explain.lesion_check import NO_CHECK_MESSAGE, threshold_from_metadata
-    from dermtool.explain.lesion_check_fit import mask_folders
-    from dermtool.explain.non_lesion import generate_non_lesion_images
-    from dermtool.explain.skin_crops import skin_crops
+    from dermtool.prediction.lesion_check import NO_CHECK_MESSAGE, threshold_from_metadata
+    from dermtool.prediction.lesion_check_fit import mask_folders
+    from dermtool.prediction.non_lesion import generate_non_lesion_images
+    from dermtool.prediction.skin_crops import skin_crops
     from dermtool.run import RunFolder
     from dermtool.runtime import TFLiteModel
 
@@ -140,7 +140,7 @@ def record(run_path: str, results: dict[str, Any], command: str) -> str:
     """Write ``results`` into ``RUN/lesion_check.json`` as ``figures["test_<mode>"]``; returns the key."""
     import datetime
 
-    from dermtool.explain.lesion_check import read_run_check, run_file
+    from dermtool.prediction.lesion_check import read_run_check, run_file
     from dermtool.export.metadata import read_metadata
     from dermtool.io_utils import atomic_write_json
 

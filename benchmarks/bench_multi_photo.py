@@ -12,7 +12,7 @@ see ``--lesion-key``) and HAM10000's lesions with several dermoscopic images. A 
 that read one folder (named by the folder). Every image is scored alone by the model (calibrated probabilities,
 as ``dermtool predict`` gives them; the lesion check is not applied here: every photo is kept), then:
 
-- each rule of :data:`dermtool.explain.multi_photo.RULES` combines the photos of a lesion;
+- each rule of :data:`dermtool.prediction.multi_photo.RULES` combines the photos of a lesion;
 - "each photo alone": every photo is its own answer for the lesion, per kind of photo where a collection has
   several kinds (MILK10k: the clinical close-up alone, the dermoscopic photo alone), else all photos.
 
@@ -129,7 +129,7 @@ def figures(labels: list[str], truth: list[str], rows: np.ndarray, referral: dic
 def combined_rows(labels: list[str], lesions: list[dict[str, Any]], name: str,
                   referral: dict[str, Any]) -> np.ndarray:
     """One combined probability row per lesion under the rule ``name``."""
-    from dermtool.explain.multi_photo import MultiPhotoRule, combine_rows
+    from dermtool.prediction.multi_photo import MultiPhotoRule, combine_rows
 
     rule = MultiPhotoRule(name, referral_classes=tuple(referral["classes"]))
     return np.array([combine_rows(np.array([photo["probabilities"] for photo in lesion["photos"]]), labels, rule)
@@ -166,7 +166,7 @@ def lesion_referral_threshold(labels: list[str], collections: dict[str, dict[str
 
 def measure(labels: list[str], lesions: list[dict[str, Any]], referral: dict[str, Any]) -> dict[str, Any]:
     """Every rule and each photo alone, on the lesions of one collection and split."""
-    from dermtool.explain.multi_photo import RULES
+    from dermtool.prediction.multi_photo import RULES
 
     lesions = [lesion for lesion in lesions if lesion["label"] in labels]
     if not lesions:
@@ -188,7 +188,7 @@ def measure(labels: list[str], lesions: list[dict[str, Any]], referral: dict[str
 def choose(measured: dict[str, Any], target: float) -> tuple[str, str]:
     """``(rule, why)``: among the rules whose referral sensitivity is at least ``target``, the highest balanced
     accuracy (ties: the order of RULES); when none reaches it, the highest sensitivity."""
-    from dermtool.explain.multi_photo import RULES
+    from dermtool.prediction.multi_photo import RULES
 
     rules = measured["rules"]
     eligible = [name for name in RULES if (rules[name]["referral_sensitivity"] or 0.0) >= target]
@@ -210,8 +210,8 @@ def default_collection(collections: dict[str, dict[str, list[dict[str, Any]]]]) 
 def run(model: str, run_path: str | None, source_names: list[str] | None, choose_on: str | None,
         key_columns: dict[str, tuple[str, ...]], progress: bool = True) -> dict[str, Any]:
     from dermtool import DermtoolError
-    from dermtool.explain.multi_photo import MultiPhotoRule
-    from dermtool.explain.predict import Predictor
+    from dermtool.prediction.multi_photo import MultiPhotoRule
+    from dermtool.prediction.predictor import Predictor
 
     run_folder = Path(run_path or model)
     if not run_folder.is_dir():
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json_path:
         atomic_write_json(args.json_path, result)
     if args.write_run:
-        from dermtool.explain.multi_photo import RUN_FILE_NAME
+        from dermtool.prediction.multi_photo import RUN_FILE_NAME
 
         path = Path(result["run"]) / RUN_FILE_NAME
         atomic_write_json(path, result["chosen"])

@@ -62,7 +62,7 @@ def run(model: str, data: str, split: str | None, manifest: str | None, referenc
     from dermtool.bench.runner import _model_sources, select_records
     from dermtool.data.layouts import read_dataset
     from dermtool.data.sources import out_of_scope_records, source_of_folder
-    from dermtool.explain.predict import Predictor
+    from dermtool.prediction.predictor import Predictor
 
     predictor = Predictor(model)
     reference = reference_run or (model if Path(model).is_dir() else None)

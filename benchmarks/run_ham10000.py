@@ -186,8 +186,8 @@ def fuse_stage(run_dir: Path) -> dict | None:
 def lesion_check_stage(run_dir: Path) -> None:
     """``dermtool lesion-check`` on the run (reused when ``RUN/lesion_check.json`` exists), so that every export
     carries the lesion check as its second output."""
-    from dermtool.explain.lesion_check import run_file
-    from dermtool.explain.lesion_check_fit import fit_for_run
+    from dermtool.prediction.lesion_check import run_file
+    from dermtool.prediction.lesion_check_fit import fit_for_run
 
     if run_file(run_dir).exists():
         print(f"reusing {run_file(run_dir)}", flush=True)

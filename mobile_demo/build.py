@@ -114,7 +114,7 @@ def lesion_check_config(model: Path, metadata: dict[str, Any]) -> dict[str, Any]
     if not item:
         return None
     from dermtool import DermtoolError
-    from dermtool.explain.lesion_check import HEAD_NAME, threshold_from_metadata
+    from dermtool.prediction.lesion_check import HEAD_NAME, threshold_from_metadata
 
     try:
         threshold = threshold_from_metadata(metadata, f"{model} (dermtool.json)")
@@ -129,7 +129,7 @@ def multi_photo_config(model: Path, metadata: dict[str, Any], referral_classes: 
     """How the app combines several photos of one lesion (combine.js): dermtool.json's ``multi_photo``, or the
     default rule for a model that carries none; the model's referral classes when the rule names none."""
     from dermtool import DermtoolError
-    from dermtool.explain.multi_photo import MultiPhotoRule, default_rule
+    from dermtool.prediction.multi_photo import MultiPhotoRule, default_rule
 
     item = metadata.get("multi_photo")
     try:
@@ -145,7 +145,7 @@ def multi_photo_config(model: Path, metadata: dict[str, Any], referral_classes: 
 def app_config(model: Path, metadata: dict[str, Any]) -> dict[str, Any]:
     """config.json: what the page needs beyond the model's own metadata."""
     from dermtool import DISCLAIMER, __version__
-    from dermtool.explain.predict import (
+    from dermtool.prediction.predictor import (
         CLASS_NAMES,
         DEFAULT_MALIGNANT_CLASSES,
         DEFAULT_REFERRAL_THRESHOLD,

@@ -59,7 +59,7 @@ def lesion_check_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -
     """A copy of ``tiny_run`` with its lesion check fitted (``RUN/lesion_check.json``; read-only)."""
     import shutil
 
-    from dermtool.explain.lesion_check_fit import FitSettings, fit_for_run
+    from dermtool.prediction.lesion_check_fit import FitSettings, fit_for_run
 
     run = tmp_path_factory.mktemp("lesion_check_run") / "run"
     shutil.copytree(tiny_run, run)

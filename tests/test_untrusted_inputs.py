@@ -58,7 +58,7 @@ def tampered(model: Path, folder: Path, name: str, **changes) -> Path:
 @pytest.mark.parametrize("threshold", [float("nan"), 2.0, -0.1, "0.3"])
 def test_tampered_referral_threshold_is_refused_everywhere(int8_model: Path, image: Path, tmp_path: Path,
                                                            threshold) -> None:
-    from dermtool.explain.predict import Predictor
+    from dermtool.prediction.predictor import Predictor
     from dermtool.runtime import TFLiteModel
 
     metadata = read_metadata(int8_model)
@@ -117,7 +117,7 @@ def test_other_tampered_fields_name_themselves(int8_model: Path, tmp_path: Path,
 def test_a_threshold_that_is_nan_in_a_run_folder_is_refused(tiny_run: Path, tmp_path: Path) -> None:
     import shutil
 
-    from dermtool.explain.predict import Predictor
+    from dermtool.prediction.predictor import Predictor
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
@@ -324,7 +324,7 @@ def test_conflicting_answers_in_a_file_are_an_error(fusion_model: Path, image: P
 
 
 def test_conflicting_answers_in_the_api_name_the_image(fusion_model: Path, image: Path) -> None:
-    from dermtool.explain.predict import Predictor
+    from dermtool.prediction.predictor import Predictor
 
     predictor = Predictor(fusion_model, ood=False)
     with pytest.raises(DermtoolError, match=rf"image 1 \({image.name}|sex"):
@@ -470,7 +470,7 @@ def test_the_pwa_loader_checks_config_json(fusion_model: Path, tmp_path: Path) -
 def test_a_run_folder_whose_files_are_fifos_or_devices_is_refused_at_once(tiny_run: Path, tmp_path: Path) -> None:
     import shutil
 
-    from dermtool.explain.predict import Predictor
+    from dermtool.prediction.predictor import Predictor
 
     for name, make in (("metrics.json", os.mkfifo), ("model.keras", lambda path: path.symlink_to("/dev/zero")),
                        ("labels.txt", os.mkfifo)):

@@ -1,4 +1,4 @@
-// Several photos of one lesion -> one set of probabilities, as dermtool.explain.multi_photo combines them.
+// Several photos of one lesion -> one set of probabilities, as dermtool.prediction.multi_photo combines them.
 // A port that must give the same numbers (to 1e-6): tests/explain/test_combine_js.py runs it with node on
 // recorded inputs against the Python.
 //

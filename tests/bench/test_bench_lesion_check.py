@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from dermtool.bench.runner import BenchOptions, run_bench
-from dermtool.explain.lesion_check import NO_CHECK_MESSAGE
+from dermtool.prediction.lesion_check import NO_CHECK_MESSAGE
 from tests.bench.conftest import load_benchmark_script
 
 
@@ -63,7 +63,7 @@ def test_the_benchmark_script_measures_every_source_and_the_unseen_folder(export
     assert "lesions rejected: unseen" in script.format_table(results)
     import shutil
 
-    from dermtool.explain.lesion_check import read_run_check
+    from dermtool.prediction.lesion_check import read_run_check
 
     run = tmp_path / "run"
     shutil.copytree(lesion_check_run, run)

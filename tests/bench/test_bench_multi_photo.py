@@ -14,7 +14,7 @@ bench_multi_photo = load_benchmark_script("bench_multi_photo")
 
 def test_rules_against_each_photo_alone_and_the_rule_written_into_the_run(milk_run: Path, small_milk: Path,
                                                                           tmp_path: Path) -> None:
-    from dermtool.explain.multi_photo import RULES, read_run_rule
+    from dermtool.prediction.multi_photo import RULES, read_run_rule
     from dermtool.run import RunFolder
 
     run = tmp_path / "run"

@@ -165,7 +165,7 @@ def test_fifo_device_and_link_to_a_device_are_refused_without_blocking(tmp_path:
 
 
 def test_predict_reading_dev_zero_ends_with_an_error(tmp_path: Path) -> None:
-    from dermtool.explain.predict import Predictor
+    from dermtool.prediction.predictor import Predictor
 
     # The decode fails before any model is needed: Predictor._load is where predict reads images.
     predictor = object.__new__(Predictor)

@@ -1,5 +1,5 @@
 // Runs the PWA's multi-photo combination (mobile_demo/src/combine.js) on the cases of a JSON file and prints
-// what it computed as JSON, for tests/explain/test_combine_js.py to compare with dermtool.explain.multi_photo.
+// what it computed as JSON, for tests/explain/test_combine_js.py to compare with dermtool.prediction.multi_photo.
 //   node tests/explain/combine_node.mjs COMBINE_JS CASES_JSON
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";

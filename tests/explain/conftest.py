@@ -18,7 +18,7 @@ def probe_run(small_ham: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     """A run folder whose Grad-CAM maps mean something: frozen ImageNet EfficientNet-Lite0 at 96 px with a
     trained linear head on the 84 real images of ``small_ham`` (about 15 s), lesion check fitted (tiny settings)."""
     run = build_probe_run(tmp_path_factory.mktemp("probe") / "run", small_ham, image_size=96)
-    from dermtool.explain.lesion_check_fit import FitSettings, fit_for_run
+    from dermtool.prediction.lesion_check_fit import FitSettings, fit_for_run
     from tests.fixtures_export import TINY_LESION_CHECK_SETTINGS
 
     fit_for_run(run, data_dir=small_ham, settings=FitSettings(**TINY_LESION_CHECK_SETTINGS), progress=False)
@@ -28,7 +28,7 @@ def probe_run(small_ham: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="session")
 def probe_predictor(probe_run: Path):
     """The probe run's Predictor with default options, loaded once (tests derive others with with_options)."""
-    from dermtool.explain.predict import get_predictor
+    from dermtool.prediction.predictor import get_predictor
 
     return get_predictor(probe_run)
 
@@ -68,7 +68,7 @@ def white_frame() -> np.ndarray:
 
 @pytest.fixture()
 def text_image() -> np.ndarray:
-    from dermtool.explain.non_lesion import generate_non_lesion_images
+    from dermtool.prediction.non_lesion import generate_non_lesion_images
 
     return next(image.pixels for image in generate_non_lesion_images(2) if image.kind == "text")
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dermtool.explain.predict import CLASS_NAMES
+from dermtool.prediction.predictor import CLASS_NAMES
 
 CONTRACT_KEYS = {"image", "outcome", "label", "probability", "probabilities", "top_k", "ood_score", "lesion_check"}
 

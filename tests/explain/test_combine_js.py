@@ -1,5 +1,5 @@
 """The offline app combines a lesion's photos in JavaScript (mobile_demo/src/combine.js): it must give the
-numbers dermtool.explain.multi_photo gives in Python, to 1e-6, and refuse what Python refuses.
+numbers dermtool.prediction.multi_photo gives in Python, to 1e-6, and refuse what Python refuses.
 
 The cases: every rule on one to six photos drawn from Dirichlet distributions of 8 classes, rows with exact
 zeros and uint8 steps (an int8 model's outputs), one-hot rows, uniform rows, a tie of referral probabilities
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from dermtool import DermtoolError
-from dermtool.explain.multi_photo import RULES, combine_photos
+from dermtool.prediction.multi_photo import RULES, combine_photos
 
 HERE = Path(__file__).resolve().parent
 COMBINE_JS = HERE.parents[1] / "mobile_demo" / "src" / "combine.js"

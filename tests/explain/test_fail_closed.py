@@ -54,7 +54,7 @@ def test_the_rewritten_model_loads_but_answers_nan(nan_model: Path) -> None:
 
 
 def test_python_api_refuses_at_load(nan_model: Path) -> None:
-    from dermtool.explain.predict import Predictor
+    from dermtool.prediction.predictor import Predictor
 
     with pytest.raises(ModelOutputError, match="non-finite"):
         Predictor(nan_model)
@@ -85,7 +85,7 @@ def test_bench_refuses(nan_model: Path, small_ham: Path) -> None:
 
 def test_run_folder_with_nan_weights_fails_closed(nan_run: Path, small_ham: Path, tmp_path: Path) -> None:
     from dermtool.explain.gradcam import Explainer
-    from dermtool.explain.predict import Predictor
+    from dermtool.prediction.predictor import Predictor
 
     with pytest.raises(ModelOutputError):
         Predictor(nan_run, lesion_check=False)
@@ -99,7 +99,7 @@ def test_run_folder_with_nan_weights_fails_closed(nan_run: Path, small_ham: Path
 
 def test_a_prediction_that_turns_non_finite_is_never_an_outcome(tiny_run: Path, small_ham: Path) -> None:
     """The per-prediction check, for a model that passed the load probe and goes bad later."""
-    from dermtool.explain.predict import Predictor
+    from dermtool.prediction.predictor import Predictor
 
     predictor = Predictor(tiny_run, lesion_check=False)
     backend = predictor._shared.backend

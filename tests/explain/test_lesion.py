@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from dermtool import DermtoolError
 from dermtool.cli.main import cli
-from dermtool.explain.lesion import model_rule, predict_lesion
-from dermtool.explain.multi_photo import MultiPhotoRule, combine_photos
-from dermtool.explain.predict import Predictor
+from dermtool.prediction.lesion import model_rule, predict_lesion
+from dermtool.prediction.multi_photo import MultiPhotoRule, combine_photos
+from dermtool.prediction.predictor import Predictor
 from tests.explain.contract import check_contract
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dermtool import DermtoolError
-from dermtool.explain.lesion_check import (CATEGORIES, HEAD_NAME, LesionCheck, attach_head, metadata_block,
+from dermtool.prediction.lesion_check import (CATEGORIES, HEAD_NAME, LesionCheck, attach_head, metadata_block,
                                            read_run_check, sigmoid, threshold_from_metadata)
 
 
@@ -52,7 +52,7 @@ def test_metadata_block_says_what_clients_read() -> None:
 
 def test_the_keras_head_on_the_run_model_matches_the_fitted_numbers(lesion_check_run: Path) -> None:
     from dermtool.data.preprocess import normalize
-    from dermtool.explain.lesion_check import features_and_logits_model
+    from dermtool.prediction.lesion_check import features_and_logits_model
     from dermtool.run import RunFolder
 
     run = RunFolder(lesion_check_run)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dermtool.explain.lesion_check_fit import Features, FitSettings, choose, fit_check, fit_logistic, sample_weights
-from dermtool.explain.skin_crops import corner_crop, mask_crop
+from dermtool.prediction.lesion_check_fit import Features, FitSettings, choose, fit_check, fit_logistic, sample_weights
+from dermtool.prediction.skin_crops import corner_crop, mask_crop
 
 
 def test_sample_weights_give_lesions_and_negatives_half_each_and_sources_equal_shares() -> None:

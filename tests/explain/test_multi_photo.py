@@ -1,4 +1,4 @@
-"""The combination rules of several photos of one lesion (dermtool.explain.multi_photo)."""
+"""The combination rules of several photos of one lesion (dermtool.prediction.multi_photo)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dermtool import DermtoolError
-from dermtool.explain.multi_photo import (RULES, MultiPhotoRule, combine_photos, combine_rows, default_rule,
+from dermtool.prediction.multi_photo import (RULES, MultiPhotoRule, combine_photos, combine_rows, default_rule,
                                           read_run_rule)
 
 LABELS = ["akiec", "bcc", "mel", "nv"]
@@ -71,7 +71,7 @@ def test_a_run_file_is_read_and_checked(tmp_path: Path) -> None:
 
 
 def test_export_takes_the_runs_rule_or_the_default_with_the_models_referral_classes(tmp_path: Path) -> None:
-    from dermtool.explain.multi_photo import rule_for_export
+    from dermtool.prediction.multi_photo import rule_for_export
 
     default = rule_for_export(tmp_path, ["mel", "bcc"])
     assert default["rule"] == "mean" and default["referral_classes"] == ["mel", "bcc"]

@@ -10,7 +10,7 @@ import pytest
 
 import dermtool
 from dermtool import DermtoolError
-from dermtool.explain.predict import (
+from dermtool.prediction.predictor import (
     DEFAULT_REFERRAL_THRESHOLD,
     Predictor,
     Thresholds,
@@ -139,6 +139,6 @@ def test_top_level_api_is_lazy_and_cached(probe_run: Path, probe_predictor: Pred
     second = dermtool.predict(lesion_paths[0], str(probe_run), top_k=2)
     assert first == second
     check_contract(first[0], LABELS, 2)
-    from dermtool.explain.predict import get_predictor
+    from dermtool.prediction.predictor import get_predictor
 
     assert get_predictor(probe_run) is get_predictor(str(probe_run)) is probe_predictor

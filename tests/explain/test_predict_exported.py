@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dermtool.explain.predict import Predictor
+from dermtool.prediction.predictor import Predictor
 from tests.explain.contract import check_contract
 
 

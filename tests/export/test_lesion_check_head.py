@@ -11,8 +11,8 @@ import pytest
 
 from dermtool.data.layouts import read_dataset
 from dermtool.data.preprocess import load_image
-from dermtool.explain.lesion_check import CATEGORIES, HEAD_NAME, NO_CHECK_MESSAGE
-from dermtool.explain.predict import Predictor
+from dermtool.prediction.lesion_check import CATEGORIES, HEAD_NAME, NO_CHECK_MESSAGE
+from dermtool.prediction.predictor import Predictor
 from dermtool.export.metadata import read_associated_files, read_metadata
 from dermtool.runtime import TFLiteModel
 
@@ -22,7 +22,7 @@ def photos(small_ham: Path, lesion_check_run: Path,
            tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], np.ndarray]:
     """Real lesion photos and generated non-lesions (a rendered invoice, a blank frame ...), as files and
     as pixels at the model's input size (so MediaPipe does not resize them)."""
-    from dermtool.explain.non_lesion import generate_non_lesion_images
+    from dermtool.prediction.non_lesion import generate_non_lesion_images
     from dermtool.run import RunFolder
     from PIL import Image
 

@@ -211,12 +211,12 @@ def test_bench_gives_the_fused_figures_for_litert_and_mediapipe(fused_run: Path,
 
 def test_a_lesions_answers_are_fused_once_with_its_combined_photos(fused_model, pad_test_images: list[Path]) -> None:
     """Several photos of one lesion with answers: the photos' image-only probabilities are combined by the
-    model's rule, then the fusion applies the answers once (dermtool.explain.lesion)."""
+    model's rule, then the fusion applies the answers once (dermtool.prediction.lesion)."""
     import numpy as np
 
-    from dermtool.explain.lesion import model_rule, predict_lesion
-    from dermtool.explain.multi_photo import combine_photos
-    from dermtool.explain.predict import Predictor
+    from dermtool.prediction.lesion import model_rule, predict_lesion
+    from dermtool.prediction.multi_photo import combine_photos
+    from dermtool.prediction.predictor import Predictor
     from dermtool.fusion.questionnaire import read_answers
 
     predictor = Predictor(fused_model[0])

@@ -1,7 +1,7 @@
 """The JSON API of `dermtool serve`, against a live uvicorn server and real HAM10000 images.
 
 The int8 .tflite of the export fixture serves the fast tests; the float run of the training fixture serves
-Grad-CAM. Every answer is compared with what :class:`dermtool.explain.predict.Predictor` says directly.
+Grad-CAM. Every answer is compared with what :class:`dermtool.prediction.predictor.Predictor` says directly.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dermtool.explain.predict import CLASS_NAMES, Predictor
+from dermtool.prediction.predictor import CLASS_NAMES, Predictor
 from dermtool.serve.app import create_app
 from dermtool.serve.service import ModelService
 from tests.serve.conftest import LiveServer
@@ -443,10 +443,10 @@ def test_answers_to_a_model_without_a_fusion_are_a_400(client: httpx.Client, ham
 @pytest.mark.slow
 def test_predict_lesion_combines_the_photos_of_one_lesion(lesion_check_run: Path, ham_images,
                                                           non_lesion_images) -> None:
-    """POST /api/predict_lesion: what dermtool.explain.lesion.predict_lesion says for the same photos (the
+    """POST /api/predict_lesion: what dermtool.prediction.lesion.predict_lesion says for the same photos (the
     invoice left out and listed, the rest combined by the model's rule), with answers refused for a model
     without a fusion, and a clear 422 for an unreadable photo."""
-    from dermtool.explain.lesion import predict_lesion
+    from dermtool.prediction.lesion import predict_lesion
 
     reference = Predictor(lesion_check_run)
     results = reference.predict(ham_images[:30])

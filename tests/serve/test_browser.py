@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dermtool.explain.predict import CLASS_NAMES, Predictor
+from dermtool.prediction.predictor import CLASS_NAMES, Predictor
 from dermtool.serve.service import OUTCOME_GUIDANCE
 from tests.serve.conftest import DESKTOP_VIEWPORT, PHONE_VIEWPORT, LiveServer
 
@@ -343,9 +343,9 @@ def test_a_new_photo_starts_a_new_patient(browser, fusion_server: LiveServer, fu
 def test_add_another_photo_of_this_lesion(browser, lesion_check_server: LiveServer, lesion_check_reference: Predictor,
                                           ham_images, non_lesion_images) -> None:
     """Several photos of one lesion: the page sends them together, the lesion's answer is
-    dermtool.explain.lesion.predict_lesion's (the rejected photo left out and listed, the rest combined by the
+    dermtool.prediction.lesion.predict_lesion's (the rejected photo left out and listed, the rest combined by the
     model's rule), and a new photo starts a new lesion again."""
-    from dermtool.explain.lesion import predict_lesion
+    from dermtool.prediction.lesion import predict_lesion
 
     results = lesion_check_reference.predict(ham_images[:30])
     first, second = [image for image, result in zip(ham_images, results) if result["outcome"] != "not_a_lesion"][:2]

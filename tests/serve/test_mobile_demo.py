@@ -23,7 +23,7 @@ import pytest
 
 from dermtool.data.images import load_rgb
 from dermtool.data.preprocess import resize
-from dermtool.explain.predict import CLASS_NAMES, Predictor
+from dermtool.prediction.predictor import CLASS_NAMES, Predictor
 from dermtool.fusion.explain import answer_effects
 from dermtool.fusion.model import Fusion
 from tests.fusion.toy import toy_fusion_dict
@@ -371,9 +371,9 @@ def test_pwa_new_photo_clears_answers_and_adds_photos_of_one_lesion(browser, exp
                                                                     check_dist: Path, ham_images,
                                                                     non_lesion_images) -> None:
     """A new photo clears the answers unless "same lesion or patient" is ticked; "add another photo of this
-    lesion" combines the photos by the model's rule (combine.js, as dermtool.explain.multi_photo does), the
+    lesion" combines the photos by the model's rule (combine.js, as dermtool.prediction.multi_photo does), the
     rejected ones left out and listed, and the answers are fused once, with the lesion's probabilities."""
-    from dermtool.explain.multi_photo import combine_photos
+    from dermtool.prediction.multi_photo import combine_photos
 
     config = json.loads((check_dist / "config.json").read_text())
     fusion = Fusion.from_dict(toy_fusion_dict(config["labels"]))  # the fusion check_dist was built with

@@ -3,7 +3,7 @@ classes, and what the model was trained on (never calling a phone photo dermatos
 
 from __future__ import annotations
 
-from dermtool.explain.predict import CLASS_NAMES
+from dermtool.prediction.predictor import CLASS_NAMES
 from dermtool.serve.service import OUTCOME_GUIDANCE, describe_training_photos, name_list, outcome_guidance
 
 

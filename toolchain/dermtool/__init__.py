@@ -65,7 +65,7 @@ def __getattr__(name: str):
     """Lazy public API: ``dermtool.predict(images, model, top_k=3)`` and ``dermtool.explain(image, model,
     class_name=None)`` import their modules (and TensorFlow or LiteRT) only when first used."""
     if name == "predict":
-        from dermtool.explain.predict import predict
+        from dermtool.prediction.predictor import predict
 
         return predict
     if name == "explain":

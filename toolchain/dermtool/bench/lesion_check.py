@@ -1,6 +1,6 @@
 """The bench's lesion-check figures: real lesions rejected, and non-lesions caught, by the model's second head.
 
-``bench`` on a model with the lesion check (:mod:`dermtool.explain.lesion_check`) adds ``lesion_check`` to
+``bench`` on a model with the lesion check (:mod:`dermtool.prediction.lesion_check`) adds ``lesion_check`` to
 its results::
 
     lesion_check: {threshold, source, lesions: n, false_rejection,             # DATA's lesion photos rejected
@@ -8,9 +8,9 @@ its results::
                                  skin_crops: {n, caught}},                        # lesion-free crops of DATA
                    mediapipe: {...the same keys, from MediaPipe's "lesion_check" head...}}
 
-The non-lesions are made here, never read from disk: :func:`dermtool.explain.non_lesion.generate_non_lesion_images`
+The non-lesions are made here, never read from disk: :func:`dermtool.prediction.non_lesion.generate_non_lesion_images`
 with seed 0 (the lesion check is fitted and chosen on seeds 1 and 2), and one skin crop
-(:mod:`dermtool.explain.skin_crops`) per DATA image: away from the mask when DATA has HAM10000's ``masks/``,
+(:mod:`dermtool.prediction.skin_crops`) per DATA image: away from the mask when DATA has HAM10000's ``masks/``,
 else a corner of the photo. With ``--client mediapipe`` (or ``both``) MediaPipe's ImageClassifier reads each
 one at its own size, as an app does; LiteRT reads them resized by dermtool's pipeline. A model without the
 check gets ``lesion_check: null`` and a note.
@@ -42,8 +42,8 @@ class NonLesions:
 def make_non_lesions(paths: Sequence[str | Path], image_ids: Sequence[str], data_dir: str | Path | None,
                      crop_size: int, per_kind: int = GENERATED_PER_KIND, seed: int = GENERATED_SEED) -> NonLesions:
     """Generated images and one skin crop of each DATA image (resized to ``crop_size``, a phone-like close-up)."""
-    from dermtool.explain.non_lesion import generate_non_lesion_images
-    from dermtool.explain.skin_crops import skin_crops
+    from dermtool.prediction.non_lesion import generate_non_lesion_images
+    from dermtool.prediction.skin_crops import skin_crops
 
     generated = (generate_non_lesion_images(count_per_kind=(per_kind + 1) // 2, seed=seed)
                  + generate_non_lesion_images(count_per_kind=per_kind // 2, width=240, height=320, seed=seed + 100))

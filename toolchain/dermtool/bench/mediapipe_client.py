@@ -166,7 +166,7 @@ class MediaPipeClassifier:
     def not_a_lesion(self, result: Any) -> float | None:
         """P(not_a_lesion) from the result's ``lesion_check`` head (the model's second output), or None for a
         model without the lesion check."""
-        from dermtool.explain.lesion_check import HEAD_NAME
+        from dermtool.prediction.lesion_check import HEAD_NAME
 
         for head in result.classifications[1:]:
             if head.head_name == HEAD_NAME:

@@ -823,7 +823,7 @@ def _lesion_check_litert(model: TFLiteModel, scores: np.ndarray | None, evaluati
     """(the ``lesion_check`` block with LiteRT's figures, the non-lesion images), or (None, None) and a note
     for a model without the lesion check (:mod:`dermtool.bench.lesion_check`)."""
     from dermtool.bench.lesion_check import figures, litert_scores, make_non_lesions
-    from dermtool.explain.lesion_check import NO_CHECK_MESSAGE, threshold_from_metadata
+    from dermtool.prediction.lesion_check import NO_CHECK_MESSAGE, threshold_from_metadata
 
     threshold = threshold_from_metadata(model.metadata, f"{model.path} (dermtool.json)")
     if scores is None or threshold is None:

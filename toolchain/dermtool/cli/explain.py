@@ -93,7 +93,7 @@ def explain(
         raise DermtoolError("give IMAGE and --out OVERLAY.png (or --evaluate with --data and --masks)")
     check_output_file(out_path, "--out", example="overlay.png")
     from dermtool.explain.gradcam import get_explainer, overlay_png
-    from dermtool.explain.predict import class_name
+    from dermtool.prediction.predictor import class_name
     from dermtool.io_utils import atomic_write_bytes
 
     _progress(f"Loading {model_path} (its float model; Grad-CAM needs its gradients) ...")

@@ -1,6 +1,6 @@
 """``dermtool lesion-check``: fit a run's lesion check, the second head that says "no skin lesion in this photo".
 
-Thin: :func:`dermtool.explain.lesion_check_fit.fit_for_run` does the work (imported inside the command).
+Thin: :func:`dermtool.prediction.lesion_check_fit.fit_for_run` does the work (imported inside the command).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def lesion_check(run_dir: Path, data_dir: Path | None, json_out: str | None, qui
 
     dermtool is a decision-support research tool, not a medical device.
     """
-    from dermtool.explain.lesion_check_fit import fit_for_run
+    from dermtool.prediction.lesion_check_fit import fit_for_run
 
     output = JsonOutput(json_out)
     with output.capture():

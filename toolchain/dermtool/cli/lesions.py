@@ -155,7 +155,7 @@ def finish_lesions(output: Any, predictor: Any, groups: dict[str, list[str]], an
     from tqdm import tqdm
 
     from dermtool import DISCLAIMER
-    from dermtool.explain.lesion import model_rule, predict_lesion
+    from dermtool.prediction.lesion import model_rule, predict_lesion
 
     answers = lesion_answers(answer_source, groups)
     rule = model_rule(predictor)
@@ -180,7 +180,7 @@ def report_lesions(output: Any, results: list[dict[str, Any]], predictor: Any, m
     """The text report of ``--lesion``/``--lesions``: the model and its rules, then per lesion its answer, the
     photos combined and those left out, and each photo's own outcome."""
     from dermtool.cli.predict import format_result, referral_summary
-    from dermtool.explain.lesion import describe_lesion
+    from dermtool.prediction.lesion import describe_lesion
 
     kind = "run folder, float Keras" if predictor.kind == "run" else "TFLite"
     output.report(f"Model: {model_path} ({kind}; classes {', '.join(predictor.labels)})")

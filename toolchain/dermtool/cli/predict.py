@@ -109,7 +109,7 @@ def _percent(value: float | None) -> str:
 
 def referral_summary(predictor: Any) -> list[str]:
     """Header lines: the decision rule and the operating point measured on validation/test data."""
-    from dermtool.explain.predict import class_name
+    from dermtool.prediction.predictor import class_name
 
     thresholds = predictor.thresholds
     source = {
@@ -221,7 +221,7 @@ def predict(
 
     from dermtool import DISCLAIMER, DermtoolError
     from dermtool.data.images import IMAGE_SUFFIXES
-    from dermtool.explain.predict import get_predictor
+    from dermtool.prediction.predictor import get_predictor
 
     if json_out not in (None, STDOUT) and Path(json_out).suffix.lower() in IMAGE_SUFFIXES:
         raise DermtoolError(f"--json {json_out} looks like an image, not a JSON file: put --json after the images, "
@@ -308,7 +308,7 @@ def fusion_lines(result: dict[str, Any], predictor: Any) -> list[str]:
     answers were applied, what the image alone says."""
     import numpy as np
 
-    from dermtool.explain.predict import class_name, decide_outcome, describe_outcome
+    from dermtool.prediction.predictor import class_name, decide_outcome, describe_outcome
 
     fusion = result["fusion"]
     applied = fusion.get("applied") and predictor.fusion_thresholds is not None

@@ -1,14 +1,11 @@
-"""Predict and explain: calibrated outcomes per image, the lesion check, Grad-CAM.
+"""Explain: why the model answered what it answered, Grad-CAM.
 
-- :mod:`dermtool.explain.predict`: :class:`~dermtool.explain.predict.Predictor` (run folder or .tflite) and
-  the outcome rule (``not_a_lesion`` > ``refer`` > ``uncertain`` > ``benign``).
-- :mod:`dermtool.explain.lesion_check`: the model's second head behind ``not_a_lesion`` ("no skin lesion in
-  this photo"), carried inside the exported .tflite; :mod:`dermtool.explain.lesion_check_fit` fits it
-  (``dermtool lesion-check RUN``) on lesions against :mod:`dermtool.explain.non_lesion`'s generated images
-  and :mod:`dermtool.explain.skin_crops`' lesion-free skin.
 - :mod:`dermtool.explain.gradcam`: Grad-CAM heat maps on the float model, overlays as PNG.
+- :mod:`dermtool.explain.heat_layer`: the heat map as a transparent layer (the web app lays it over the photo).
 - :mod:`dermtool.explain.evaluate`: does the heat map point at the lesion (pointing game, energy in mask)?
-- :mod:`dermtool.explain.non_lesion`: generated non-lesion images, to fit and measure the lesion check.
+
+The answer itself (probabilities, the lesion check, the outcome, several photos of one lesion) is made in
+:mod:`dermtool.prediction`.
 
 This package is also *callable*: ``dermtool.explain(image, model, class_name=None)`` is the Grad-CAM
 convenience function of the public API (:func:`dermtool.explain.gradcam.explain`). The package and the

@@ -286,7 +286,7 @@ class Explainer:
             return None
         label = class_name.strip().lower()
         if label not in self.labels:
-            from dermtool.explain.predict import CLASS_NAMES
+            from dermtool.prediction.predictor import CLASS_NAMES
 
             by_name = {name: code for code, name in CLASS_NAMES.items()}
             label = by_name.get(label, label)
@@ -362,7 +362,7 @@ def overlay_png(result: ExplainResult, top_k: int = 3, dpi: int = 100) -> bytes:
     from matplotlib.cm import ScalarMappable
     from matplotlib.figure import Figure
 
-    from dermtool.explain.predict import class_name
+    from dermtool.prediction.predictor import class_name
 
     height, width = result.overlay.shape[:2]
     figure_width, image_fraction, title_height, caption_height = 6.4, 0.8, 0.4, 0.8  # inches / fraction
@@ -399,7 +399,7 @@ _EXPLAINERS_LOCK = threading.Lock()
 def get_explainer(model: Any) -> Explainer:
     """A cached :class:`Explainer` per resolved run folder.
 
-    ``model``: a run folder path, an :class:`Explainer`, or a :class:`~dermtool.explain.predict.Predictor` of a
+    ``model``: a run folder path, an :class:`Explainer`, or a :class:`~dermtool.prediction.predictor.Predictor` of a
     run folder (its loaded Keras model is reused).
     """
     if isinstance(model, Explainer):
@@ -413,7 +413,7 @@ def get_explainer(model: Any) -> Explainer:
             )
         loaded = model._shared.backend.model  # reuse the Predictor's loaded Keras model
         model = model.model_path
-    from dermtool.explain.predict import _cache_key
+    from dermtool.prediction.predictor import _cache_key
 
     key = _cache_key(model)
     with _EXPLAINERS_LOCK:
@@ -425,7 +425,7 @@ def get_explainer(model: Any) -> Explainer:
 def explain(image: Any, model: Any, class_name: str | None = None) -> ExplainResult:
     """``dermtool.explain``: a Grad-CAM :class:`ExplainResult` for one image.
 
-    ``model``: a run folder, or a run-folder :class:`~dermtool.explain.predict.Predictor` (a .tflite has no
+    ``model``: a run folder, or a run-folder :class:`~dermtool.prediction.predictor.Predictor` (a .tflite has no
     gradients: DermtoolError).
     """
     return get_explainer(model).explain(image, class_name=class_name)

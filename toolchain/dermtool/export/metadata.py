@@ -192,10 +192,10 @@ def write_metadata(
 ) -> bytes:
     """``model_content`` with image-classifier metadata, ``labels.txt`` and ``dermtool.json`` attached.
 
-    A model with a second output (the lesion check, :mod:`dermtool.explain.lesion_check`) gets a second
+    A model with a second output (the lesion check, :mod:`dermtool.prediction.lesion_check`) gets a second
     classification tensor ``lesion_check`` with its own label file (``lesion, not_a_lesion``), so MediaPipe's
     ``ImageClassifier`` returns it as a second head; ``extra["lesion_check"]`` must then describe it."""
-    from dermtool.explain import lesion_check
+    from dermtool.prediction import lesion_check
 
     metadata_fb, model_fb = _schemas()
     input_type, output_types = _io_tensor_types(model_content, model_fb)

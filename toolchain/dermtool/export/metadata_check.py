@@ -115,7 +115,7 @@ def check_metadata(metadata: Mapping[str, Any], source: str = "dermtool.json") -
     for field in ("referral", "melanoma"):
         _operating_point(metadata.get(field), field, labels, fail)
     if metadata.get("lesion_check") is not None:
-        from dermtool.explain.lesion_check import threshold_from_metadata
+        from dermtool.prediction.lesion_check import threshold_from_metadata
 
         try:
             threshold_from_metadata(metadata, "lesion_check")
@@ -141,7 +141,7 @@ def check_metadata(metadata: Mapping[str, Any], source: str = "dermtool.json") -
                     or not all(isinstance(key, str) and isinstance(value, str) for key, value in label_map.items())):
                 raise fail(f"sources[{position}] must be {{name, kind, label_map: {{label: class}}}}")
     if metadata.get("multi_photo") is not None:
-        from dermtool.explain.multi_photo import MultiPhotoRule
+        from dermtool.prediction.multi_photo import MultiPhotoRule
 
         try:
             rule = MultiPhotoRule.from_dict(metadata["multi_photo"], "multi_photo")

@@ -339,7 +339,7 @@ class _Export:
         self.folder: Path | None = None  # the image folder
         self.train_records: list[Any] = []
         self.val_records: list[Any] = []
-        self.lesion_check: Any = None  # dermtool.explain.lesion_check.LesionCheck, or None
+        self.lesion_check: Any = None  # dermtool.prediction.lesion_check.LesionCheck, or None
         # make_reference
         self.reference: Any = None  # the run's Keras model, temperature folded in
         self.val: Any = None  # the validation split's images and labels
@@ -379,8 +379,8 @@ class _Export:
     # ---- step 1: the run, and the images it needs (an error now, before any work, if they are missing)
     def read_run(self) -> None:
         from dermtool.data.sources import run_data_description
-        from dermtool.explain.lesion_check import FILE_NAME as LESION_CHECK_FILE
-        from dermtool.explain.lesion_check import read_run_check
+        from dermtool.prediction.lesion_check import FILE_NAME as LESION_CHECK_FILE
+        from dermtool.prediction.lesion_check import read_run_check
         from dermtool.export import calibration_data
         from dermtool.fusion.fitting import read_fusion_report, read_run_fusion
         from dermtool.run import RunFolder
@@ -518,7 +518,7 @@ class _Export:
         if self.options.mode == "int8":
             batches = representative_batches(self.calibration_images, self.spec, transform=_CALIBRATION_TRANSFORM)
         if self.lesion_check is not None:  # the second output, on the model as converted (after every optimisation)
-            from dermtool.explain.lesion_check import attach_head
+            from dermtool.prediction.lesion_check import attach_head
 
             candidate = attach_head(candidate, self.lesion_check)
         content = convert.convert(candidate, self.options.mode, self.record.io_type, batches)
@@ -530,8 +530,8 @@ class _Export:
 
     # ---- step 6: TFLite metadata (normalisation, labels.txt, the lesion check's head, dermtool.json)
     def attach_metadata(self, content: bytes) -> bytes:
-        from dermtool.explain.multi_photo import rule_for_export
-        from dermtool.explain.predict import DEFAULT_MALIGNANT_CLASSES
+        from dermtool.prediction.multi_photo import rule_for_export
+        from dermtool.prediction.predictor import DEFAULT_MALIGNANT_CLASSES
         from dermtool.export import metadata
 
         options, config, run = self.options, self.config, self.run_folder
@@ -548,7 +548,7 @@ class _Export:
         if config.data.sources:  # a multi-source model carries its label maps, so bench can read each source's folder
             extra["sources"] = [source_to_dict(source) for source in config.data.sources]
         if self.lesion_check is not None:
-            from dermtool.explain.lesion_check import metadata_block
+            from dermtool.prediction.lesion_check import metadata_block
 
             extra["lesion_check"] = metadata_block(self.lesion_check)
         if self.record.fusion is not None:

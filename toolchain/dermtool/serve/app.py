@@ -14,7 +14,7 @@ loads Swagger UI from a CDN, and this app makes no request to the network):
                                the malignant probability, in one sentence)
 ``POST /api/predict_lesion``   several photos of ONE lesion (each file in a multipart field ``image``, at most
                                :data:`MAX_LESION_PHOTOS`) and optionally the answers -> the lesion's predict object
-                               (:func:`dermtool.explain.lesion.predict_lesion`: rejected photos left out and listed
+                               (:func:`dermtool.prediction.lesion.predict_lesion`: rejected photos left out and listed
                                in ``left_out``, the rest combined by the model's multi-photo rule, then fused), with
                                ``photos`` (each photo's own object: photo 1, photo 2 ...) and ``combined``
 ``POST /api/explain``          one image (and optionally ``label``, the class to explain: the page sends the class it

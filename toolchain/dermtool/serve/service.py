@@ -1,4 +1,4 @@
-"""The model behind the web app: one :class:`dermtool.explain.predict.Predictor`, plus Grad-CAM for a run.
+"""The model behind the web app: one :class:`dermtool.prediction.predictor.Predictor`, plus Grad-CAM for a run.
 
 The web layer (:mod:`dermtool.serve.app`) knows nothing of TensorFlow or LiteRT; it hands decoded pixels to a
 :class:`ModelService` from worker threads. The Predictor serialises model calls with its own lock, and
@@ -66,7 +66,7 @@ def name_list(names: Sequence[str], conjunction: str = "or") -> str:
 def outcome_guidance(referral_labels: Sequence[str]) -> dict[str, dict[str, str]]:
     """:data:`OUTCOME_GUIDANCE` with the referral message naming ``referral_labels`` (the model's referral
     classes, from its metrics or metadata: never a fixed list), by their readable names."""
-    from dermtool.explain.predict import class_name
+    from dermtool.prediction.predictor import class_name
 
     classes = name_list([class_name(label) for label in referral_labels]) or "a referral class"
     guidance = {outcome: dict(item) for outcome, item in OUTCOME_GUIDANCE.items()}
@@ -185,7 +185,7 @@ class ModelService:
     """
 
     def __init__(self, model: str | Path | Any, threads: int = 1) -> None:
-        from dermtool.explain.predict import CLASS_NAMES, Predictor
+        from dermtool.prediction.predictor import CLASS_NAMES, Predictor
 
         if isinstance(model, (str, Path)):
             path = Path(model)
@@ -293,10 +293,10 @@ class ModelService:
 
     def predict_lesion(self, photos: list[np.ndarray], answers: dict[str, str] | None = None) -> dict[str, Any]:
         """One answer for several photos of one lesion (decoded uint8 HxWx3 each):
-        :func:`dermtool.explain.lesion.predict_lesion` (photos the lesion check rejects left out and listed,
+        :func:`dermtool.prediction.lesion.predict_lesion` (photos the lesion check rejects left out and listed,
         the rest combined by the model's multi-photo rule, then fused with ``answers``), every class in
         ``top_k``; the photos are named "photo 1", "photo 2" ... in the order sent."""
-        from dermtool.explain.lesion import predict_lesion
+        from dermtool.prediction.lesion import predict_lesion
 
         result = dict(predict_lesion(self.predictor, photos, lesion="<upload>", answers=answers or None,
                                      top_k=len(self.labels)))

@@ -47,7 +47,7 @@ REFERRAL_SENSITIVITY = 0.90
 #: The threshold is set where the lower 95 % confidence bound of the validation sensitivity reaches the
 #: target, not the point estimate (which the test split then misses about half the time).
 REFERRAL_CONFIDENCE = 0.95
-#: The top probability under which the outcome is "uncertain" (dermtool.explain.predict's default).
+#: The top probability under which the outcome is "uncertain" (dermtool.prediction.predictor's default).
 UNCERTAINTY_THRESHOLD = 0.5
 
 

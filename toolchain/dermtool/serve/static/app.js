@@ -57,7 +57,7 @@ function nameList(labels) {
 }
 
 // The numbers behind the outcome, from the probabilities the bars show (the rule itself is
-// dermtool.explain.predict's).
+// dermtool.prediction.predictor's).
 function outcomeNumbers(prediction) {
   const model = state.model || {};
   if (prediction.outcome === "not_a_lesion") return "";

@@ -9,7 +9,7 @@ probabilities). MediaPipe's ``ImageClassifier`` returns it as its own classifica
 ``P(not_a_lesion) >= threshold``, the threshold in the model's ``dermtool.json`` (key ``lesion_check``).
 
 Where the numbers live: ``RUN/lesion_check.json`` (plain numbers, :data:`FILE_NAME`), written by
-``dermtool lesion-check RUN`` (:mod:`dermtool.explain.lesion_check_fit`, which fits it leaving each source
+``dermtool lesion-check RUN`` (:mod:`dermtool.prediction.lesion_check_fit`, which fits it leaving each source
 out); the export copies it into ``dermtool.json`` and into the graph. The Keras run folder computes the very
 same head from the same features (:func:`features_and_logits_model`), so a run folder and its export agree.
 

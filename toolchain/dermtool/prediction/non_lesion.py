@@ -6,7 +6,7 @@ gradients and patterns, and the photographs that matplotlib ships in ``mpl-data/
 (Grace Hopper's portrait, a product photo). ``overexposed_lesions`` are real lesion images pushed far past
 saturation: a frame a clinician cannot read either, so rejecting it is the right answer.
 
-The lesion check (:mod:`dermtool.explain.lesion_check_fit`) is fitted on these images with seed 1, chosen on
+The lesion check (:mod:`dermtool.prediction.lesion_check_fit`) is fitted on these images with seed 1, chosen on
 seed 2, and measured on seed 0 (the benchmarks).
 """
 

@@ -10,7 +10,7 @@ one dict per image, exactly the ``predict --json`` object of the contract::
 
 Outcomes, checked in this order (the first that applies wins):
 
-1. ``not_a_lesion``: the model's lesion check (:mod:`dermtool.explain.lesion_check`, its second head: the
+1. ``not_a_lesion``: the model's lesion check (:mod:`dermtool.prediction.lesion_check`, its second head: the
    ``lesion_check`` output of a .tflite, or the same head on the run folder's pooled features) says there is
    no skin lesion in the photo: ``P(not_a_lesion) >= `` its threshold. Checked first: the class
    probabilities of a non-lesion photo are meaningless, so neither a referral nor a benign answer may be
@@ -168,7 +168,7 @@ class _RunBackend:
         self.temperature = self.run.temperature
         self.model = self.run.load_model()  # loaded once, now: a broken model fails here with the run's message
         self.run.use_model(self.model)
-        from dermtool.explain.lesion_check import metadata_block, read_run_check
+        from dermtool.prediction.lesion_check import metadata_block, read_run_check
 
         self.check = read_run_check(self.run)  # RUN/lesion_check.json, or None
         self.lesion_check = metadata_block(self.check) if self.check is not None else None
@@ -199,7 +199,7 @@ class _RunBackend:
 
         from dermtool import metrics
         from dermtool.data.preprocess import normalize
-        from dermtool.explain.lesion_check import features_and_logits_model
+        from dermtool.prediction.lesion_check import features_and_logits_model
 
         if self._function is None:
             both = features_and_logits_model(self.model, self.check.feature_layer)
@@ -230,7 +230,7 @@ class _TFLiteBackend:
         self.metadata: dict[str, Any] = dict(self.model.metadata or {})
         self.labels = list(self.model.require_labels())
         self.input_spec = self.model.require_input_spec()
-        from dermtool.explain.lesion_check import threshold_from_metadata
+        from dermtool.prediction.lesion_check import threshold_from_metadata
 
         threshold_from_metadata(self.metadata, f"{path} (dermtool.json)")  # checked at load
         has_output = self.model.lesion_check_output is not None
@@ -353,7 +353,7 @@ class Predictor:
         self._check_enabled = bool(lesion_check)
         self._check_threshold_override = None if lesion_check_threshold is None else float(lesion_check_threshold)
         if self._check_enabled and backend.lesion_check is None and backend.kind == "tflite":
-            from dermtool.explain.lesion_check import NO_CHECK_MESSAGE
+            from dermtool.prediction.lesion_check import NO_CHECK_MESSAGE
 
             self._note(f"{self.model_path}: {NO_CHECK_MESSAGE}")
         elif self._check_enabled and backend.lesion_check is None:

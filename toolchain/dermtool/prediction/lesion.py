@@ -1,10 +1,10 @@
 """One answer for one lesion from several photos of it: ``predict_lesion(predictor, photos)``.
 
-Every photo is scored alone by :meth:`dermtool.explain.predict.Predictor.predict` (image only). Photos that
+Every photo is scored alone by :meth:`dermtool.prediction.predictor.Predictor.predict` (image only). Photos that
 cannot be read, and photos the model rejects (outcome ``not_a_lesion``: its lesion check), are left out and
 listed; the others' probabilities are combined by the model's multi-photo rule
-(:mod:`dermtool.explain.multi_photo`: dermtool.json's ``multi_photo`` for a .tflite, ``RUN/multi_photo.json``
-for a run folder, else :data:`~dermtool.explain.multi_photo.DEFAULT_RULE`), and the combined probabilities
+(:mod:`dermtool.prediction.multi_photo`: dermtool.json's ``multi_photo`` for a .tflite, ``RUN/multi_photo.json``
+for a run folder, else :data:`~dermtool.prediction.multi_photo.DEFAULT_RULE`), and the combined probabilities
 get the outcome, exactly as one photo's would (with the questionnaire's answers, the fusion is applied once,
 to the combined image probabilities). The result keeps the ``predict --json`` contract keys, for the lesion::
 
@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from dermtool import DermtoolError
-from dermtool.explain.multi_photo import MultiPhotoRule, combine_rows, default_rule, read_run_rule
+from dermtool.prediction.multi_photo import MultiPhotoRule, combine_rows, default_rule, read_run_rule
 
 DEFAULT_LESION_NAME = "lesion"
 #: Why a photo was left out of its lesion's answer.

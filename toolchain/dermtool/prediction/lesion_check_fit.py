@@ -3,9 +3,9 @@
 What it learns: "is there a skin lesion in this photo?", not "is this like my training images?". Positives
 (``lesion``) are lesion photos of every training source (training split); negatives (``not_a_lesion``) are
 what a health worker may send by mistake: the generated non-lesion images of
-:mod:`dermtool.explain.non_lesion` (blank, overexposed, noise, text, gradients, patterns, everyday photos,
+:mod:`dermtool.prediction.non_lesion` (blank, overexposed, noise, text, gradients, patterns, everyday photos,
 lesions overexposed past reading) and photos of skin with no lesion in frame
-(:mod:`dermtool.explain.skin_crops`: away from the mask in HAM10000, the corners of MILK10k's and
+(:mod:`dermtool.prediction.skin_crops`: away from the mask in HAM10000, the corners of MILK10k's and
 PAD-UFES-20's photos). The features are the classifier's pooled backbone features (float Keras model).
 
 How it is chosen (:func:`choose`): for each candidate L2 strength, and each source ``S``, fit on every other
@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dermtool import DermtoolError
-from dermtool.explain.lesion_check import LesionCheck, run_file, sigmoid
+from dermtool.prediction.lesion_check import LesionCheck, run_file, sigmoid
 
 logger = logging.getLogger(__name__)
 
@@ -232,10 +232,10 @@ def _sample(records: Sequence[Any], count: int, rng: np.random.Generator) -> lis
 
 
 def generated_images(per_kind: int, seed: int, spec: Any, lesions: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, list[str]]:
-    """Generated non-lesion images (:func:`~dermtool.explain.non_lesion.generate_non_lesion_images`) at the
+    """Generated non-lesion images (:func:`~dermtool.prediction.non_lesion.generate_non_lesion_images`) at the
     model's input size, with their kinds; half at HAM10000's 200x150, half at a phone's 4:3 portrait."""
     from dermtool.data.preprocess import resize
-    from dermtool.explain.non_lesion import generate_non_lesion_images
+    from dermtool.prediction.non_lesion import generate_non_lesion_images
 
     images = (generate_non_lesion_images(count_per_kind=(per_kind + 1) // 2, seed=seed, lesion_images=lesions)
               + generate_non_lesion_images(count_per_kind=per_kind // 2, width=240, height=320, seed=seed + 100))
@@ -259,7 +259,7 @@ class RunImages:
 
     def __init__(self, run: Any, data_dir: str | Path | None, settings: FitSettings, progress: bool) -> None:
         from dermtool.data.sources import run_data_description, run_split_records
-        from dermtool.explain.lesion_check import features_and_logits_model
+        from dermtool.prediction.lesion_check import features_and_logits_model
 
         self.run, self.settings, self.progress = run, settings, progress
         self.spec = run.input_spec
@@ -293,7 +293,7 @@ class RunImages:
         return Features.concatenate(parts), np.concatenate(pixels)
 
     def crops(self, split: str, per_source: int, seed: int) -> Features:
-        from dermtool.explain.skin_crops import skin_crops
+        from dermtool.prediction.skin_crops import skin_crops
 
         rng = np.random.default_rng(seed + 7)
         parts = []
