@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from dermtool import DermtoolError
+from dermtool.cli.image_keys import ImageKeyed
 from dermtool.fusion.questionnaire import QUESTIONS, QUESTION_NAMES, Answers, answers_from_row, read_answers
 
 IMAGE_COLUMNS = ("image", "image_id")
@@ -136,49 +137,24 @@ def _read(reader: Callable[[], Answers], path: Path, image: Any) -> Answers:
         raise DermtoolError(f"--answers {path}, image {image}: {error}") from None
 
 
-def _stem(name: str) -> str:
-    """A file name without its image suffix (``ISIC_0024306.jpg`` -> ``ISIC_0024306``; other dots stay)."""
-    from dermtool.data.images import IMAGE_SUFFIXES
-
-    stem, suffix = os.path.splitext(name)
-    return stem if suffix.lower() in IMAGE_SUFFIXES else name
-
-
 class AnswerMatcher:
-    """Finds an image's entry of an answers file: by exact path, then file name, then stem."""
+    """Finds an image's entry of an answers file: by exact path, then file name, then stem
+    (:class:`dermtool.cli.image_keys.ImageKeyed`)."""
 
     def __init__(self, entries: Mapping[str, Answers], source: str | Path) -> None:
-        self.entries: dict[str, Answers] = {}
+        normalised: dict[str, Answers] = {}
         for key, answers in entries.items():  # ./x.jpg and x.jpg are one image: two entries must not disagree
             path = os.path.normpath(key)
-            if path in self.entries and self.entries[path] != answers:
+            if path in normalised and normalised[path] != answers:
                 raise DermtoolError(f"--answers {source}: image {path} is named by two entries with different "
                                     "answers; give each image once")
-            self.entries[path] = answers
+            normalised[path] = answers
         self.source = str(source)
-        self._by_name = self._index(lambda key: os.path.basename(key))
-        self._by_stem = self._index(lambda key: _stem(os.path.basename(key)))
-
-    def _index(self, key_of: Callable[[str], str]) -> dict[str, list[str]]:
-        index: dict[str, list[str]] = {}
-        for key in self.entries:
-            index.setdefault(key_of(key), []).append(key)
-        return index
+        self.table = ImageKeyed(normalised, "--answers", source, "answers")
 
     def answers_for(self, image: str) -> Answers | None:
         """The image's answers, or None when the file does not name it."""
-        path = os.path.normpath(str(image))
-        if path in self.entries:
-            return self.entries[path]
-        name = os.path.basename(path)
-        for index, key in ((self._by_name, name), (self._by_stem, _stem(name))):
-            keys = index.get(key)
-            if keys and len(keys) > 1:
-                raise DermtoolError(f"--answers {self.source}: {image} matches {len(keys)} entries "
-                                    f"({', '.join(sorted(keys)[:3])}); key the entries by the image's path")
-            if keys:
-                return self.entries[keys[0]]
-        return None
+        return self.table.find(image)
 
     def answers_for_all(self, images: Sequence[str]) -> list[Answers]:
         """One set of answers per image (empty for an image the file does not name)."""

@@ -16,15 +16,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from dermtool import DermtoolError
+from dermtool.cli.image_keys import ImageKeyed
 
 IMAGE_COLUMNS = ("image", "image_id", "path", "file")
 LESION_COLUMNS = ("lesion", "lesion_id", "group")
 #: The name of the one lesion of ``--lesion``.
 SINGLE_LESION_NAME = "lesion"
-
-
-def _stem(name: str) -> str:
-    return os.path.splitext(name)[0]
 
 
 def read_lesion_file(path: str | Path) -> dict[str, str]:
@@ -85,32 +82,6 @@ def _add(entries: dict[str, str], image: str, lesion: str, path: Path) -> None:
     entries[key] = lesion
 
 
-class LesionMatcher:
-    """Finds an image's lesion in a lesions file: by exact path, then file name, then stem."""
-
-    def __init__(self, entries: dict[str, str], source: str | Path) -> None:
-        self.entries, self.source = entries, str(source)
-        self._by_name: dict[str, list[str]] = {}
-        self._by_stem: dict[str, list[str]] = {}
-        for key in entries:
-            self._by_name.setdefault(os.path.basename(key), []).append(key)
-            self._by_stem.setdefault(_stem(os.path.basename(key)), []).append(key)
-
-    def lesion_of(self, image: str) -> str | None:
-        path = os.path.normpath(str(image))
-        if path in self.entries:
-            return self.entries[path]
-        name = os.path.basename(path)
-        for index, key in ((self._by_name, name), (self._by_stem, _stem(name))):
-            keys = index.get(key)
-            if keys and len({self.entries[item] for item in keys}) > 1:
-                raise DermtoolError(f"--lesions {self.source}: {image} matches {len(keys)} entries in different "
-                                    f"lesions ({', '.join(sorted(keys)[:3])}); key the entries by the image's path")
-            if keys:
-                return self.entries[keys[0]]
-        return None
-
-
 def group_images(paths: Sequence[str], single: bool, lesions_file: str | None) -> dict[str, list[str]]:
     """``{lesion: [image, ...]}`` in the order of each lesion's first photo (see the module docstring)."""
     if single and lesions_file:
@@ -118,15 +89,15 @@ def group_images(paths: Sequence[str], single: bool, lesions_file: str | None) -
                             "not both")
     if single:
         return {SINGLE_LESION_NAME: list(paths)}
-    matcher = LesionMatcher(read_lesion_file(lesions_file), lesions_file)
+    matcher = ImageKeyed(read_lesion_file(lesions_file), "--lesions", lesions_file, "lesions")
     groups: dict[str, list[str]] = {}
     for path in paths:
-        lesion = matcher.lesion_of(path)
+        lesion = matcher.find(path)
         groups.setdefault(lesion if lesion is not None else path, []).append(path)
     return groups
 
 
-__all__ = ["LesionMatcher", "SINGLE_LESION_NAME", "group_images", "read_lesion_file"]
+__all__ = ["SINGLE_LESION_NAME", "group_images", "read_lesion_file"]
 
 
 def lesion_answers(answer_source: Any, groups: dict[str, list[str]]) -> dict[str, dict[str, Any] | None]:
