@@ -42,6 +42,8 @@ import numpy as np
 
 from dermtool import DermtoolError, check_finite_outputs
 from dermtool.data.preprocess import InputSpec, normalize
+from dermtool.export.metadata import LABELS_FILE_NAME, read_associated_files, read_metadata
+from dermtool.files import read_regular_file
 
 #: The FlatBuffers file identifier of a TFLite model, stored at bytes 4..8 of the file.
 TFLITE_IDENTIFIER = b"TFL3"
@@ -78,8 +80,6 @@ def check_tflite_file(path: str | Path) -> bytes:
     not empty and carries the ``TFL3`` FlatBuffers identifier at bytes 4..8, before anything is handed to
     the interpreter.
     """
-    from dermtool.files import read_regular_file
-
     path = Path(path)
     if not path.exists():
         raise DermtoolError(f"model file not found: {path}")
@@ -104,8 +104,6 @@ def _read_model_metadata(content: bytes, path: Path, num_classes: int | None = N
 
     Every field is checked (:mod:`dermtool.export.metadata_check`); when the metadata is refused and its
     labels.txt does not even have one label per output, that more basic mismatch is the error reported."""
-    from dermtool.export.metadata import LABELS_FILE_NAME, read_associated_files, read_metadata
-
     try:
         metadata = read_metadata(content)
     except DermtoolError as error:

@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from dermtool.bench.mediapipe_client import MediaPipeClassifier
+from dermtool.data.preprocess import resize
+from dermtool.prediction.non_lesion import generate_non_lesion_images
+from dermtool.prediction.skin_crops import skin_crops
 
 #: generated non-lesion images per kind (two sizes each: HAM10000's 200x150 and a phone's 240x320)
 GENERATED_PER_KIND = 10
@@ -42,9 +46,6 @@ class NonLesions:
 def make_non_lesions(paths: Sequence[str | Path], image_ids: Sequence[str], data_dir: str | Path | None,
                      crop_size: int, per_kind: int = GENERATED_PER_KIND, seed: int = GENERATED_SEED) -> NonLesions:
     """Generated images and one skin crop of each DATA image (resized to ``crop_size``, a phone-like close-up)."""
-    from dermtool.prediction.non_lesion import generate_non_lesion_images
-    from dermtool.prediction.skin_crops import skin_crops
-
     generated = (generate_non_lesion_images(count_per_kind=(per_kind + 1) // 2, seed=seed)
                  + generate_non_lesion_images(count_per_kind=per_kind // 2, width=240, height=320, seed=seed + 100))
     records = [_Record(str(image_id), Path(path), "data") for image_id, path in zip(image_ids, paths)]
@@ -87,8 +88,6 @@ def figures(lesion_scores: np.ndarray, non_lesion_scores: np.ndarray, non_lesion
 
 def litert_scores(model: Any, non_lesions: NonLesions) -> np.ndarray:
     """P(not_a_lesion) of each non-lesion image through LiteRT (resized by dermtool's pipeline)."""
-    from dermtool.data.preprocess import resize
-
     spec = model.require_input_spec()
     images = np.stack([resize(pixels, spec.image_size, spec.resize_policy) for pixels in non_lesions.pixels])
     _, scores = model.predict_with_check(images)
@@ -97,8 +96,6 @@ def litert_scores(model: Any, non_lesions: NonLesions) -> np.ndarray:
 
 def mediapipe_scores(model_path: str | Path, labels: Sequence[str], non_lesions: NonLesions) -> np.ndarray:
     """P(not_a_lesion) of each non-lesion image from MediaPipe's ``lesion_check`` head, at the image's own size."""
-    from dermtool.bench.mediapipe_client import MediaPipeClassifier
-
     with MediaPipeClassifier(model_path, labels) as classifier:
         return np.array([classifier.not_a_lesion(classifier.classify_raw(classifier.image(pixels)))
                          for pixels in non_lesions.pixels], np.float64)

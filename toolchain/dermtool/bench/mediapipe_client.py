@@ -35,6 +35,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from dermtool import DermtoolError
+from dermtool.data.images import ImageError, load_rgb
+from dermtool.prediction.lesion_check import HEAD_NAME
+from dermtool.quiet import stderr_silenced
 
 #: The Pillow filter that makes the up-scaled copies of ``--upscale``.
 UPSCALE_FILTER = "LANCZOS"
@@ -67,8 +70,6 @@ def upscale_image(pixels: np.ndarray, factor: float) -> np.ndarray:
 
 def load_original(path: str | Path, upscale: float = 1.0) -> np.ndarray:
     """The pixels an app hands to MediaPipe: the decoded file at its own size (optionally up-scaled)."""
-    from dermtool.data.images import load_rgb
-
     return upscale_image(load_rgb(path), upscale)
 
 
@@ -83,8 +84,6 @@ def mediapipe_version() -> str:
 
 def _import_mediapipe() -> tuple[Any, Any, Any]:
     """``(vision, BaseOptions, Image)`` of MediaPipe Tasks, its import's native logging silenced."""
-    from dermtool.quiet import stderr_silenced
-
     try:
         with stderr_silenced():
             from mediapipe.tasks.python import vision
@@ -106,8 +105,6 @@ class MediaPipeClassifier:
     """
 
     def __init__(self, model_path: str | Path, labels: Sequence[str]) -> None:
-        from dermtool.quiet import stderr_silenced
-
         vision, base_options, self._image_class = _import_mediapipe()
         from mediapipe.tasks.python.vision.core.image import ImageFormat
 
@@ -166,8 +163,6 @@ class MediaPipeClassifier:
     def not_a_lesion(self, result: Any) -> float | None:
         """P(not_a_lesion) from the result's ``lesion_check`` head (the model's second output), or None for a
         model without the lesion check."""
-        from dermtool.prediction.lesion_check import HEAD_NAME
-
         for head in result.classifications[1:]:
             if head.head_name == HEAD_NAME:
                 scores = {category.category_name: category.score for category in head.categories}
@@ -204,8 +199,6 @@ def classify_files(
     (``first_ms``) is also one of the samples; decoding and up-scaling are not timed.
     """
     from tqdm import tqdm
-
-    from dermtool.data.images import ImageError
 
     probabilities: list[np.ndarray] = []
     not_a_lesion: list[float | None] = []

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from dermtool.bench.runner import MELANOMA
+from dermtool.io_utils import atomic_path
+from dermtool.train import plots
 
 #: The summary metrics, in display order: (key, label, higher is better).
 SUMMARY_METRICS: tuple[tuple[str, str], ...] = (
@@ -292,8 +294,6 @@ def to_markdown(results: Mapping[str, Any], title: str | None = None) -> str:
 
 # ------------------------------------------------------------------------------------------------- plots
 def _save(figure: Any, path: Path) -> Path:
-    from dermtool.io_utils import atomic_path
-
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=120, bbox_inches="tight")
     return path
@@ -303,8 +303,6 @@ def plot_confusion_matrix(results: Mapping[str, Any], path: Path) -> Path:
     """The bench's confusion matrix, classes in :func:`class_order`, drawn by
     :func:`dermtool.train.plots.plot_confusion_matrix` (the run folder's plot)."""
     import numpy as np
-
-    from dermtool.train import plots
 
     labels = list(results["confusion_matrix"]["labels"])
     counts = np.asarray(results["confusion_matrix"]["matrix"], dtype=np.int64)

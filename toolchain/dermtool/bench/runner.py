@@ -65,9 +65,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dermtool import DermtoolError, metrics
-from dermtool.data.layouts import check_labels
-from dermtool.data.preprocess import InputSpec
+from dermtool import DermtoolError, check_finite_outputs, metrics
+from dermtool.bench.lesion_check import figures, litert_scores, make_non_lesions, mediapipe_scores
+from dermtool.bench.mediapipe_client import (check_upscale, classify_files, load_original, mediapipe_version,
+                                             size_summary)
+from dermtool.data.images import ImageError
+from dermtool.data.layouts import check_labels, read_dataset
+from dermtool.data.pipeline import default_workers, load_images
+from dermtool.data.preprocess import InputSpec, resize
+from dermtool.data.sources import map_dataset_labels, source_of_folder, sources_from_dicts
+from dermtool.data.split import read_split_csv
+from dermtool.evaluate import fusion_comparison
+from dermtool.fusion.fitting import answers_of_csv
+from dermtool.prediction.lesion_check import NO_CHECK_MESSAGE, threshold_from_metadata
+from dermtool.run import RunFolder
 from dermtool.runtime import TFLiteModel, check_tflite_file
 
 #: Melanoma, the class whose recall matters most; listed first in every report.
@@ -108,10 +119,6 @@ def select_records(
     image of DATA's source (``source_name``, or found from the folder), whose selection and label map then
     apply.
     """
-    from dermtool.data.layouts import read_dataset
-    from dermtool.data.sources import map_dataset_labels, source_of_folder
-    from dermtool.data.split import read_split_csv
-
     dataset = read_dataset(data_dir, labels_csv)
     description: dict[str, Any] = {
         "path": str(data_dir),
@@ -161,12 +168,8 @@ def select_records(
 def _model_sources(model: Any, reference: str | Path | None) -> list[Any]:
     """The data sources a multi-source model was trained on (their label maps): from its metadata, else
     from a reference run folder's config."""
-    from dermtool.data.sources import sources_from_dicts
-
     sources = sources_from_dicts(model.metadata.get("sources"))
     if not sources and reference is not None and Path(reference).is_dir():
-        from dermtool.run import RunFolder
-
         try:
             sources = list(RunFolder(reference).config.data.sources)
         except DermtoolError:
@@ -182,11 +185,6 @@ def load_upscaled_images(
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
-
-    from dermtool.bench.mediapipe_client import load_original
-    from dermtool.data.images import ImageError
-    from dermtool.data.pipeline import default_workers
-    from dermtool.data.preprocess import resize
 
     paths = list(paths)
     images = np.empty((len(paths), spec.image_size, spec.image_size, 3), dtype=np.uint8)
@@ -216,8 +214,6 @@ def load_evaluation_set(records: Sequence, spec: InputSpec, progress: bool = Tru
     """Decode and resize the records' images once with the model's input spec (unreadable ones skipped).
 
     ``upscale`` > 1: from copies enlarged that many times (Pillow LANCZOS, in memory) instead of the files."""
-    from dermtool.data.pipeline import load_images
-
     paths = [record.path for record in records]
     if upscale == 1.0:
         images, failed = load_images(paths, spec, progress=progress)
@@ -280,8 +276,6 @@ def check_reference(reference: str | Path, model_labels: Sequence[str]) -> None:
     if not reference.exists():
         raise DermtoolError(f"reference not found: {reference} (a run folder or a .tflite model)")
     if reference.is_dir():
-        from dermtool.run import RunFolder
-
         labels = RunFolder(reference).labels
     else:
         reference_model = TFLiteModel(reference)
@@ -301,8 +295,6 @@ def reference_probabilities(
     """Probabilities of the reference (a run folder's calibrated float model, or a .tflite) in model label order."""
     reference = Path(reference)
     if reference.is_dir():
-        from dermtool.run import RunFolder
-
         run = RunFolder(reference)
         images = evaluation.images
         if run.input_spec != model_spec:
@@ -320,8 +312,6 @@ def reference_probabilities(
 
 
 def _reload(evaluation: EvaluationSet, spec: InputSpec, progress: bool) -> np.ndarray:
-    from dermtool.data.pipeline import load_images
-
     if evaluation.upscale != 1.0:
         images, failed = load_upscaled_images(evaluation.paths, spec, evaluation.upscale, progress=progress)
     else:
@@ -551,8 +541,6 @@ class BenchOptions:
 
     def check(self) -> None:
         """Raise :class:`DermtoolError` naming the command-line option of the first invalid setting."""
-        from dermtool.bench.mediapipe_client import check_upscale
-
         if self.client not in CLIENTS:
             raise DermtoolError(f"--client must be one of {', '.join(CLIENTS)}, got {self.client!r}")
         check_upscale(self.upscale)
@@ -702,8 +690,6 @@ class _Bench:
             self.options.progress)
         mediapipe_check = self.mediapipe_part.pop("not_a_lesion")
         if self.lesion_check is not None and self.non_lesions is not None and mediapipe_check is not None:
-            from dermtool.bench.lesion_check import figures, mediapipe_scores
-
             self.lesion_check["mediapipe"] = figures(
                 mediapipe_check, mediapipe_scores(self.model_path, self.labels, self.non_lesions),
                 self.non_lesions, self.lesion_check["threshold"])
@@ -774,8 +760,6 @@ class _Bench:
         """:func:`device_info`, plus MediaPipe's version when a MediaPipe client ran."""
         description = device_info()
         if self.options.client != "litert":
-            from dermtool.bench.mediapipe_client import mediapipe_version
-
             description["client_runtime"] = f"mediapipe {mediapipe_version()} (ImageClassifier, CPU)"
         return description
 
@@ -799,9 +783,6 @@ def _add_fusion(results: dict[str, Any], inputs: tuple, scored: np.ndarray, medi
     """``results["fusion"]`` (and ``results["mediapipe"]["fusion"]`` with ``--client both``): the model's
     questionnaire fusion applied to the probabilities the bench scored, with the answers of DATA's metadata
     CSV (:func:`dermtool.evaluate.fusion_comparison`); a note when the model has a fusion but DATA no answers."""
-    from dermtool.evaluate import fusion_comparison
-    from dermtool.fusion.fitting import answers_of_csv
-
     fusion_item, image_referral, csv_path, image_ids, y_true, labels = inputs
     if not fusion_item or csv_path is None:
         return
@@ -822,9 +803,6 @@ def _lesion_check_litert(model: TFLiteModel, scores: np.ndarray | None, evaluati
                          data_dir: str | Path, source: str | None, notes: list[str]) -> tuple[dict | None, Any]:
     """(the ``lesion_check`` block with LiteRT's figures, the non-lesion images), or (None, None) and a note
     for a model without the lesion check (:mod:`dermtool.bench.lesion_check`)."""
-    from dermtool.bench.lesion_check import figures, litert_scores, make_non_lesions
-    from dermtool.prediction.lesion_check import NO_CHECK_MESSAGE, threshold_from_metadata
-
     threshold = threshold_from_metadata(model.metadata, f"{model.path} (dermtool.json)")
     if scores is None or threshold is None:
         notes.append(NO_CHECK_MESSAGE)
@@ -850,14 +828,11 @@ def _mediapipe_bench(
     ``part``: the metric keys of MediaPipe's answers, ``client``, ``pipeline_drift`` (MediaPipe against
     dermtool's pipeline, ``pipeline_probabilities``), ``latency_ms: {"mediapipe": {...}}``, ``input_images``.
     """
-    from dermtool.bench.mediapipe_client import classify_files, size_summary
-
     output = classify_files(model_path, evaluation.paths, labels, upscale=evaluation.upscale, progress=progress)
     if output["failed"]:
         path, reason = output["failed"][0]
         raise DermtoolError(f"{len(output['failed'])} image(s) could not be read again for MediaPipe ({path}: {reason})")
     probabilities = np.asarray(output["probabilities"], dtype=np.float64)
-    from dermtool import check_finite_outputs
 
     check_finite_outputs(probabilities, model_path)
     samples = list(output["samples_ms"])

@@ -24,6 +24,12 @@ import numpy as np
 from PIL import Image
 
 from dermtool import DermtoolError
+from dermtool.data.images import ImageError, load_rgb
+from dermtool.data.preprocess import resize
+from dermtool.data.sources import run_split_records
+from dermtool.explain.gradcam import DEFAULT_TARGET, get_explainer
+from dermtool.files import read_regular_file
+from dermtool.run import RunFolder
 
 MASK_SUFFIX = "_segmentation.png"
 
@@ -71,8 +77,6 @@ def read_mask(path: Path, height: int, width: int) -> np.ndarray:
     """A boolean lesion mask at ``height x width`` (nearest-neighbour resize if the sizes differ)."""
     import io
 
-    from dermtool.files import read_regular_file
-
     with Image.open(io.BytesIO(read_regular_file(path, "mask"))) as picture:  # a regular file, size-capped
         mask = picture.convert("L")
         if mask.size != (width, height):
@@ -113,9 +117,6 @@ def evaluate_localisation(
     ``run_path``: a run folder (or an already loaded :class:`~dermtool.explain.gradcam.Explainer`).
     """
     from tqdm import tqdm
-
-    from dermtool.explain.gradcam import DEFAULT_TARGET, get_explainer
-    from dermtool.run import RunFolder
 
     masks_dir = Path(masks_dir)
     if not masks_dir.is_dir():
@@ -160,8 +161,6 @@ def evaluate_localisation(
 def _records_with_masks(run: Any, run_path: Any, data_dir: str | Path, masks_dir: Path, split: str,
                         limit: int | None) -> tuple[list[Any], int]:
     """The records of ``split`` that have a mask (the first ``limit``), and how many have none."""
-    from dermtool.data.sources import run_split_records
-
     records = run_split_records(run, data_dir).get(split, [])
     if not records:
         raise DermtoolError(f"no images of split {split!r} of {run_path} found in {data_dir}")
@@ -178,9 +177,6 @@ def _score_batch(explainer: Any, part: list[Any], masks_dir: Path, target: str |
                  unreadable: list[str]) -> list[dict[str, float]]:
     """:func:`localisation_scores` (plus ``correct``) of each readable image of ``part``, its Grad-CAM map
     brought to the image's own size; unreadable paths are added to ``unreadable``."""
-    from dermtool.data.images import ImageError, load_rgb
-    from dermtool.data.preprocess import resize
-
     spec = explainer.input_spec
     originals, inputs, kept = [], [], []
     for record in part:

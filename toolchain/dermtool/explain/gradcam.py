@@ -41,6 +41,12 @@ import numpy as np
 from PIL import Image
 
 from dermtool import DISCLAIMER, DermtoolError, check_finite_outputs
+from dermtool.data.images import load_rgb
+from dermtool.data.preprocess import normalize, resize
+from dermtool.metrics import softmax
+from dermtool.models.registry import get_spec
+from dermtool.prediction.predictor import CLASS_NAMES, _cache_key, class_name
+from dermtool.run import RunFolder
 
 COLORMAP = "jet"
 #: what the map explains: "contrastive" = logit_c - mean_j logit_j (softmax-invariant), "logit" = raw logit_c
@@ -261,7 +267,6 @@ class Explainer:
             )
         if not path.is_dir():
             raise DermtoolError(f"{path}: not a run folder (Grad-CAM needs a run folder written by `dermtool train`)")
-        from dermtool.run import RunFolder
 
         self.run = RunFolder(path)
         self.labels = list(self.run.labels)
@@ -275,8 +280,6 @@ class Explainer:
 
     def _registry_layer_name(self) -> str | None:
         try:
-            from dermtool.models.registry import get_spec
-
             return get_spec(self.run.config.model.name).last_conv_layer_name
         except Exception:  # unknown backbone or no registry entry: find the layer from the graph
             return None
@@ -286,8 +289,6 @@ class Explainer:
             return None
         label = class_name.strip().lower()
         if label not in self.labels:
-            from dermtool.prediction.predictor import CLASS_NAMES
-
             by_name = {name: code for code, name in CLASS_NAMES.items()}
             label = by_name.get(label, label)
         if label not in self.labels:
@@ -300,9 +301,6 @@ class Explainer:
         """``(maps (N, h, w), calibrated probabilities (N, C), class_indices)`` for model-input uint8 images.
 
         ``target``: ``"contrastive"`` (default) or ``"logit"`` (see :func:`gradcam_maps`)."""
-        from dermtool.data.preprocess import normalize
-        from dermtool.metrics import softmax
-
         inputs = normalize(np.asarray(model_inputs_uint8), self.input_spec)
         with self._lock:
             maps, logits, chosen = gradcam_maps(self.gradient_model, inputs, class_indices, target or DEFAULT_TARGET)
@@ -316,9 +314,6 @@ class Explainer:
 
     def explain(self, image: Any, class_name: str | None = None, target: str | None = None) -> ExplainResult:
         """Explain one image (path, bytes or uint8 HxWx3 array) for its top class or ``class_name``."""
-        from dermtool.data.images import load_rgb
-        from dermtool.data.preprocess import resize
-
         if isinstance(image, np.ndarray):
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
                 raise DermtoolError(f"an image array must be uint8 (height, width, 3), got {image.dtype} {image.shape}")
@@ -361,8 +356,6 @@ def overlay_png(result: ExplainResult, top_k: int = 3, dpi: int = 100) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
     from matplotlib.figure import Figure
-
-    from dermtool.prediction.predictor import class_name
 
     height, width = result.overlay.shape[:2]
     figure_width, image_fraction, title_height, caption_height = 6.4, 0.8, 0.4, 0.8  # inches / fraction
@@ -413,7 +406,6 @@ def get_explainer(model: Any) -> Explainer:
             )
         loaded = model._shared.backend.model  # reuse the Predictor's loaded Keras model
         model = model.model_path
-    from dermtool.prediction.predictor import _cache_key
 
     key = _cache_key(model)
     with _EXPLAINERS_LOCK:

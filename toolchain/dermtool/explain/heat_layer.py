@@ -14,6 +14,7 @@ import io
 
 import numpy as np
 from PIL import Image
+from dermtool.explain.gradcam import colorize, heatmap_to_original
 
 #: fraction of the hottest value below which the layer is transparent
 VISIBLE_FROM = 0.35
@@ -31,8 +32,6 @@ def layer_shape(height: int, width: int, max_side: int = LAYER_MAX_SIDE) -> tupl
 
 def heat_rgba(heatmap: np.ndarray) -> np.ndarray:
     """uint8 RGBA of a [0, 1] heat map: ``jet`` colours, transparent below :data:`VISIBLE_FROM`."""
-    from dermtool.explain.gradcam import colorize
-
     values = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0.0, 1.0)
     strength = np.clip((values - VISIBLE_FROM) / (1.0 - VISIBLE_FROM), 0.0, 1.0) ** 1.5  # faint until hot
     alpha = np.rint(strength * MAX_OPACITY * 255).astype(np.uint8)
@@ -41,8 +40,6 @@ def heat_rgba(heatmap: np.ndarray) -> np.ndarray:
 
 def heat_layer_png(result, max_side: int = LAYER_MAX_SIDE) -> bytes:
     """The transparent heat layer (PNG) of a Grad-CAM ``result``, the original photo's aspect ratio."""
-    from dermtool.explain.gradcam import heatmap_to_original
-
     height, width = layer_shape(*result.original_shape, max_side=max_side)
     heatmap = heatmap_to_original(result.cam, height, width, result.image_size, result.resize_policy)
     low, high = float(heatmap.min()), float(heatmap.max())

@@ -15,6 +15,9 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from dermtool import DermtoolError
+from dermtool.data.pipeline import load_images
+from dermtool.data.preprocess import normalize
+from dermtool.data.sources import run_split_records
 
 
 @dataclass
@@ -42,8 +45,6 @@ def resolve_data_dir(run: Any, data_dir: str | Path | None) -> Path | None:
 def split_records(run: Any, data_dir: Path | None) -> dict[str, list[tuple[str, Path, int]]]:
     """``{split: [(image_id, path, class_index), ...]}`` for the rows of the run's split.csv found in its
     data (see :func:`dermtool.data.sources.run_split_records`; labels mapped by each source's label map)."""
-    from dermtool.data.sources import run_split_records
-
     index = {label: position for position, label in enumerate(run.labels)}
     return {split: [(record.image_id, record.path, index[record.label]) for record in records]
             for split, records in run_split_records(run, data_dir).items()}
@@ -69,8 +70,6 @@ def load_split(
     records: Sequence[tuple[str, Path, int]], split: str, spec: Any, progress: bool = True
 ) -> SplitImages:
     """Decode a split's images with the one preprocessing definition (unreadable files are skipped)."""
-    from dermtool.data.pipeline import load_images
-
     paths = [path for _, path, _ in records]
     images, failed = load_images(paths, spec, progress=progress)
     failed_paths = {str(path) for path, _ in failed}
@@ -117,8 +116,6 @@ def representative_batches(
     ``dermtool.export.tflite._CALIBRATION_TRANSFORM``: it lets a test prove that the accuracy gate catches a
     model calibrated on wrongly prepared images).
     """
-    from dermtool.data.preprocess import normalize
-
     anchored = with_range_anchor(images)
     prepare = transform if transform is not None else (lambda batch: normalize(batch, spec))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from dermtool import DISCLAIMER
+from dermtool.prediction.multi_photo import MultiPhotoRule
 
 #: What a kind of photo is called in the card's sentences.
 KIND_WORDS = {
@@ -105,7 +106,6 @@ def _multi_photo_sentence(multi_photo: Mapping[str, Any] | None) -> str | None:
     """Several photos of one lesion against each alone, on the collection the rule was chosen on (test)."""
     if not multi_photo:
         return None
-    from dermtool.prediction.multi_photo import MultiPhotoRule
 
     rule = MultiPhotoRule.from_dict(multi_photo)
     chosen = (multi_photo.get("chosen_on") or {}) if isinstance(multi_photo.get("chosen_on"), Mapping) else {}

@@ -38,6 +38,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from dermtool import DISCLAIMER, DermtoolError, __version__
+from dermtool.export import metadata_schema_py_generated as metadata_fb
+from dermtool.export.metadata_check import MAX_ASSOCIATED_FILES, MAX_ASSOCIATED_FILE_BYTES, check_metadata
+from dermtool.files import read_regular_file
+from dermtool.prediction import lesion_check
 
 LABELS_FILE_NAME = "labels.txt"
 DERMTOOL_FILE_NAME = "dermtool.json"
@@ -60,8 +64,6 @@ def read_associated_files(path_or_bytes: str | Path | bytes) -> dict[str, bytes]
     ``MAX_ASSOCIATED_FILES`` entries of at most ``MAX_ASSOCIATED_FILE_BYTES`` each (declared and inflated),
     else a one-line :class:`DermtoolError`: a zip bomb in the metadata is never read whole.
     """
-    from dermtool.export.metadata_check import MAX_ASSOCIATED_FILE_BYTES, MAX_ASSOCIATED_FILES
-
     content = _model_bytes(path_or_bytes)
     source = str(path_or_bytes) if isinstance(path_or_bytes, (str, Path)) else "<model bytes>"
     cap = MAX_ASSOCIATED_FILE_BYTES
@@ -128,7 +130,6 @@ def read_metadata(path_or_bytes: str | Path | bytes) -> dict[str, Any]:
                 f"{source}: {LABELS_FILE_NAME} ({', '.join(labels_from_file)}) and {DERMTOOL_FILE_NAME} "
                 f"({shown}) disagree; the metadata was edited or mixed up"
             )
-    from dermtool.export.metadata_check import check_metadata
 
     check_metadata(metadata, source)  # every field, by the rules export writes it with (one line naming it)
     return metadata
@@ -137,7 +138,6 @@ def read_metadata(path_or_bytes: str | Path | bytes) -> dict[str, Any]:
 def _model_bytes(path_or_bytes: str | Path | bytes) -> bytes:
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return bytes(path_or_bytes)
-    from dermtool.files import read_regular_file
 
     return read_regular_file(Path(path_or_bytes), "model file", model=True)
 
@@ -195,8 +195,6 @@ def write_metadata(
     A model with a second output (the lesion check, :mod:`dermtool.prediction.lesion_check`) gets a second
     classification tensor ``lesion_check`` with its own label file (``lesion, not_a_lesion``), so MediaPipe's
     ``ImageClassifier`` returns it as a second head; ``extra["lesion_check"]`` must then describe it."""
-    from dermtool.prediction import lesion_check
-
     metadata_fb, model_fb = _schemas()
     input_type, output_types = _io_tensor_types(model_content, model_fb)
     output_type = output_types[0]
@@ -288,7 +286,6 @@ def write_metadata(
         metadata_fb.AssociatedFileType.DESCRIPTIONS)]
 
     info = dermtool_info(labels, input_spec, temperature, mode, io_type, extra)
-    from dermtool.export.metadata_check import check_metadata
 
     check_metadata(json.loads(json.dumps(info)), "export")  # the rules every model load checks again
     files = {
@@ -317,8 +314,6 @@ MIN_PARSER_VERSION = "1.0.0"
 def _schemas() -> tuple[Any, Any]:
     """(the metadata schema, the TFLite model schema) modules; the model schema is TensorFlow's own."""
     from tensorflow.lite.python import schema_py_generated as model_fb
-
-    from dermtool.export import metadata_schema_py_generated as metadata_fb
 
     return metadata_fb, model_fb
 

@@ -17,6 +17,10 @@ import math
 from typing import Any, Mapping
 
 from dermtool import DermtoolError
+from dermtool.data.preprocess import InputSpec
+from dermtool.fusion.model import Fusion
+from dermtool.prediction.lesion_check import threshold_from_metadata
+from dermtool.prediction.multi_photo import MultiPhotoRule
 
 #: At most this many associated files in a model (an export writes two or three: labels.txt, dermtool.json and lesion_check_labels.txt).
 MAX_ASSOCIATED_FILES = 16
@@ -90,8 +94,6 @@ def check_metadata(metadata: Mapping[str, Any], source: str = "dermtool.json") -
     labels = _labels(metadata["labels"], fail) if "labels" in metadata else []
     spec = metadata.get("input_spec")
     if spec is not None:
-        from dermtool.data.preprocess import InputSpec
-
         if not isinstance(spec, Mapping):
             raise fail("input_spec must be an object")
         try:
@@ -115,15 +117,11 @@ def check_metadata(metadata: Mapping[str, Any], source: str = "dermtool.json") -
     for field in ("referral", "melanoma"):
         _operating_point(metadata.get(field), field, labels, fail)
     if metadata.get("lesion_check") is not None:
-        from dermtool.prediction.lesion_check import threshold_from_metadata
-
         try:
             threshold_from_metadata(metadata, "lesion_check")
         except DermtoolError as error:
             raise fail(str(error).removeprefix("lesion_check: ")) from None
     if metadata.get("fusion") is not None:
-        from dermtool.fusion.model import Fusion
-
         fusion = metadata["fusion"]
         try:
             Fusion.from_dict(fusion, "fusion", model_labels=list(metadata["labels"]) if labels else None)
@@ -141,8 +139,6 @@ def check_metadata(metadata: Mapping[str, Any], source: str = "dermtool.json") -
                     or not all(isinstance(key, str) and isinstance(value, str) for key, value in label_map.items())):
                 raise fail(f"sources[{position}] must be {{name, kind, label_map: {{label: class}}}}")
     if metadata.get("multi_photo") is not None:
-        from dermtool.prediction.multi_photo import MultiPhotoRule
-
         try:
             rule = MultiPhotoRule.from_dict(metadata["multi_photo"], "multi_photo")
         except DermtoolError as error:

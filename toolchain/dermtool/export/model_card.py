@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from dermtool import DISCLAIMER, __version__
 from dermtool.export.card_capabilities import build_capabilities, render_capabilities
 from dermtool.export.record import ExportRecord
+from dermtool.fusion.questionnaire import QUESTIONS
 from dermtool.io_utils import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:  # the run folder module loads the model code (TensorFlow); the card only reads its attributes
@@ -222,8 +223,6 @@ def fusion_section(fusion: Mapping[str, Any], report: Mapping[str, Any] | None) 
     """The card's ``questionnaire_fusion``: the questions (with the answers the fusion has weights for), what
     it was fitted on, its referral point and, from ``report`` (fusion_report.json), image-only against fused
     figures per split (val, test) and source."""
-    from dermtool.fusion.questionnaire import QUESTIONS
-
     weights = fusion.get("weights") or {}
     questions = [{"name": item.name, "text": item.text, "answers": _answers_text(item),
                   "fitted_answers": [level for level in item.levels if level in weights.get(item.name, {})]}

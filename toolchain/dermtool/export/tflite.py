@@ -51,9 +51,27 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from dermtool import DermtoolError
-from dermtool.data.sources import source_to_dict
+from dermtool.config import AugmentConfig
+from dermtool.data.pipeline import make_dataset
+from dermtool.data.preprocess import normalize
+from dermtool.data.sources import run_data_description, source_to_dict
+from dermtool.export import calibration_data, convert, gate as gate_module, metadata, model_card
+from dermtool.export.calibration_data import (load_representative_images, load_split, representative_batches,
+                                              stratified_sample)
+from dermtool.export.convert import check_mode
 from dermtool.export.gate import GateMeasurement, GateResult
 from dermtool.export.record import ExportRecord
+from dermtool.fusion.fitting import read_fusion_report, read_run_fusion
+from dermtool.io_utils import atomic_path
+from dermtool.optimize.bias_correction import correct_int8_rounding_bias
+from dermtool.optimize.prune import prune_finetune, sparsity_report
+from dermtool.optimize.qat import quantization_aware_finetune
+from dermtool.prediction.lesion_check import (FILE_NAME as LESION_CHECK_FILE, attach_head, metadata_block,
+                                              read_run_check)
+from dermtool.prediction.multi_photo import rule_for_export
+from dermtool.prediction.predictor import DEFAULT_MALIGNANT_CLASSES
+from dermtool.run import RunFolder
+from dermtool.runtime import TFLiteModel
 
 if TYPE_CHECKING:
     from dermtool.export.convert import TensorQuantization
@@ -167,8 +185,6 @@ class ExportResult:
 
 def finetune_augment() -> Any:
     """The light augmentation of the pruning / QAT fine-tuning (flips, rotation, a little zoom and colour)."""
-    from dermtool.config import AugmentConfig
-
     return AugmentConfig(
         rotation_degrees=180.0, horizontal_flip=True, vertical_flip=True, zoom=0.05,
         brightness=0.05, contrast=0.05, saturation=0.05, hue=0.0,
@@ -186,8 +202,6 @@ def _check_output(out_path: Path, overwrite: bool) -> None:
 
 def _predict_float(model: Any, images: np.ndarray, spec: Any, batch_size: int = 64) -> np.ndarray:
     """Softmax output of a Keras classifier for ``load_image`` outputs, normalised as in evaluation."""
-    from dermtool.data.preprocess import normalize
-
     if len(images) == 0:
         return np.zeros((0, model.output_shape[-1]), dtype=np.float64)
     rows = [
@@ -254,8 +268,6 @@ class ExportOptions:
 
     def check(self) -> None:
         """Raise :class:`DermtoolError` naming the command-line option of the first invalid setting."""
-        from dermtool.export.convert import check_mode
-
         check_mode(self.mode, self.io)
         if self.bias_correction and self.mode != "int8":
             raise DermtoolError(f"bias correction (--bias-correction) corrects int8 weight rounding; a {self.mode} "
@@ -368,8 +380,6 @@ class _Export:
 
     # ---- step 0: arguments and output path, before anything is read
     def check_arguments(self) -> None:
-        from dermtool.export import convert
-
         self.options.check()
         if self.options.bias_correction is None:
             self.options = replace(self.options, bias_correction=self.options.mode == "int8" and not self.options.qat)
@@ -378,13 +388,6 @@ class _Export:
 
     # ---- step 1: the run, and the images it needs (an error now, before any work, if they are missing)
     def read_run(self) -> None:
-        from dermtool.data.sources import run_data_description
-        from dermtool.prediction.lesion_check import FILE_NAME as LESION_CHECK_FILE
-        from dermtool.prediction.lesion_check import read_run_check
-        from dermtool.export import calibration_data
-        from dermtool.fusion.fitting import read_fusion_report, read_run_fusion
-        from dermtool.run import RunFolder
-
         self.run_folder = run = RunFolder(self.run_dir)
         self.labels, self.spec, self.temperature, self.config = run.labels, run.input_spec, run.temperature, run.config
         self.folder = calibration_data.resolve_data_dir(run, self.data_dir)
@@ -408,9 +411,6 @@ class _Export:
 
     # ---- step 2: the float reference, the run's model with the temperature folded in (also the gate's yardstick)
     def make_reference(self) -> None:
-        from dermtool.export import convert
-        from dermtool.export.calibration_data import load_split
-
         self._last = time.perf_counter()
         self.reference = convert.fold_temperature(self.run_folder.load_model(), self.temperature, copy=False)
         self.val = load_split(self.val_records, "val", self.spec, progress=self.progress)
@@ -419,8 +419,6 @@ class _Export:
 
     # ---- step 3: training images (all of them to fine-tune) and the int8 calibration (representative) images
     def load_training_images(self) -> None:
-        from dermtool.export.calibration_data import load_representative_images, load_split, stratified_sample
-
         options = self.options
         if options.fine_tunes:
             self.train = load_split(self.train_records, "train", self.spec, progress=self.progress)
@@ -452,16 +450,12 @@ class _Export:
             train_dataset = self._finetune_dataset()
             teacher = self.reference if options.distill else None
             if options.prune > 0:
-                from dermtool.optimize.prune import prune_finetune
-
                 candidate = prune_finetune(candidate, train_dataset, None, options.prune, options.prune_epochs,
                                            self.prune_rate, self.progress, teacher=teacher)
                 self.lap("prune")
             if options.qat and options.bias_correction:
                 candidate = self.correct_bias(candidate)  # QAT starts from the corrected int8 grid
             if options.qat:
-                from dermtool.optimize.qat import quantization_aware_finetune
-
                 candidate = quantization_aware_finetune(candidate, train_dataset, None, options.qat_epochs,
                                                         self.qat_rate, input_spec=self.spec,
                                                         prune_preserve=options.prune > 0, progress=self.progress,
@@ -489,8 +483,6 @@ class _Export:
         balanced accuracy and melanoma recall. Balanced sampling keeps the objective the model was trained
         for, in expectation, for either setting. No validation set: the gate measures the result.
         """
-        from dermtool.data.pipeline import make_dataset
-
         batch_size = max(1, min(self.config.train.batch_size, FINETUNE_BATCH_SIZE_MAX))
         return make_dataset(self.train.images, self.train.labels, len(self.labels), batch_size, True,
                             finetune_augment(), self.spec, seed=self.options.seed,
@@ -498,9 +490,6 @@ class _Export:
 
     def correct_bias(self, model: Any) -> Any:
         """A copy of ``model`` with int8-rounded kernels and corrected biases."""
-        from dermtool.data.preprocess import normalize
-        from dermtool.optimize.bias_correction import correct_int8_rounding_bias
-
         prepare = _CALIBRATION_TRANSFORM or (lambda batch: normalize(batch, self.spec))
         model, report = correct_int8_rounding_bias(model, prepare(self.calibration_images), progress=self.progress)
         self.record.bias_correction = report.to_dict()
@@ -509,16 +498,11 @@ class _Export:
 
     # ---- step 5: conversion in the named mode (int8: calibrated on the representative images)
     def convert(self, candidate: Any) -> bytes:
-        from dermtool.export import convert
-        from dermtool.export.calibration_data import representative_batches
-        from dermtool.optimize.prune import sparsity_report
-
         self.record.sparsity = sparsity_report(candidate).overall
         batches = None
         if self.options.mode == "int8":
             batches = representative_batches(self.calibration_images, self.spec, transform=_CALIBRATION_TRANSFORM)
         if self.lesion_check is not None:  # the second output, on the model as converted (after every optimisation)
-            from dermtool.prediction.lesion_check import attach_head
 
             candidate = attach_head(candidate, self.lesion_check)
         content = convert.convert(candidate, self.options.mode, self.record.io_type, batches)
@@ -530,10 +514,6 @@ class _Export:
 
     # ---- step 6: TFLite metadata (normalisation, labels.txt, the lesion check's head, dermtool.json)
     def attach_metadata(self, content: bytes) -> bytes:
-        from dermtool.prediction.multi_photo import rule_for_export
-        from dermtool.prediction.predictor import DEFAULT_MALIGNANT_CLASSES
-        from dermtool.export import metadata
-
         options, config, run = self.options, self.config, self.run_folder
         extra: dict[str, Any] = {
             "model": config.model.name,
@@ -548,8 +528,6 @@ class _Export:
         if config.data.sources:  # a multi-source model carries its label maps, so bench can read each source's folder
             extra["sources"] = [source_to_dict(source) for source in config.data.sources]
         if self.lesion_check is not None:
-            from dermtool.prediction.lesion_check import metadata_block
-
             extra["lesion_check"] = metadata_block(self.lesion_check)
         if self.record.fusion is not None:
             extra["fusion"] = self.record.fusion
@@ -565,9 +543,6 @@ class _Export:
 
     # ---- step 7: gate, model card, and the model moved into place (nothing at out_path on any failure)
     def gate_and_write(self, content: bytes) -> ExportResult:
-        from dermtool.export import convert, model_card
-        from dermtool.io_utils import atomic_path
-
         record = self.record
         with atomic_path(self.out_path) as temporary:
             temporary.write_bytes(content)
@@ -583,11 +558,8 @@ class _Export:
     def measure_gate(self, model_file: Path) -> GateMeasurement | None:
         """The gate's measurement on the validation split (None without validation images). Raises
         :class:`dermtool.CheckFailed` when an enforced gate fails."""
-        from dermtool.export import gate as gate_module
-
         if not len(self.val.images):
             return None
-        from dermtool.runtime import TFLiteModel
 
         options = self.options
         exported_probabilities = TFLiteModel(model_file).predict(self.val.images).astype(np.float64)

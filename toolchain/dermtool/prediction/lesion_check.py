@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from dermtool import DermtoolError
+from dermtool.files import read_text_file
 
 FILE_NAME = "lesion_check.json"
 FORMAT_VERSION = 1
@@ -160,8 +161,6 @@ def run_file(run_path: str | Path) -> Path:
 
 
 def read_file(path: str | Path) -> LesionCheck:
-    from dermtool.files import read_text_file
-
     path = Path(path)
     try:
         values = json.loads(read_text_file(path, "lesion check"))

@@ -32,7 +32,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from dermtool import DermtoolError
-from dermtool.prediction.lesion_check import LesionCheck, run_file, sigmoid
+from dermtool.data.pipeline import load_images
+from dermtool.data.preprocess import normalize, resize
+from dermtool.data.sources import resolve_sources, run_data_description, run_split_records
+from dermtool.io_utils import atomic_write_json
+from dermtool.prediction.lesion_check import LesionCheck, features_and_logits_model, run_file, sigmoid
+from dermtool.prediction.non_lesion import generate_non_lesion_images
+from dermtool.prediction.skin_crops import skin_crops
+from dermtool.run import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -213,8 +220,6 @@ def pooled_features(model: Any, images: np.ndarray, spec: Any, batch_size: int =
     import tensorflow as tf
     from tqdm import tqdm
 
-    from dermtool.data.preprocess import normalize
-
     function = function or features_function(model)
     rows = []
     with tqdm(total=len(images), desc="Pooled features", unit="img", disable=None if progress else True) as bar:
@@ -234,9 +239,6 @@ def _sample(records: Sequence[Any], count: int, rng: np.random.Generator) -> lis
 def generated_images(per_kind: int, seed: int, spec: Any, lesions: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, list[str]]:
     """Generated non-lesion images (:func:`~dermtool.prediction.non_lesion.generate_non_lesion_images`) at the
     model's input size, with their kinds; half at HAM10000's 200x150, half at a phone's 4:3 portrait."""
-    from dermtool.data.preprocess import resize
-    from dermtool.prediction.non_lesion import generate_non_lesion_images
-
     images = (generate_non_lesion_images(count_per_kind=(per_kind + 1) // 2, seed=seed, lesion_images=lesions)
               + generate_non_lesion_images(count_per_kind=per_kind // 2, width=240, height=320, seed=seed + 100))
     pixels = np.stack([resize(item.pixels, spec.image_size, spec.resize_policy) for item in images])
@@ -245,8 +247,6 @@ def generated_images(per_kind: int, seed: int, spec: Any, lesions: Sequence[np.n
 
 def mask_folders(run: Any, data_dir: str | Path | None) -> dict[str, Path]:
     """``{source: folder}`` of the run's sources whose folder has HAM10000-style ``masks/``."""
-    from dermtool.data.sources import resolve_sources
-
     if data_dir is not None:
         folders = {source.name: Path(data_dir) for source in resolve_sources(run.config.data)}
     else:
@@ -258,9 +258,6 @@ class RunImages:
     """The images of a run the check is fitted and chosen on, and their pooled features."""
 
     def __init__(self, run: Any, data_dir: str | Path | None, settings: FitSettings, progress: bool) -> None:
-        from dermtool.data.sources import run_data_description, run_split_records
-        from dermtool.prediction.lesion_check import features_and_logits_model
-
         self.run, self.settings, self.progress = run, settings, progress
         self.spec = run.input_spec
         self.records = run_split_records(run, data_dir)
@@ -281,8 +278,6 @@ class RunImages:
         return pooled_features(self.model, images, self.spec, progress=self.progress, function=self.function)
 
     def lesions(self, split: str, per_source: int, seed: int) -> tuple[Features, np.ndarray]:
-        from dermtool.data.pipeline import load_images
-
         rng = np.random.default_rng(seed)
         parts, pixels = [], []
         for source, records in self.by_source(split).items():
@@ -293,8 +288,6 @@ class RunImages:
         return Features.concatenate(parts), np.concatenate(pixels)
 
     def crops(self, split: str, per_source: int, seed: int) -> Features:
-        from dermtool.prediction.skin_crops import skin_crops
-
         rng = np.random.default_rng(seed + 7)
         parts = []
         for source, records in self.by_source(split).items():
@@ -370,9 +363,6 @@ def fit_for_run(
 ) -> LesionCheck:
     """Fit, choose (leaving each source out) and refit the run's lesion check; write ``RUN/lesion_check.json``
     atomically unless ``write=False``."""
-    from dermtool.io_utils import atomic_write_json
-    from dermtool.run import RunFolder
-
     settings = settings or FitSettings()
     run = run_path if hasattr(run_path, "split_rows") else RunFolder(run_path)
     train, validation = collect_features(run, data_dir, settings, progress)

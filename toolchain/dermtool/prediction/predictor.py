@@ -45,7 +45,16 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
-from dermtool import DermtoolError, check_finite_outputs
+from dermtool import DermtoolError, check_finite_outputs, metrics
+from dermtool.data.preprocess import load_image, normalize, resize
+from dermtool.fusion.explain import answer_effects
+from dermtool.fusion.fitting import read_run_fusion
+from dermtool.fusion.model import Fusion
+from dermtool.fusion.questionnaire import read_answers
+from dermtool.prediction.lesion_check import (NO_CHECK_MESSAGE, features_and_logits_model, metadata_block,
+                                              read_run_check, threshold_from_metadata)
+from dermtool.run import RunFolder
+from dermtool.runtime import TFLiteModel
 
 CLASS_NAMES: dict[str, str] = {
     "mel": "melanoma",
@@ -159,8 +168,6 @@ class _RunBackend:
     kind = "run"
 
     def __init__(self, path: Path) -> None:
-        from dermtool.run import RunFolder
-
         self.path = path
         self.run = RunFolder(path)
         self.labels = list(self.run.labels)
@@ -168,7 +175,6 @@ class _RunBackend:
         self.temperature = self.run.temperature
         self.model = self.run.load_model()  # loaded once, now: a broken model fails here with the run's message
         self.run.use_model(self.model)
-        from dermtool.prediction.lesion_check import metadata_block, read_run_check
 
         self.check = read_run_check(self.run)  # RUN/lesion_check.json, or None
         self.lesion_check = metadata_block(self.check) if self.check is not None else None
@@ -184,8 +190,6 @@ class _RunBackend:
 
     def fusion_dict(self) -> dict[str, Any] | None:
         """RUN/fusion.json (written by ``dermtool fuse``), checked; None when the run has none."""
-        from dermtool.fusion.fitting import read_run_fusion
-
         return read_run_fusion(self.run)
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -196,10 +200,6 @@ class _RunBackend:
         if self.check is None:
             return self.run.predict_probabilities(np.asarray(images)), None
         import tensorflow as tf
-
-        from dermtool import metrics
-        from dermtool.data.preprocess import normalize
-        from dermtool.prediction.lesion_check import features_and_logits_model
 
         if self._function is None:
             both = features_and_logits_model(self.model, self.check.feature_layer)
@@ -218,8 +218,6 @@ class _TFLiteBackend:
     kind = "tflite"
 
     def __init__(self, path: Path, threads: int) -> None:
-        from dermtool.runtime import TFLiteModel
-
         self.path = path
         try:
             self.model = TFLiteModel(path, threads=threads)
@@ -230,7 +228,6 @@ class _TFLiteBackend:
         self.metadata: dict[str, Any] = dict(self.model.metadata or {})
         self.labels = list(self.model.require_labels())
         self.input_spec = self.model.require_input_spec()
-        from dermtool.prediction.lesion_check import threshold_from_metadata
 
         threshold_from_metadata(self.metadata, f"{path} (dermtool.json)")  # checked at load
         has_output = self.model.lesion_check_output is not None
@@ -353,8 +350,6 @@ class Predictor:
         self._check_enabled = bool(lesion_check)
         self._check_threshold_override = None if lesion_check_threshold is None else float(lesion_check_threshold)
         if self._check_enabled and backend.lesion_check is None and backend.kind == "tflite":
-            from dermtool.prediction.lesion_check import NO_CHECK_MESSAGE
-
             self._note(f"{self.model_path}: {NO_CHECK_MESSAGE}")
         elif self._check_enabled and backend.lesion_check is None:
             self._note(f"{self.model_path}: this run has no lesion check (no lesion_check.json): photos that show no "
@@ -420,8 +415,6 @@ class Predictor:
                      malignant: Sequence[str] | None) -> tuple[Any, Thresholds | None]:
         """The model's questionnaire fusion (RUN/fusion.json or the metadata's ``fusion``) and the decision
         rule for fused probabilities (the fusion's own referral threshold unless one is given)."""
-        from dermtool.fusion.model import Fusion
-
         item = backend.fusion_dict()
         if not item:
             return None, None
@@ -441,8 +434,6 @@ class Predictor:
     def _answers_per_image(self, answers: Any, count: int,
                            images: Sequence[Any] | None = None) -> list[dict[str, str]] | None:
         """``answers`` (None, one mapping for every image, or one per image) read by the questionnaire."""
-        from dermtool.fusion.questionnaire import read_answers
-
         if answers is None:
             return None
         if isinstance(answers, Mapping):
@@ -491,8 +482,6 @@ class Predictor:
 
     # ---- prediction -----------------------------------------------------------------------------------
     def _load(self, image: ImageInput) -> tuple[str, np.ndarray]:
-        from dermtool.data.preprocess import load_image, resize
-
         if isinstance(image, np.ndarray):
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
                 raise DermtoolError(f"an image array must be uint8 (height, width, 3), got {image.dtype} {image.shape}")
@@ -560,8 +549,6 @@ class Predictor:
         fusion_block = None
         thresholds = self.thresholds
         if answers is not None and self.fusion is not None:
-            from dermtool.fusion.explain import answer_effects
-
             image_row, image_best = row, int(np.argmax(row))
             fusion_block = {"answers": dict(answers), "applied": bool(answers)}
             if answers:

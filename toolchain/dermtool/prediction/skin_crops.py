@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from dermtool.data.images import ImageError, load_rgb
+from dermtool.data.preprocess import resize
 
 #: margin kept free around the mask, as a share of the image's shorter side
 MASK_MARGIN = 0.06
@@ -107,9 +109,6 @@ def skin_crops(
     ``mask_folders``: ``{source: folder}`` of sources whose images have masks (``folder/masks/...``);
     the others get corner crops."""
     from tqdm import tqdm
-
-    from dermtool.data.images import ImageError, load_rgb
-    from dermtool.data.preprocess import resize
 
     rng = np.random.default_rng(seed)
     crops: list[SkinCrop] = []

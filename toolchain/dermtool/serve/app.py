@@ -61,15 +61,11 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from dermtool import DISCLAIMER, DermtoolError, ModelOutputError, __version__
+from dermtool.data.images import ImageError, load_rgb
+from dermtool.fusion.questionnaire import QUESTIONS
 from dermtool.serve.service import ModelService, read_form_answers
-from dermtool.serve.uploads import (
-    IMAGE_FIELD,
-    UploadError,
-    check_request_type,
-    extract_upload,
-    extract_uploads,
-    read_body,
-)
+from dermtool.serve.uploads import (IMAGE_FIELD, UploadError, check_request_type, extract_upload, extract_uploads,
+                                    read_body)
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +86,6 @@ CONTENT_SECURITY_POLICY = (
 
 
 def _answer_properties() -> dict[str, Any]:
-    from dermtool.fusion.questionnaire import QUESTIONS
-
     return {item.name: {"type": "string", "description": f"{item.text} ({item.describe()}; empty or omitted: "
                         "unknown). Only for a model with a questionnaire fusion."} for item in QUESTIONS}
 
@@ -230,8 +224,6 @@ DECODE_MESSAGES = {
 
 def _decode(data: bytes):
     """Pixels of the uploaded bytes (EXIF orientation applied, metadata dropped), or UploadError."""
-    from dermtool.data.images import ImageError, load_rgb
-
     try:
         return load_rgb(data)
     except ImageError as error:

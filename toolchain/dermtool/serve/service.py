@@ -16,6 +16,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from dermtool import DISCLAIMER, DermtoolError, __version__
+from dermtool.explain.gradcam import explain, get_explainer
+from dermtool.explain.heat_layer import heat_layer_png, plain_png
+from dermtool.fusion.questionnaire import question, read_answers
+from dermtool.prediction.lesion import predict_lesion
+from dermtool.prediction.predictor import CLASS_NAMES, Predictor, class_name
 
 #: What each outcome means, in plain words, and what to do. Shown by the page; served by GET /api/model.
 #: The referral message names the model's own referral classes: see :func:`outcome_guidance`.
@@ -66,8 +71,6 @@ def name_list(names: Sequence[str], conjunction: str = "or") -> str:
 def outcome_guidance(referral_labels: Sequence[str]) -> dict[str, dict[str, str]]:
     """:data:`OUTCOME_GUIDANCE` with the referral message naming ``referral_labels`` (the model's referral
     classes, from its metrics or metadata: never a fixed list), by their readable names."""
-    from dermtool.prediction.predictor import class_name
-
     classes = name_list([class_name(label) for label in referral_labels]) or "a referral class"
     guidance = {outcome: dict(item) for outcome, item in OUTCOME_GUIDANCE.items()}
     guidance["refer"]["message"] = guidance["refer"]["message"].format(classes=classes)
@@ -114,8 +117,6 @@ def read_form_answers(fields: Iterable[tuple[str, str]]) -> dict[str, str]:
     by :func:`dermtool.fusion.questionnaire.read_answers` (unknown answers, e.g. empty fields, left out).
     An unknown question, an answer a question does not take, a question given twice or an overlong field is
     a one-line :class:`DermtoolError` (the app answers 400 with it)."""
-    from dermtool.fusion.questionnaire import question, read_answers
-
     raw: dict[str, str] = {}
     for name, value in fields:
         if len(name) > MAX_ANSWER_CHARS or len(value) > MAX_ANSWER_CHARS:
@@ -185,8 +186,6 @@ class ModelService:
     """
 
     def __init__(self, model: str | Path | Any, threads: int = 1) -> None:
-        from dermtool.prediction.predictor import CLASS_NAMES, Predictor
-
         if isinstance(model, (str, Path)):
             path = Path(model)
             if not path.exists():
@@ -296,8 +295,6 @@ class ModelService:
         :func:`dermtool.prediction.lesion.predict_lesion` (photos the lesion check rejects left out and listed,
         the rest combined by the model's multi-photo rule, then fused with ``answers``), every class in
         ``top_k``; the photos are named "photo 1", "photo 2" ... in the order sent."""
-        from dermtool.prediction.lesion import predict_lesion
-
         result = dict(predict_lesion(self.predictor, photos, lesion="<upload>", answers=answers or None,
                                      top_k=len(self.labels)))
         names = [f"photo {position}" for position in range(1, len(photos) + 1)]
@@ -322,8 +319,6 @@ class ModelService:
             )
         if label is not None and label not in self.labels:
             raise DermtoolError(f"unknown class {label!r}; the model's classes are {', '.join(self.labels)}")
-        from dermtool.explain.gradcam import explain
-        from dermtool.explain.heat_layer import heat_layer_png, plain_png
 
         result = explain(pixels, self.predictor, class_name=label)  # the Explainer is cached
         explained = result.explained_label or result.label
@@ -343,6 +338,4 @@ class ModelService:
         size = 64 if spec is None else int(spec.image_size)
         self.predictor.predict([np.full((size, size, 3), 128, dtype=np.uint8)], top_k=1)
         if self.explain_available:
-            from dermtool.explain.gradcam import get_explainer
-
             get_explainer(self.predictor)
