@@ -41,8 +41,9 @@ LOGITS_LAYER_NAME = "lesion_check_logits"
 #: the label file of the head's output tensor in the .tflite metadata
 LABELS_FILE_NAME = "lesion_check_labels.txt"
 #: said by every client when a model has no lesion check (older exports)
-NO_CHECK_MESSAGE = ("this model has no lesion check (exported before it existed): photos that show no skin "
-                    "lesion are not rejected; export it again from a run with lesion_check.json")
+NO_CHECK_MESSAGE = ("this model has no lesion check (exported before there was one, or from a run without "
+                    "lesion_check.json): photos that show no skin lesion are not rejected; fit one with "
+                    "`dermtool lesion-check RUN` and export again")
 
 
 @dataclass
