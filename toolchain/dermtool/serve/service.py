@@ -238,11 +238,17 @@ class ModelService:
         return [{"name": source.name, "kind": source.kind} for source in sources]
 
     def lesion_check_description(self) -> dict[str, Any] | None:
-        """The model's lesion check (``{threshold, categories, head_name}`` of the Predictor's ``lesion_check``,
-        its metadata with the threshold in force), or None for a model without one or with it switched off."""
-        item = self.predictor.lesion_check
+        """The model's lesion check (``{threshold, categories, head_name, ...}``: the ``lesion_check`` of its
+        metadata, or the Predictor's), or None for a model without one."""
+        if hasattr(self.predictor, "lesion_check"):
+            item = self.predictor.lesion_check  # None when the model has none or it is switched off
+        else:
+            metadata = getattr(self._backend(), "metadata", None)
+            item = metadata.get("lesion_check") if isinstance(metadata, Mapping) else None
         if item is None:
             return None
+        if not isinstance(item, Mapping):
+            item = {key: getattr(item, key) for key in ("threshold", "categories", "head_name") if hasattr(item, key)}
         return {key: value for key, value in item.items() if key in ("threshold", "categories", "head_name")}
 
     def check_answers(self, answers: dict[str, str]) -> None:
